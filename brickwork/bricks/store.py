@@ -1,0 +1,230 @@
+"""The versioned brick library on disk.
+
+Layout under the library root (``--library``, ``$BRICKWORK_HOME``, default ``~/.brickwork``)::
+
+    library.json                      {"format_version", "base_model": {"id", "fingerprint"}}
+    bricks/<name>/versions/<v>/       brick.json + adapter files (or mask files), immutable
+    bricks/<name>/ACTIVE              the active version number
+    .staging/  .trash/                scratch space; anything left there after a crash is ignored
+    .lock                             flock taken by every writer
+
+Every version is kept; rollback moves ``ACTIVE``; remove renames the brick away before deleting.
+A new version is written to ``.staging``, validated, then renamed into place, and only then made
+active, so a crash at any point leaves the previous state readable and unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from brickwork import _atomic
+from brickwork.bricks.manifest import MANIFEST_NAME, Manifest, check_name
+from brickwork.bricks.validate import refuse_pickles, validate_brick_dir
+from brickwork.errors import BaseModelMismatch, BrickNotFound, LibraryError
+from brickwork.models import BaseModel, resolve_base_model
+
+LIBRARY_FORMAT = 1
+
+
+def default_library() -> Path:
+    return Path(os.environ.get("BRICKWORK_HOME") or Path.home() / ".brickwork").expanduser()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Brick:
+    """One stored brick version: its manifest and the directory holding its files."""
+
+    manifest: Manifest
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+
+class BrickStore:
+    """Versioned, validated, crash-safe storage of bricks for one base model.
+
+    Example::
+
+        store = BrickStore("~/.brickwork")
+        brick = store.add(adapter_dir, manifest)   # validated, new version, active
+        store.rollback(brick.name, to=1)
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, base: BaseModel | str | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_library()
+        self._base = base if isinstance(base, BaseModel) else None
+        self._base_name = base if isinstance(base, str) else None
+        self._base_checked = False
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def bricks_dir(self) -> Path:
+        return self.root / "bricks"
+
+    def _brick_dir(self, name: str) -> Path:
+        return self.bricks_dir / check_name(name)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the library's write lock (re-entrant callers should take it once, outside)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _atomic.file_lock(self.root / ".lock"):
+            yield
+
+    # -- base model --------------------------------------------------------------------------
+    @property
+    def base(self) -> BaseModel:
+        """The library's base model: recorded in `library.json`, resolved lazily and checked."""
+        if self._base is None or not self._base_checked:
+            recorded = (self._read_library_json() or {}).get("base_model") or {}
+            base = self._base or resolve_base_model(self._base_name or recorded.get("id"))
+            if recorded.get("fingerprint") and recorded["fingerprint"] != base.fingerprint:
+                raise BaseModelMismatch(
+                    f"library {self.root} was built for base model {recorded.get('id')!r} "
+                    f"({recorded['fingerprint']}), not {base.id!r} ({base.fingerprint})"
+                )
+            self._base, self._base_checked = base, True
+        return self._base
+
+    def _read_library_json(self) -> dict | None:
+        p = self.root / "library.json"
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise LibraryError(f"{p} is corrupt ({exc}); restore it or start a new library") from exc
+
+    def _ensure_library_json(self) -> None:
+        if self._read_library_json() is None:
+            _atomic.write_json(
+                self.root / "library.json",
+                {"format_version": LIBRARY_FORMAT, "base_model": self.base.to_json()},
+            )
+
+    # -- reading -----------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        if not self.bricks_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.bricks_dir.iterdir() if (p / "ACTIVE").is_file())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names()
+
+    def active_version(self, name: str) -> int:
+        f = self._brick_dir(name) / "ACTIVE"
+        try:
+            return int(f.read_text().strip())
+        except FileNotFoundError:
+            raise BrickNotFound(self._not_found(name)) from None
+        except ValueError as exc:
+            raise LibraryError(f"{f} is corrupt: {exc}") from exc
+
+    def _not_found(self, name: str) -> str:
+        have = self.names()
+        hint = f"; the library has: {', '.join(have)}" if have else "; the library is empty (run `brickwork library build`)"
+        return f"no brick named {name!r} in {self.root}{hint}"
+
+    def versions(self, name: str) -> list[int]:
+        vdir = self._brick_dir(name) / "versions"
+        if not vdir.is_dir():
+            raise BrickNotFound(self._not_found(name))
+        return sorted(int(p.name) for p in vdir.iterdir() if p.name.isdigit() and (p / MANIFEST_NAME).is_file())
+
+    def get(self, name: str, version: int | None = None) -> Brick:
+        if version is None:
+            version = self.active_version(name)
+        path = self._brick_dir(name) / "versions" / str(version)
+        if not (path / MANIFEST_NAME).is_file():
+            raise BrickNotFound(f"brick {name!r} has no version {version} (versions: {self.versions(name)})")
+        return Brick(manifest=Manifest.load(path), path=path)
+
+    def list(self) -> list[Brick]:
+        """The active version of every brick, sorted by name."""
+        return [self.get(n) for n in self.names()]
+
+    def state(self) -> dict[str, int]:
+        """{name: active version}: what the retrieval index must mirror."""
+        return {n: self.active_version(n) for n in self.names()}
+
+    def history(self, name: str) -> list[dict]:
+        active = self.active_version(name)
+        out = []
+        for v in self.versions(name):
+            m = self.get(name, v).manifest
+            out.append(
+                {
+                    "version": v,
+                    "active": v == active,
+                    "created_at": m.created_at,
+                    "parents": m.provenance.get("parents", []),
+                    "command": m.provenance.get("command"),
+                    "metrics": m.metrics,
+                }
+            )
+        return out
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, src: str | os.PathLike[str], manifest: Manifest | None = None, *, activate: bool = True) -> Brick:
+        """Copy a brick directory in as the next version of its name, validated, then activate it.
+
+        `manifest` overrides `src/brick.json`; its `version` is reassigned to the next free one.
+        """
+        src = Path(src)
+        if not src.is_dir():
+            raise LibraryError(f"{src} is not a directory")
+        refuse_pickles(src)
+        if manifest is None:
+            manifest = Manifest.load(src / MANIFEST_NAME)
+        base = self.base
+        with self.lock():
+            self._ensure_library_json()
+            bdir = self._brick_dir(manifest.name)
+            existing = self.versions(manifest.name) if (bdir / "versions").is_dir() else []
+            version = (max(existing) + 1) if existing else 1
+            manifest = manifest.replace(version=version)
+            staging_root = self.root / ".staging"
+            staging_root.mkdir(parents=True, exist_ok=True)
+            staged = Path(tempfile.mkdtemp(prefix=f"{manifest.name}.", dir=staging_root))
+            try:
+                for item in src.iterdir():
+                    if item.name == MANIFEST_NAME or item.name.startswith("."):
+                        continue
+                    if item.is_symlink() or not (item.is_file() or item.is_dir()):
+                        raise LibraryError(f"{item}: links and special files are not accepted in a brick")
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, staged / item.name)
+                _atomic.write_json(staged / MANIFEST_NAME, manifest.to_json())
+                validate_brick_dir(staged, base)
+                _atomic.publish_dir(staged, bdir / "versions" / str(version))
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+            if activate or not existing:
+                _atomic.write_text(bdir / "ACTIVE", str(version))
+        return self.get(manifest.name, version)
+
+    def rollback(self, name: str, *, to: int) -> Brick:
+        with self.lock():
+            if to not in self.versions(name):
+                raise BrickNotFound(f"brick {name!r} has no version {to} (versions: {self.versions(name)})")
+            _atomic.write_text(self._brick_dir(name) / "ACTIVE", str(to))
+        return self.get(name, to)
+
+    def remove(self, name: str) -> None:
+        with self.lock():
+            bdir = self._brick_dir(name)
+            if not (bdir / "ACTIVE").is_file():
+                raise BrickNotFound(self._not_found(name))
+            _atomic.remove_tree(bdir, self.root / ".trash")

@@ -1,0 +1,5 @@
+import sys
+
+from brickwork.cli import main
+
+sys.exit(main())
