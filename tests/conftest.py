@@ -1,0 +1,114 @@
+"""Shared fixtures: the real default base model, temporary libraries, quickly written adapters."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def base():
+    """The real default base model (SmolLM2-135M-Instruct), resolved once per session."""
+    from brickwork.models import resolve_base_model
+
+    return resolve_base_model()
+
+
+@pytest.fixture
+def library(tmp_path, base):
+    """An empty brick library in tmp_path for the default base model."""
+    from brickwork.bricks import BrickStore
+
+    return BrickStore(tmp_path / "library", base=base)
+
+
+def write_lora_adapter(
+    path: Path,
+    base,
+    *,
+    rank: int = 8,
+    modules: tuple[str, ...] = ("q_proj", "v_proj"),
+    layers: range | None = None,
+    seed: int = 0,
+    scale: float = 0.02,
+) -> Path:
+    """Write a PEFT-format LoRA adapter for `base` without loading the model (random weights).
+
+    B is non-zero, so the adapter really changes outputs. Use it where a trained brick is not
+    needed (store, index and engine tests); training tests train for real.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from brickwork.models import weight_shapes
+
+    shapes = weight_shapes(base)
+    n_layers = 1 + max(int(k.split(".")[2]) for k in shapes if k.startswith("model.layers."))
+    layers = layers if layers is not None else range(n_layers)
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for i in layers:
+        for key, shape in shapes.items():
+            if not key.startswith(f"model.layers.{i}.") or key.split(".")[-2] not in modules:
+                continue
+            mod = key[: -len(".weight")]
+            out_f, in_f = shape
+            tensors[f"base_model.model.{mod}.lora_A.weight"] = torch.randn(rank, in_f, generator=g) * scale
+            tensors[f"base_model.model.{mod}.lora_B.weight"] = torch.randn(out_f, rank, generator=g) * scale
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path / "adapter_model.safetensors"))
+    cfg = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": str(base.path),
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": list(modules),
+        "layers_to_transform": list(layers) if len(layers) != n_layers else None,
+        "use_dora": False,
+        "use_rslora": False,
+        "modules_to_save": None,
+        "fan_in_fan_out": False,
+        "init_lora_weights": True,
+        "inference_mode": True,
+    }
+    (path / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+def make_manifest(name: str, base, *, description: str | None = None, examples=(), rank: int = 8, **kw):
+    from brickwork.bricks import Manifest
+
+    return Manifest(
+        name=name,
+        version=1,
+        kind="lora",
+        description=description or f"test brick {name}",
+        examples=list(examples),
+        base_model=base.to_json(),
+        rank=rank,
+        target_modules=["q_proj", "v_proj"],
+        **kw,
+    )
+
+
+@pytest.fixture
+def make_brick(tmp_path, base):
+    """make_brick(name, **kw) -> a complete brick directory (adapter + brick.json) outside any library."""
+    counter = iter(range(10**6))
+
+    def _make(name: str, *, seed: int | None = None, rank: int = 8, **kw) -> Path:
+        d = tmp_path / "src" / f"{name}-{next(counter)}"
+        write_lora_adapter(d, base, rank=rank, seed=seed if seed is not None else abs(hash(name)) % 1000)
+        (d / "brick.json").write_text(json.dumps(make_manifest(name, base, rank=rank, **kw).to_json()))
+        return d
+
+    return _make
