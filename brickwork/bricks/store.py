@@ -4,13 +4,15 @@ Layout under the library root (``--library``, ``$BRICKWORK_HOME``, default ``~/.
 
     library.json                      {"format_version", "base_model": {"id", "fingerprint"}}
     bricks/<name>/versions/<v>/       brick.json + adapter files (or mask files), immutable
-    bricks/<name>/ACTIVE              the active version number
+    bricks/<name>/state.json          {"active": v, "versions": [...]}: the commit record
     .staging/  .trash/                scratch space; anything left there after a crash is ignored
     .lock                             flock taken by every writer
 
-Every version is kept; rollback moves ``ACTIVE``; remove renames the brick away before deleting.
-A new version is written to ``.staging``, validated, then renamed into place, and only then made
-active, so a crash at any point leaves the previous state readable and unchanged.
+Every version is kept; rollback rewrites ``state.json``; remove renames the brick away before
+deleting. A new version is written to ``.staging``, validated, renamed into ``versions/``, and only
+then committed by the atomic rewrite of ``state.json``; a version directory that ``state.json``
+does not list (left by a crash) is invisible and is swept by the next write. So a crash at any
+point leaves the previous state readable and unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from brickwork.errors import BaseModelMismatch, BrickNotFound, LibraryError
 from brickwork.models import BaseModel, resolve_base_model
 
 LIBRARY_FORMAT = 1
+STATE = "state.json"
 
 
 def default_library() -> Path:
@@ -119,19 +122,23 @@ class BrickStore:
     def names(self) -> list[str]:
         if not self.bricks_dir.is_dir():
             return []
-        return sorted(p.name for p in self.bricks_dir.iterdir() if (p / "ACTIVE").is_file())
+        return sorted(p.name for p in self.bricks_dir.iterdir() if (p / STATE).is_file())
 
     def __contains__(self, name: str) -> bool:
         return name in self.names()
 
-    def active_version(self, name: str) -> int:
-        f = self._brick_dir(name) / "ACTIVE"
+    def _state(self, name: str) -> dict:
+        f = self._brick_dir(name) / STATE
         try:
-            return int(f.read_text().strip())
+            state = json.loads(f.read_text())
+            return {"active": int(state["active"]), "versions": [int(v) for v in state["versions"]]}
         except FileNotFoundError:
             raise BrickNotFound(self._not_found(name)) from None
-        except ValueError as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise LibraryError(f"{f} is corrupt: {exc}") from exc
+
+    def active_version(self, name: str) -> int:
+        return self._state(name)["active"]
 
     def _not_found(self, name: str) -> str:
         have = self.names()
@@ -139,10 +146,7 @@ class BrickStore:
         return f"no brick named {name!r} in {self.root}{hint}"
 
     def versions(self, name: str) -> list[int]:
-        vdir = self._brick_dir(name) / "versions"
-        if not vdir.is_dir():
-            raise BrickNotFound(self._not_found(name))
-        return sorted(int(p.name) for p in vdir.iterdir() if p.name.isdigit() and (p / MANIFEST_NAME).is_file())
+        return sorted(self._state(name)["versions"])
 
     def get(self, name: str, version: int | None = None) -> Brick:
         if version is None:
@@ -193,8 +197,9 @@ class BrickStore:
         with self.lock():
             self._ensure_library_json()
             bdir = self._brick_dir(manifest.name)
-            existing = self.versions(manifest.name) if (bdir / "versions").is_dir() else []
-            version = (max(existing) + 1) if existing else 1
+            state = self._state(manifest.name) if (bdir / STATE).is_file() else {"active": None, "versions": []}
+            self._sweep_orphans(bdir, state["versions"])
+            version = max(state["versions"], default=0) + 1
             manifest = manifest.replace(version=version)
             staging_root = self.root / ".staging"
             staging_root.mkdir(parents=True, exist_ok=True)
@@ -211,20 +216,35 @@ class BrickStore:
                 _atomic.publish_dir(staged, bdir / "versions" / str(version))
             finally:
                 shutil.rmtree(staged, ignore_errors=True)
-            if activate or not existing:
-                _atomic.write_text(bdir / "ACTIVE", str(version))
+            active = version if (activate or state["active"] is None) else state["active"]
+            self._write_state(bdir, active, [*state["versions"], version])
         return self.get(manifest.name, version)
 
     def rollback(self, name: str, *, to: int) -> Brick:
         with self.lock():
-            if to not in self.versions(name):
-                raise BrickNotFound(f"brick {name!r} has no version {to} (versions: {self.versions(name)})")
-            _atomic.write_text(self._brick_dir(name) / "ACTIVE", str(to))
+            state = self._state(name)
+            if to not in state["versions"]:
+                raise BrickNotFound(f"brick {name!r} has no version {to} (versions: {state['versions']})")
+            self._write_state(self._brick_dir(name), to, state["versions"])
         return self.get(name, to)
 
     def remove(self, name: str) -> None:
         with self.lock():
             bdir = self._brick_dir(name)
-            if not (bdir / "ACTIVE").is_file():
+            if not (bdir / STATE).is_file():
                 raise BrickNotFound(self._not_found(name))
             _atomic.remove_tree(bdir, self.root / ".trash")
+
+    # -- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _write_state(bdir: Path, active: int, versions: list[int]) -> None:
+        _atomic.write_json(bdir / STATE, {"active": active, "versions": sorted(versions)})
+
+    def _sweep_orphans(self, bdir: Path, committed: list[int]) -> None:
+        """Remove version directories a crash left behind (published but never committed)."""
+        vdir = bdir / "versions"
+        if not vdir.is_dir():
+            return
+        for p in vdir.iterdir():
+            if not (p.name.isdigit() and int(p.name) in committed):
+                _atomic.remove_tree(p, self.root / ".trash")
