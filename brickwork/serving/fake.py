@@ -1,0 +1,105 @@
+"""A deterministic stand-in engine for unit tests of the code above the engine seam.
+
+It runs no model: each completion is computed from the request alone, so tests are fast and
+repeatable. By default the text names the configuration and echoes the user message; with a
+`json_schema` it returns the smallest JSON value that satisfies the schema; `respond` scripts any
+other behaviour. Every batch is recorded in `calls`.
+
+Example::
+
+    engine = FakeEngine(respond=lambda req: "Paris" if "France" in req.prompt else None)
+    engine.generate([Request(prompt=render_prompt("Capital of France?"))])
+    # [Completion(text='Paris', n_tokens=2)]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from brickwork.errors import ConfigError
+from brickwork.serving.engine import Completion, EngineBase, Request
+
+_USER = re.compile(r"<\|im_start\|>user\n(?P<text>.*?)(?:<\|im_end\|>|$)", re.S)
+
+
+def user_message(prompt: str) -> str:
+    """The last user message of a prompt rendered by `render_prompt` (the prompt itself otherwise)."""
+    found = _USER.findall(prompt)
+    return found[-1].strip() if found else prompt.strip()
+
+
+def minimal_json(schema: dict[str, Any]) -> Any:
+    """A small value valid for common JSON schemas (const, enum, type, required properties, items)."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return minimal_json(schema[key][0])
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: minimal_json(props.get(k, {})) for k in schema.get("required", [])}
+    if kind == "array":
+        n = int(schema.get("minItems", 0))
+        return [minimal_json(schema.get("items", {})) for _ in range(n)]
+    if kind == "string":
+        return "x" * int(schema.get("minLength", 1))
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return False
+    return None
+
+
+class FakeEngine(EngineBase):
+    """Implements the `Engine` protocol deterministically, without a model.
+
+    `store`, when given, is used to check that every requested brick version exists (raising
+    `BrickNotFound` as real engines do). `respond(request)` may return the text to produce, or
+    None for the default behaviour.
+    """
+
+    name = "fake"
+
+    def __init__(self, store: Any = None, *, respond: Callable[[Request], str | None] | None = None) -> None:
+        if respond is not None and not callable(respond):
+            raise ConfigError(f"`respond` should be a callable, got {respond!r}.")
+        self.store = store
+        self.respond = respond
+        self.calls: list[list[Request]] = []
+        self._lock = threading.Lock()
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        reqs = self._check_batch(requests)
+        if self.store is not None:
+            for r in reqs:
+                for b in r.bricks:
+                    self.store.get(b.name, b.version)
+        with self._lock:
+            self.calls.append(reqs)
+        return [self._complete(r) for r in reqs]
+
+    def _complete(self, req: Request) -> Completion:
+        s = req.sampling
+        text = self.respond(req) if self.respond is not None else None
+        if text is None:
+            if s.json_schema is not None:
+                text = json.dumps(minimal_json(s.json_schema), separators=(",", ":"))
+            else:
+                config = "+".join(f"{b.name}@{b.version}:{b.weight:g}" for b in req.bricks) or "base"
+                text = f"[{config}] {user_message(req.prompt)}"
+        for stop in s.stop:
+            if stop in text:
+                text = text[: text.index(stop)]
+        words = text.split()
+        if len(words) >= s.max_tokens:
+            return Completion(text=" ".join(words[: s.max_tokens]), n_tokens=s.max_tokens)
+        return Completion(text=text.strip(), n_tokens=len(words) + 1)
