@@ -1,0 +1,230 @@
+"""What a brick was made from, and how well a brick (or the base model) does on a set of items.
+
+Merging, updating and growing all need the same two things: a brick's *data* (its original
+training pairs to replay, its test items to gate on) and a *score* of an adapter on items.
+
+A brick's data comes from two places:
+
+- the bundled tasks it serves (`tasks_of`): a starter brick is named after its task, a merged or
+  updated brick lists its tasks in ``provenance.tasks``;
+- files inside the brick version directory, under ``data/`` (JSON lines of ``{"input",
+  "output", "answers"?}``): ``train.jsonl`` and ``heldout.jsonl`` for bricks grown from feedback,
+  ``corrections.jsonl`` for every correction an update folded in (later updates replay them).
+  PEFT and vLLM ignore these files; the store copies them with the version.
+
+Example::
+
+    items = test_items(brick.manifest, brick.path, n=100)
+    with BaseRunner(store.base) as runner:
+        runner.score(brick.path, items).accuracy
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brickwork.bricks.manifest import Manifest
+from brickwork.errors import BrickError
+from brickwork.models import BaseModel
+from brickwork.tasks import Example, is_correct, load_tasks, normalize, sample
+
+DATA_DIR = "data"
+TRAIN_FILE = "train.jsonl"
+HELDOUT_FILE = "heldout.jsonl"
+CORRECTIONS_FILE = "corrections.jsonl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Item:
+    """One user message and the answers accepted for it (`task` says where it came from)."""
+
+    text: str
+    answer: str
+    answers: tuple[str, ...] = ()
+    task: str | None = None
+
+    def correct(self, prediction: str) -> bool:
+        return is_correct(prediction, Example(input=self.text, output=self.answer, split="", answers=self.answers))
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"input": self.text, "output": self.answer}
+        if self.answers:
+            d["answers"] = list(self.answers)
+        if self.task:
+            d["task"] = self.task
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Item:
+        return cls(text=str(d["input"]), answer=str(d["output"]), answers=tuple(d.get("answers") or ()),
+                   task=d.get("task"))
+
+
+def task_items(task_id: str, split: str, *, n: int | None = None, seed: int = 0) -> list[Item]:
+    """A seeded sample of a bundled task's split, as the user messages bricks are trained on."""
+    task = load_tasks()[task_id]
+    return [
+        Item(text=task.query(e), answer=e.output, answers=e.answers, task=task_id)
+        for e in sample(task.split(split), n, seed=seed)  # type: ignore[arg-type]
+    ]
+
+
+def tasks_of(manifest: Manifest) -> list[str]:
+    """The bundled tasks a brick serves: ``provenance.tasks``/``task_id``, else its name if it is a task."""
+    prov = manifest.provenance
+    known = load_tasks()
+    tasks = prov.get("tasks")
+    if isinstance(tasks, list) and tasks:
+        return [t for t in tasks if t in known]
+    for key in ("task_id", "task"):
+        if isinstance(prov.get(key), str) and prov[key] in known:
+            return [prov[key]]
+    return [manifest.name] if manifest.name in known else []
+
+
+def read_items(path: Path) -> list[Item]:
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(Item.from_json(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise BrickError(f"{path}:{i}: not a data line ({exc})") from exc
+    return out
+
+
+def write_items(path: Path, items: Iterable[Item]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(it.to_json(), ensure_ascii=False) + "\n" for it in items), encoding="utf-8")
+
+
+def brick_data(brick_path: Path, which: str) -> list[Item]:
+    return read_items(Path(brick_path) / DATA_DIR / which)
+
+
+def _sample(items: list[Item], n: int | None, seed: int) -> list[Item]:
+    import random
+
+    if n is None or n >= len(items):
+        return list(items)
+    idx = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in idx]
+
+
+def test_items_by_task(manifest: Manifest, brick_path: Path | None, *, n: int | None, seed: int = 0) -> dict[str, list[Item]]:
+    """{task id (or ``<name>:heldout``): at most `n` test items} for a brick."""
+    out = {t: task_items(t, "test", n=n, seed=seed) for t in tasks_of(manifest)}
+    if brick_path is not None:
+        held = brick_data(brick_path, HELDOUT_FILE)
+        if held:
+            out[f"{manifest.name}:heldout"] = _sample(held, n, seed)
+    return out
+
+
+def test_items(manifest: Manifest, brick_path: Path | None, *, n: int | None, seed: int = 0) -> list[Item]:
+    return [it for items in test_items_by_task(manifest, brick_path, n=n, seed=seed).values() for it in items]
+
+
+def train_items(manifest: Manifest, brick_path: Path | None) -> list[Item]:
+    """Everything a brick was trained on: its tasks' train splits, its data files, its corrections."""
+    out = [it for t in tasks_of(manifest) for it in task_items(t, "train")]
+    if brick_path is not None:
+        out += brick_data(brick_path, TRAIN_FILE) + brick_data(brick_path, CORRECTIONS_FILE)
+    return out
+
+
+# -- scoring ---------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Score:
+    n: int
+    correct: int
+    outputs: list[str] = field(repr=False)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+
+def max_new_tokens_for(items: Sequence[Item], tok: Any, *, cap: int = 64) -> int:
+    """Room for the longest accepted answer plus a few tokens, so a wrong long answer costs little."""
+    longest = max((len(tok(a, add_special_tokens=False)["input_ids"]) for it in items for a in (it.answer, *it.answers)),
+                  default=8)
+    return max(4, min(cap, longest + 4))
+
+
+class BaseRunner:
+    """One loaded base model that scores many adapters in turn (loading it once, not per adapter)."""
+
+    def __init__(self, base: BaseModel, *, model: Any = None, tok: Any = None, batch_size: int = 32) -> None:
+        if model is None or tok is None:
+            from brickwork.models import load_base_model
+
+            model, tok = load_base_model(base)
+        self.base, self.model, self.tok, self.batch_size = base, model, tok, batch_size
+
+    def __enter__(self) -> BaseRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def generate(self, adapter_dir: Path | None, texts: Sequence[str], *, max_new_tokens: int = 32) -> list[str]:
+        from brickwork.serving.hf_generate import generate_greedy
+        from brickwork.tasks import render_prompt
+
+        prompts = [render_prompt(t) for t in texts]
+        with loaded_adapter(self.model, adapter_dir) as m:
+            return [t for t, _ in generate_greedy(m, self.tok, prompts, max_new_tokens=max_new_tokens,
+                                                  batch_size=self.batch_size)]
+
+    def score(self, adapter_dir: Path | None, items: Sequence[Item]) -> Score:
+        if not items:
+            return Score(n=0, correct=0, outputs=[])
+        outs = self.generate(adapter_dir, [it.text for it in items], max_new_tokens=max_new_tokens_for(items, self.tok))
+        return Score(n=len(items), correct=sum(it.correct(o) for it, o in zip(items, outs, strict=True)), outputs=outs)
+
+
+@contextmanager
+def loaded_adapter(model: Any, adapter_dir: Path | None) -> Iterator[Any]:
+    """`model` with the LoRA at `adapter_dir` applied for the block (the bare model for None)."""
+    if adapter_dir is None:
+        yield model
+        return
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    except (ValueError, OSError, RuntimeError, KeyError) as exc:
+        from brickwork.errors import AdapterError
+
+        raise AdapterError(f"cannot load adapter {adapter_dir}: {exc}") from exc
+    try:
+        peft_model.eval()
+        yield peft_model
+    finally:
+        strip_adapters(model)
+
+
+def strip_adapters(model: Any) -> None:
+    """Undo PEFT's in-place injection so a shared base model can carry the next adapter."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.get_base_layer())
+    for attr in ("peft_config", "_hf_peft_config_loaded"):
+        if attr in model.__dict__:
+            delattr(model, attr)
+
+
+def same_output(a: str, b: str) -> bool:
+    return normalize(a) == normalize(b)
