@@ -1,0 +1,112 @@
+"""Coalesce `generate` calls from concurrent runs into one engine batch, and time the engine.
+
+`run_batch` runs many graphs at once (one thread each); every node that generates (the planner
+brick, ``execute``) calls `BatchingEngine.generate`. The first caller to find the engine idle
+becomes the leader: it waits until every active run is waiting (or `window_s` passes), sends all
+pending requests to the wrapped engine as one batch, and hands each caller its completions. So a
+file of instructions goes through the engine in a few large mixed batches, not one by one, and
+the wrapped engine is only ever called from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class _Job:
+    requests: list[Any]
+    result: list[Any] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class EngineStats:
+    calls: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class BatchingEngine:
+    """Wraps an engine; thread-safe; `stats` counts calls, requests and generation seconds."""
+
+    def __init__(self, engine: Any, *, window_s: float = 0.05, max_batch: int = 256) -> None:
+        self.engine = engine
+        self.name = getattr(engine, "name", "engine")
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.stats = EngineStats()
+        self._cv = threading.Condition()
+        self._pending: list[_Job] = []
+        self._busy = False
+        self._active = 0
+
+    # runs announce themselves so the leader knows how many callers to wait for
+    def enter(self) -> None:
+        with self._cv:
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._cv:
+            self._active = max(0, self._active - 1)
+            self._cv.notify_all()
+
+    def generate(self, requests: Sequence[Any]) -> list[Any]:
+        job = _Job(list(requests))
+        if not job.requests:
+            return []
+        with self._cv:
+            self._pending.append(job)
+            self._cv.notify_all()
+            while not job.done:
+                if self._busy:
+                    self._cv.wait()
+                    continue
+                self._busy = True
+                deadline = time.monotonic() + self.window_s
+                while len(self._pending) < max(1, self._active) and (left := deadline - time.monotonic()) > 0:
+                    self._cv.wait(timeout=left)
+                batch, size = [], 0
+                while self._pending and (not batch or size + len(self._pending[0].requests) <= self.max_batch):
+                    j = self._pending.pop(0)
+                    batch.append(j)
+                    size += len(j.requests)
+                self._cv.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self._cv.acquire()
+                    self._busy = False
+                    self._cv.notify_all()
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _run(self, batch: list[_Job]) -> None:
+        flat = [r for j in batch for r in j.requests]
+        t0 = time.perf_counter()
+        try:
+            out = self.engine.generate(flat)
+        except BaseException as exc:  # every caller of this batch sees the engine's error
+            for j in batch:
+                j.error, j.done = exc, True
+            return
+        finally:
+            self.stats.seconds += time.perf_counter() - t0
+            self.stats.calls += 1
+            self.stats.requests += len(flat)
+            self.stats.batch_sizes.append(len(flat))
+        i = 0
+        for j in batch:
+            j.result, j.done = list(out[i : i + len(j.requests)]), True
+            i += len(j.requests)
+
+    def close(self) -> None:
+        self.engine.close()

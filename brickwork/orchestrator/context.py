@@ -1,0 +1,97 @@
+"""What the graph's nodes need, handed in through LangGraph's runtime context (never globals).
+
+`Deps` holds the engine, the planner, the retriever and the store; it is passed to every
+``invoke``/``stream`` call, including the call that resumes a crashed run, and is never
+checkpointed. `Retriever` is the seam to the retrieval index: subgoals in, brick choices out
+(an empty list means the base model answers).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from brickwork.errors import ConfigError
+from brickwork.orchestrator.types import BrickChoice
+
+if TYPE_CHECKING:
+    from brickwork.bricks.store import BrickStore
+    from brickwork.orchestrator.planners.base import Planner
+
+PromptStyle = Literal["brick", "subgoal"]
+PROMPT_STYLES: tuple[str, ...] = ("brick", "subgoal")
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Subgoals -> the bricks to run each with (weights and retrieval scores); [] = base model."""
+
+    def route(self, queries: Sequence[str]) -> list[list[BrickChoice]]: ...
+
+
+class NoRetriever:
+    """Routes everything to the base model (a library without an index, or `--base`)."""
+
+    def route(self, queries: Sequence[str]) -> list[list[BrickChoice]]:
+        return [[] for _ in queries]
+
+
+class IndexRetriever:
+    """The retrieval index of the library plus its routing policy (brickwork.retrieval_index).
+
+    Opened lazily (the embedder loads on first use); searches are serialised by a lock because
+    route tasks of parallel steps call it from several threads.
+    """
+
+    def __init__(self, store: BrickStore, *, k: int = 3, index: Any = None, router: Any = None) -> None:
+        self.store = store
+        self.k = k
+        self._index = index
+        self._router = router
+        self._lock = threading.Lock()
+
+    def _open(self) -> tuple[Any, Any]:
+        if self._index is None or self._router is None:
+            from brickwork.retrieval_index import BrickIndex, Router
+
+            if self._index is None:
+                self._index = BrickIndex.open(self.store)
+            if self._router is None:
+                self._router = Router.for_index(self._index) if hasattr(Router, "for_index") else Router()
+        return self._index, self._router
+
+    def route(self, queries: Sequence[str]) -> list[list[BrickChoice]]:
+        with self._lock:
+            index, router = self._open()
+            hits = index.search_batch(list(queries), self.k)
+            out = []
+            for q_hits in hits:
+                score = {h.name: float(h.score) for h in q_hits}
+                out.append(
+                    [
+                        BrickChoice(name=r.name, version=r.version, weight=float(r.weight), score=score.get(r.name))
+                        for r in router.route(q_hits)
+                    ]
+                )
+            return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deps:
+    """The runtime context of the orchestrator graph."""
+
+    engine: Any  # brickwork.serving.Engine
+    planner: Planner
+    retriever: Retriever
+    store: BrickStore
+    engine_name: str = "peft"
+    prompt_style: PromptStyle = "brick"
+    max_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"`prompt_style` should be one of {PROMPT_STYLES}, got {self.prompt_style!r}.")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ConfigError(f"`max_tokens` should be a positive integer, got {self.max_tokens!r}.")

@@ -1,0 +1,1 @@
+"""The graph's nodes: each a small function ``(state, runtime) -> partial update``."""

@@ -1,0 +1,120 @@
+"""The planner brick: a LoRA trained to split instructions into steps, decoded under the plan schema.
+
+The brick ships with Brickwork in ``brickwork/data/planner/`` (PEFT adapter + ``brick.json``);
+it is not a library brick, so retrieval never routes a subgoal to it. `PlannerLibrary` is the
+library's `BrickStore` that also resolves the planner brick, so every engine serves it like any
+brick. Output is constrained to `PLAN_SCHEMA` (the engine's JSON-schema decoding), then parsed and
+checked against the instruction (`parse_plan`); anything malformed or ungrounded falls back to
+the rules splitter, with the reason in `Plan.fallback_reason`.
+
+The user text is the instruction itself, the reply the compact plan JSON; see
+`planners/train.py` for how the brick is built.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from brickwork.bricks.manifest import Manifest
+from brickwork.bricks.store import Brick, BrickStore
+from brickwork.errors import BrickworkError, PlanError
+from brickwork.orchestrator.planners.base import PLAN_SCHEMA, Planner, parse_plan
+from brickwork.orchestrator.planners.rules import RulesPlanner
+from brickwork.orchestrator.types import Plan
+
+PLANNER_DIR = Path(__file__).resolve().parents[2] / "data" / "planner"
+PLANNER_NAME = "brickwork-planner"
+
+
+def planner_brick_dir() -> Path | None:
+    """The bundled planner brick's directory, or None if it is not built."""
+    d = PLANNER_DIR / "brick"
+    return d if (d / "brick.json").is_file() and (d / "adapter_model.safetensors").is_file() else None
+
+
+def planner_user_text(instruction: str) -> str:
+    return instruction.strip()
+
+
+def max_plan_tokens(instruction: str) -> int:
+    """Enough for the JSON around a copy of the instruction; a runaway plan is cut and falls back."""
+    return min(768, 48 + len(instruction) // 2)
+
+
+class PlannerLibrary(BrickStore):
+    """A `BrickStore` that also resolves the bundled planner brick (name `PLANNER_NAME`).
+
+    Only `get` knows it: `names`, `list` and `state` (what the retrieval index mirrors) do not,
+    so the planner is never indexed nor routed to.
+    """
+
+    def __init__(self, root: Any = None, base: Any = None, *, planner_dir: Path | None = None) -> None:
+        super().__init__(root, base=base)
+        self.planner_dir = planner_dir if planner_dir is not None else planner_brick_dir()
+        self._planner: Brick | None = None
+
+    def planner_brick(self) -> Brick | None:
+        if self.planner_dir is None:
+            return None
+        if self._planner is None:
+            self._planner = Brick(manifest=Manifest.load(self.planner_dir), path=self.planner_dir)
+        return self._planner
+
+    def get(self, name: str, version: int | None = None) -> Brick:
+        if name == PLANNER_NAME and name not in self.names():
+            brick = self.planner_brick()
+            if brick is not None and version in (None, brick.version):
+                return brick
+        return super().get(name, version)
+
+
+class BrickPlanner:
+    """Plans with the planner brick on an engine; falls back to `fallback` (rules) per instruction."""
+
+    name = "brick"
+
+    def __init__(self, engine: Any, *, version: int = 1, fallback: Planner | None = None, check_grounding: bool = True) -> None:
+        self.engine = engine
+        self.version = version
+        self.fallback = fallback or RulesPlanner()
+        self.check_grounding = check_grounding
+
+    def requests(self, instructions: list[str]) -> list[Any]:
+        from brickwork.serving.engine import BrickRef, Request, SamplingParams
+        from brickwork.tasks import render_prompt
+
+        ref = BrickRef(name=PLANNER_NAME, version=self.version)
+        return [
+            Request(
+                prompt=render_prompt(planner_user_text(i)),
+                bricks=(ref,),
+                sampling=SamplingParams(max_tokens=max_plan_tokens(i), json_schema=PLAN_SCHEMA),
+            )
+            for i in instructions
+        ]
+
+    def plan_batch(self, instructions: list[str]) -> list[Plan]:
+        if not instructions:
+            return []
+        try:
+            outs = self.engine.generate(self.requests(instructions))
+        except BrickworkError as exc:
+            return [self._fallback(i, f"planner brick failed: {exc}", None) for i in instructions]
+        return [self.from_output(i, o.text) for i, o in zip(instructions, outs, strict=True)]
+
+    def from_output(self, instruction: str, text: str) -> Plan:
+        try:
+            return parse_plan(text, planner=self.name, instruction=instruction, check_grounding=self.check_grounding)
+        except PlanError as exc:
+            return self._fallback(instruction, str(exc), text)
+
+    def _fallback(self, instruction: str, reason: str, raw: str | None) -> Plan:
+        [p] = self.fallback.plan_batch([instruction])
+        return Plan(steps=p.steps, planner=p.planner, fallback_reason=reason, raw=raw)
+
+
+def planner_manifest() -> dict[str, Any] | None:
+    d = planner_brick_dir()
+    return json.loads((d / "brick.json").read_text()) if d else None

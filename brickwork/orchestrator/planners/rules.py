@@ -1,0 +1,232 @@
+"""The deterministic rule-based splitter: the fallback planner, and the baseline the brick must beat.
+
+How it splits (quoted text, ``rgb(...)`` values and text after a colon are never split):
+
+1. numbered or bulleted lists (``1. ...``, ``- ...``, ``1) ... 2) ...``, ``Step 1: ...``) give one
+   step per item;
+2. otherwise sentences, then connectors inside a sentence (``then``, ``after that``, ``next``,
+   ``also``, ``;``, and ``, and`` / ``and`` / ``,`` when a task verb or question word follows);
+3. wrappers ("Please", "Can you tell me:", "First,") are stripped; a clause that only introduces
+   an input ("Here is the word 'mouse'.") is not a step, its input is what a later "it" means;
+4. a clause with no input of its own that says "it", "the result", "that word", ... depends on
+   the step before it (its reference becomes ``{sN}``), or on the introduced input if there is no
+   step before it;
+5. a step's input is its quoted text, else the text after a colon, else an rgb value, date or
+   number, else none.
+
+A plain single-task instruction yields one step. When nothing is left, the whole instruction is
+one step.
+"""
+
+from __future__ import annotations
+
+import re
+
+from brickwork.orchestrator.planners.base import single_step_plan
+from brickwork.orchestrator.types import Plan, Step, step_id
+
+VERBS = (
+    "give write spell name tell say find translate make put turn convert classify identify detect decide "
+    "determine sort alphabetize alphabetise arrange list negate rewrite reformat change pluralize pluralise add "
+    "subtract compute calculate count reverse define use describe explain summarize summarise answer label rate "
+    "pick compare output provide state express format separate split break check multiply triple solve work "
+    "take sum capitalize suggest create generate shorten rephrase categorize categorise locate show "
+    "what which who whom whose where when why how is are does do was were can could"
+).split()
+_VERB_ALT = "|".join(VERBS)
+_IMPERATIVE_ALT = "|".join(v for v in VERBS if v not in {"what", "which", "who", "whom", "whose", "where", "when", "why", "how", "is", "are", "does", "do", "was", "were", "can", "could"})
+_MASK = re.compile(r"\x00(\d+)\x00")
+_BANG = re.compile(r"!\w+(?:!\w+)*!")  # "!MM!DD!YYYY!" is a format, not three sentences
+_QUOTED = re.compile(r"\"[^\"\n]+\"|“[^”\n]+”|‘[^’\n]+’|(?<![\w])'[^'\n]+?'(?![\w])")
+_RGB = re.compile(r"rgb\([^)]*\)", re.I)
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•]|step\s*\d+\s*[:.)])\s+", re.I)
+_INLINE_LIST = re.compile(r"(?:^|\s)(?:\d\)|step\s*\d+\s*:)\s+", re.I)
+_CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly"
+_TASKLIKE = rf"(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|step\s*\d|\d[.)]|here|take|consider|look|given|{_CONN_WORDS}|{_VERB_ALT})\b"
+# a sentence boundary only where the next sentence starts like a task (else it is part of an input)
+_SENT = re.compile(rf"(?<=[.?!])\s+(?={_TASKLIKE})", re.I)
+_CONNECT = re.compile(
+    r"\s*;\s*(?:and\s+)?(?:then\s+)?"
+    rf"|,?\s+(?:and\s+)?(?:{_CONN_WORDS})\s*,?\s+"
+    rf"|,?\s+and\s+(?=(?:{_VERB_ALT})\b)"
+    rf"|,\s+(?=(?:{_IMPERATIVE_ALT})\b)",
+    re.I,
+)
+_COLON_TASK = re.compile(rf":\s+(?=(?:{_VERB_ALT})\b)", re.I)
+_PAYLOAD_END = re.compile(
+    rf";\s+|(?:[.?!;,]\s*|\s+)(?=(?:and\s+)?(?:{_CONN_WORDS})\b)|(?<=[.?!])\s+(?=(?:please|step\s*\d|\d[.)]|{_VERB_ALT})\b)",
+    re.I,
+)
+_LEAD = re.compile(
+    r"^(?:(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|then|next|also|finally|lastly|last|and|"
+    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|"
+    r"quick\s+question\s*:|i\s+need\s+this\s*:|do\s+(?:two|three|four|the\s+following)\s+things?\s*:|"
+    r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,]*)+",
+    re.I,
+)
+_TRAIL = re.compile(r"(?:[\s,]*\bplease\b)?[\s,;.]*$", re.I)
+_PREFACE = re.compile(
+    r"^(?:i\s+(?:need|have)\s+(?:two|three|\d)\s+\w+|do\s+(?:two|three)\s+things|(?:two|three)\s+tasks|do\s+the\s+following|"
+    r"can\s+you\s+tell\s+me|quick\s+question|i\s+need\s+this)\W*$",
+    re.I,
+)
+_INTRO = re.compile(r"^(?:here\s+is|here's|take|consider|look\s+at|i\s+have|given|think\s+about)\b", re.I)
+_INTRO_NOUN = re.compile(r"^(?:here\s+is|here's|take|consider|look\s+at|i\s+have|given|think\s+about)?\s*(?:the|this|these|a|an)\s+\w+\s*:?\s*(.+?)[.:]?$", re.I)
+_ANAPHOR = re.compile(
+    r"\b(?:the\s+(?:result|answer|output|sum|difference)|th(?:at|is|ose)\s+(?:word|words|number|sentence|country|date|"
+    r"message|question|colour|color|result|answer|text)|it|its|them|that)\b",
+    re.I,
+)
+_NUMBERISH = re.compile(r"\d{4}-\d{2}-\d{2}|-?\d+(?:\.\d+)?")
+_NAMED = re.compile(r"\bthe\s+(?:word|noun|adjective|number|country|date|value)\s+([^\s\x00,.;?!]+)", re.I)
+_QUESTION_PAYLOAD = re.compile(r"^(.*\?)\s+(\S.*)$")
+
+
+class RulesPlanner:
+    """Deterministic splitter; see the module docstring for the rules."""
+
+    name = "rules"
+
+    def plan_batch(self, instructions: list[str]) -> list[Plan]:
+        return [self.plan(i) for i in instructions]
+
+    def plan(self, instruction: str) -> Plan:
+        masked, spans = _mask(instruction)
+        clauses = _clauses(masked)
+        steps: list[Step] = []
+        intro_input: str | None = None
+        for c in clauses:
+            c = _strip(c)
+            if not c or _PREFACE.match(_unmask(c, spans)):
+                continue
+            if _INTRO.match(c) or _is_intro_only(c):
+                intro_input = _input_of(c, spans) or _intro_noun(_unmask(c, spans)) or intro_input
+                continue
+            steps.append(_step(len(steps), c, spans, intro_input, steps))
+        if not steps:
+            return single_step_plan(instruction, self.name)
+        return Plan(steps=tuple(steps), planner=self.name)
+
+
+def _mask(text: str) -> tuple[str, list[str]]:
+    spans: list[str] = []
+
+    def keep(m: re.Match) -> str:
+        spans.append(m.group(0))
+        return f"\x00{len(spans) - 1}\x00"
+
+    text = _QUOTED.sub(keep, text.strip())
+    text = _RGB.sub(keep, text)
+    text = _BANG.sub(lambda m: (spans.append("\x01" + m.group(0)), f"\x00{len(spans) - 1}\x00")[1], text)
+    # the text after a colon is one input ("Classify this SMS: ..."), up to where a new task starts
+    out, pos = [], 0
+    for m in re.finditer(r":[ \t]+", text):
+        if m.start() < pos:
+            continue
+        after = text[m.end() :]
+        line_end = after.find("\n")
+        after = after if line_end < 0 else after[:line_end]
+        before = text[pos : m.start()].rsplit("\n", 1)[-1]
+        before = re.split(r"[.?!;]\s+", before)[-1]
+        if len(after.split()) < 2 or re.match(rf"(?:{_TASKLIKE})", after, re.I) or _LEAD.match(after) or _PREFACE.match(before.strip() + ":") or _LEAD.fullmatch(before.strip() + ": "):
+            continue
+        end = _PAYLOAD_END.search(after)
+        payload = after[: end.start()] if end else after
+        payload = payload.rstrip()
+        if end and payload.endswith("."):
+            payload = payload[:-1]  # the sentence's full stop stays outside, so sentences still split
+        if not payload or "\x00" in payload:
+            continue
+        out.append(text[pos : m.end()])
+        spans.append(payload)
+        out.append(f"\x00{len(spans) - 1}\x00")
+        pos = m.end() + len(payload)
+    text = "".join(out) + text[pos:]
+    return text, spans
+
+
+def _unmask(text: str, spans: list[str]) -> str:
+    return _MASK.sub(lambda m: spans[int(m.group(1))].lstrip("\x01"), text)
+
+
+def _clauses(masked: str) -> list[str]:
+    lines = [ln for ln in masked.splitlines() if ln.strip()]
+    if sum(bool(_LIST_ITEM.match(ln)) for ln in lines) >= 2:
+        return [ln for ln in lines if _LIST_ITEM.match(ln) or not ln.rstrip().endswith(":")]
+    text = " ".join(lines)
+    if len(_INLINE_LIST.findall(text)) >= 2:
+        return [p for p in _INLINE_LIST.split(text) if p.strip()]
+    out: list[str] = []
+    for sent in _SENT.split(text):
+        for part in _CONNECT.split(sent):
+            if not part or not part.strip():
+                continue
+            # "Given the word 'x': spell it" -> intro + task; "Solve: What is 2 plus 2?" stays whole
+            m = _COLON_TASK.search(part)
+            if m and (_INTRO.match(part) or _PREFACE.match(part[: m.start()].strip() + ":")):
+                out.extend([part[: m.start()], part[m.end() :]])
+            else:
+                out.append(part)
+    return out
+
+
+def _strip(clause: str) -> str:
+    c = _LEAD.sub("", clause.strip())
+    c = _TRAIL.sub("", c) if not c.endswith("?") else c
+    return c.strip()
+
+
+def _is_intro_only(clause: str) -> bool:
+    """A clause that is only an input, e.g. "The word: 'mouse'" or "'mouse'"."""
+    return bool(re.fullmatch(r"(?:(?:the|this|these)\s+\w+\s*:?\s*)?\x00\d+\x00[.:]?", clause.strip(), re.I))
+
+
+def _input_of(clause: str, spans: list[str]) -> str | None:
+    for m in _MASK.finditer(clause):
+        span = spans[int(m.group(1))]
+        if not span.startswith("\x01"):  # \x01 marks a format such as !MM!DD!YYYY!, not an input
+            return _dequote(span)
+    m = _NAMED.search(clause)  # "the word wolf", "the number 47"
+    if m:
+        return m.group(1)
+    nums = _NUMBERISH.findall(clause)
+    return nums[0] if len(nums) == 1 else None  # "What is 82 plus 23?" has no single input
+
+
+def _intro_noun(text: str) -> str | None:
+    m = _INTRO_NOUN.match(text.strip())
+    return _dequote(m.group(1).strip()) if m else None
+
+
+def _dequote(span: str) -> str:
+    s = span.strip()
+    if len(s) >= 2 and s[0] in "\"'“‘" and s[-1] in "\"'”’":
+        return s[1:-1]
+    return s
+
+
+def _step(index: int, clause: str, spans: list[str], intro_input: str | None, earlier: list[Step]) -> Step:
+    own = _input_of(clause, spans)
+    text = _unmask(clause, spans)
+    if own is None:
+        m = _QUESTION_PAYLOAD.match(text)  # "Is this text spam? Free entry in 2 a weekly comp..."
+        if m and not _ANAPHOR.search(m.group(2)):
+            own = m.group(2).strip()
+    if own is not None:
+        return Step(id=step_id(index), subgoal=text, input=own)
+    m = _ANAPHOR.search(clause) if not _NUMBERISH.search(clause) else None
+    if m:
+        if earlier:
+            ref = "{" + earlier[-1].id + "}"
+            deps: tuple[str, ...] = (earlier[-1].id,)
+        elif intro_input is not None:
+            ref, deps = intro_input, ()
+        else:
+            return Step(id=step_id(index), subgoal=text)
+        word = m.group(0).lower()
+        if word == "its":
+            new = re.sub(r"\bits\s+(\w+)", lambda k: f"the {k.group(1)} of {ref}", text, count=1, flags=re.I)
+        else:
+            new = text[: m.start()] + ref + text[m.end() :]
+        return Step(id=step_id(index), subgoal=new, input=ref, depends_on=deps)
+    return Step(id=step_id(index), subgoal=text)

@@ -1,0 +1,274 @@
+"""The Python SDK: `Brickwork` opens a library with an engine and answers instructions.
+
+Example::
+
+    from brickwork import Brickwork
+
+    with Brickwork(library="~/.brickwork", engine="peft") as bw:
+        result = bw.run("Give the plural of 'mouse', then spell it letter by letter.")
+        print(result.answer)                       # m i c e
+        for step in result.steps:                  # the trace
+            print(step.id, step.subgoal, [b.name for b in step.bricks], step.output)
+        bw.feedback(result.run_id, "s1", good=True)
+
+        for event in bw.stream("What is the capital of Peru?"):
+            print(event["event"])                  # start, plan, route, step, answer, done
+
+Each run is a LangGraph thread with a run id, checkpointed in the library after every
+super-step, so `resume(run_id)` finishes a run that crashed without redoing finished steps.
+`graph` is the compiled graph, usable as a subgraph (it needs `deps` as its context).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from brickwork.errors import ConfigError
+from brickwork.orchestrator.batching import BatchingEngine
+from brickwork.orchestrator.checkpoint import check_run_id, new_run_id, open_checkpointer, thread_config
+from brickwork.orchestrator.context import Deps, IndexRetriever, PromptStyle, Retriever
+from brickwork.orchestrator.graph import compile_graph
+from brickwork.orchestrator.planners import make_planner
+from brickwork.orchestrator.planners.base import Planner
+from brickwork.orchestrator.planners.brick import PlannerLibrary
+from brickwork.orchestrator.types import BrickSpec, Plan, RunResult, Step, StepResult
+
+
+class Brickwork:
+    """Answer instructions with a brick library: plan, route, run each step, aggregate.
+
+    `engine`: a registered engine name (``peft``, ``vllm``, ``vllm-server``) or an engine object.
+    `planner`: ``auto`` (the planner brick if usable, else rules), ``brick``, ``rules``,
+    ``openai`` (with `planner_options` ``base_url=``, ``model=``) or a planner object.
+    `retriever`: defaults to the library's retrieval index and routing policy.
+    `prompt_style`: ``brick`` asks a routed brick its own description plus the step input;
+    ``subgoal`` sends the subgoal as written (see `brickwork.orchestrator.prompting`).
+    """
+
+    def __init__(
+        self,
+        library: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | Any = "peft",
+        engine_options: dict[str, Any] | None = None,
+        planner: str | Planner = "auto",
+        planner_options: dict[str, Any] | None = None,
+        retriever: Retriever | None = None,
+        base: str | None = None,
+        prompt_style: PromptStyle = "brick",
+        max_tokens: int = 64,
+        k: int = 3,
+        checkpoints: bool = True,
+    ) -> None:
+        self.store = PlannerLibrary(library, base=base)
+        if isinstance(engine, str):
+            from brickwork.serving.engine import create_engine
+
+            raw = create_engine(engine, self.store, **(engine_options or {}))
+        else:
+            raw = engine
+        self.engine = BatchingEngine(raw)
+        try:
+            if isinstance(planner, str):
+                planner = make_planner(planner, engine=self.engine, store=self.store, **(planner_options or {}))
+            self.planner: Planner = planner
+            self.retriever: Retriever = retriever if retriever is not None else IndexRetriever(self.store, k=k)
+            self.deps = Deps(
+                engine=self.engine,
+                planner=self.planner,
+                retriever=self.retriever,
+                store=self.store,
+                engine_name=getattr(raw, "name", "custom"),
+                prompt_style=prompt_style,
+                max_tokens=max_tokens,
+            )
+            if checkpoints:
+                self._saver = open_checkpointer(self.store.root)
+            else:
+                from langgraph.checkpoint.memory import InMemorySaver
+
+                self._saver = InMemorySaver()
+        except BaseException:
+            self.engine.close()
+            raise
+        self.graph = compile_graph(self._saver)
+
+    # -- context manager ------------------------------------------------------------------------
+    def __enter__(self) -> Brickwork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.close()
+        conn = getattr(self._saver, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    # -- running --------------------------------------------------------------------------------
+    def run(
+        self,
+        instruction: str,
+        *,
+        bricks: Sequence[str | BrickSpec] | None = None,
+        base_only: bool = False,
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Answer one instruction. `bricks` (``"name"`` or ``"name:weight"``) or `base_only` run it
+        as one step with exactly those bricks (or none), skipping planning and routing."""
+        rid = check_run_id(run_id) if run_id else new_run_id()
+        return self._invoke(self._start_state(instruction, bricks, base_only, rid), rid)
+
+    def run_batch(
+        self,
+        instructions: Sequence[str],
+        *,
+        bricks: Sequence[str | BrickSpec] | None = None,
+        base_only: bool = False,
+        max_concurrency: int = 32,
+        on_result: Callable[[int, RunResult], None] | None = None,
+    ) -> list[RunResult]:
+        """Answer many instructions at once, in input order. Runs proceed concurrently and their
+        engine calls are merged into shared batches (planning, then each wave of steps)."""
+        ids = [new_run_id() for _ in instructions]
+        states = [self._start_state(i, bricks, base_only, rid) for i, rid in zip(instructions, ids, strict=True)]
+        out: list[RunResult | None] = [None] * len(states)
+        if not states:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(states)))) as pool:
+            futures = {pool.submit(self._invoke, s, rid): n for n, (s, rid) in enumerate(zip(states, ids, strict=True))}
+            for fut in as_completed(futures):
+                n = futures[fut]
+                out[n] = fut.result()
+                if on_result is not None:
+                    on_result(n, out[n])  # type: ignore[arg-type]
+        return [r for r in out if r is not None]
+
+    def stream(
+        self,
+        instruction: str,
+        *,
+        bricks: Sequence[str | BrickSpec] | None = None,
+        base_only: bool = False,
+        run_id: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Run one instruction, yielding events as they happen: ``start``, ``plan``, ``route`` (per
+        step), ``step`` (per finished step, in the ``run --json`` step shape), ``answer``, ``done``
+        (with the whole result)."""
+        rid = check_run_id(run_id) if run_id else new_run_id()
+        yield from self._stream(self._start_state(instruction, bricks, base_only, rid), rid)
+
+    def resume(self, run_id: str) -> RunResult:
+        """Finish a run that was interrupted; finished steps are not run again."""
+        snap = self._snapshot(run_id)
+        if not snap.next:
+            return self._result(snap.values, 0.0)
+        return self._invoke(None, run_id)
+
+    def get_run(self, run_id: str) -> RunResult:
+        """The (possibly unfinished) run as checkpointed."""
+        return self._result(self._snapshot(run_id).values, None)
+
+    def feedback(self, run_id: str, step_id: str, *, good: bool = False, correction: str | None = None) -> Any:
+        """Store good/correction feedback on one step of a run (for `brickwork update`)."""
+        from brickwork.feedback import FeedbackStore
+
+        if good == (correction is not None):
+            raise ConfigError("give exactly one of good=True or correction=TEXT")
+        run = self.get_run(run_id)
+        sid = step_id if step_id.startswith("s") else f"s{step_id}"
+        try:
+            step = run.step(sid)
+        except KeyError:
+            have = ", ".join(s.id for s in run.steps) or "none finished"
+            raise ConfigError(f"run {run_id} has no finished step {step_id!r} (steps: {have})") from None
+        return FeedbackStore(self.store.root).add(
+            run_id=run_id,
+            step_id=sid,
+            kind="good" if good else "correction",
+            correction=correction,
+            instruction=run.instruction,
+            subgoal=step.subgoal,
+            input=step.input,
+            prompt=step.prompt,
+            output=step.output,
+            bricks=[b.to_json() for b in step.bricks],
+            engine=step.engine,
+            base_model=self.store.base.fingerprint,
+        )
+
+    # -- internals ------------------------------------------------------------------------------
+    def _start_state(
+        self, instruction: str, bricks: Sequence[str | BrickSpec] | None, base_only: bool, run_id: str
+    ) -> dict[str, Any]:
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ConfigError("the instruction is empty")
+        state: dict[str, Any] = {"run_id": run_id, "instruction": instruction.strip()}
+        if bricks is not None or base_only:
+            if bricks and base_only:
+                raise ConfigError("use either bricks or base_only, not both")
+            specs = tuple(BrickSpec.parse(b) if isinstance(b, str) else b for b in (bricks or ()))
+            names = [s.name for s in specs]
+            if len(set(names)) != len(names):
+                raise ConfigError(f"each brick may be named once, got {names}")
+            for s in specs:
+                self.store.active_version(s.name)  # fails now, with the library's brick list, if unknown
+            step = Step(id="s1", subgoal=instruction.strip(), bricks=specs)
+            state["plan"] = Plan(steps=(step,), planner="fixed").to_json()
+        return state
+
+    def _snapshot(self, run_id: str) -> Any:
+        snap = self.graph.get_state(thread_config(check_run_id(run_id)))
+        if not snap.values:
+            raise ConfigError(f"no run {run_id!r} in {self.store.root}")
+        return snap
+
+    def _invoke(self, state: dict[str, Any] | None, run_id: str) -> RunResult:
+        t0 = time.perf_counter()
+        self.engine.enter()
+        try:
+            values = self.graph.invoke(state, thread_config(run_id), context=self.deps, durability="sync")
+        finally:
+            self.engine.leave()
+        return self._result(values, time.perf_counter() - t0)
+
+    def _stream(self, state: dict[str, Any] | None, run_id: str) -> Iterator[dict[str, Any]]:
+        from brickwork.orchestrator.events import events_from_update
+
+        t0 = time.perf_counter()
+        yield {"event": "start", "run_id": run_id, "instruction": (state or {}).get("instruction")}
+        self.engine.enter()
+        try:
+            for update in self.graph.stream(
+                state, thread_config(run_id), context=self.deps, stream_mode="updates", durability="sync"
+            ):
+                for node, payload in update.items():
+                    yield from events_from_update(run_id, node, payload)
+        finally:
+            self.engine.leave()
+        result = self._result(self._snapshot(run_id).values, time.perf_counter() - t0)
+        yield {"event": "done", "run_id": run_id, "result": result.to_json()}
+
+    @staticmethod
+    def _result(values: dict[str, Any], seconds: float | None) -> RunResult:
+        plan = Plan.from_json(values["plan"]) if values.get("plan") else None
+        results = values.get("results") or {}
+        order = [s.id for s in plan.steps] if plan else sorted(results)
+        steps = tuple(StepResult.from_state(results[sid]) for sid in order if sid in results)
+        timings = dict(values.get("timings") or {})
+        if seconds is None:
+            seconds = sum(timings.values())
+        return RunResult(
+            run_id=values["run_id"],
+            instruction=values["instruction"],
+            answer=values.get("answer", ""),
+            steps=steps,
+            seconds=seconds,
+            plan=plan,
+            timings=timings,
+        )
