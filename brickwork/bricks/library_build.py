@@ -1,0 +1,215 @@
+"""The starter library: one LoRA brick per bundled task, prebuilt or retrained.
+
+``brickwork library build`` installs the prebuilt bricks committed in ``brickwork/data/starter/<task
+id>/`` (fp16 adapter + ``brick.json``) through `BrickStore.add`, so they are validated like any
+other brick; it takes seconds. ``--retrain`` trains them again from the bundled data with the
+recipe below (train split, seeded) and scores them on a seeded sample of the test split, the base
+model zero-shot on the very same prompts. Every prebuilt ``brick.json`` records the command and
+seed that rebuilt it (``provenance.command``, ``provenance.seed``).
+
+Example::
+
+    rows = install_prebuilt(BrickStore(lib))                 # fast
+    rows = retrain(BrickStore(lib), ["english_plural"])      # minutes per brick
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
+from brickwork.bricks.starter import starter_description, starter_examples, starter_tags
+from brickwork.bricks.store import BrickStore
+from brickwork.errors import ConfigError, LibraryError
+from brickwork.tasks import Example, Task, load_tasks, sample
+
+STARTER_DIR = Path(__file__).resolve().parents[1] / "data" / "starter"
+STARTER_SEED = 0
+EVAL_CAP = 200  # test items scored per task (seeded sample; the same items for brick and base)
+TRAIN_CAP = 600  # train examples per task (seeded sample); each gives a bare and an instructed pair
+EVAL_STYLE = "definition"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildRow:
+    """One line of the build summary."""
+
+    task: str
+    status: str  # installed | unchanged | trained
+    version: int
+    exact_match: float | None
+    base_exact_match: float | None
+    n_eval: int | None
+    seconds: float | None
+    seconds_per_step: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def task_instructions(task: Task) -> list[str]:
+    """The instructions a brick is trained under: the definition and a real source instruction."""
+    out = [task.definition]
+    src = task.source_instruction.strip()
+    if src and not src.startswith("(") and len(src) < 200:  # parenthesised ones are provenance notes
+        out.append(src)
+    return out
+
+
+def starter_config(task_id: str, *, steps: int | None = None, seed: int = STARTER_SEED) -> Any:
+    """The TrainConfig that builds the starter brick of `task_id`."""
+    from brickwork.bricks.training import TrainConfig
+
+    return TrainConfig(seed=seed, **({"steps": steps} if steps else {}))
+
+
+def starter_pairs(task: Task, *, seed: int = STARTER_SEED, cap: int = TRAIN_CAP) -> list[tuple[str, str]]:
+    from brickwork.bricks.training import styled_pairs
+
+    return styled_pairs(sample(task.split("train"), cap, seed=seed), task_instructions(task), seed=seed)
+
+
+def starter_heldout(task: Task, *, seed: int = STARTER_SEED, cap: int | None = EVAL_CAP, style: str = EVAL_STYLE) -> list[tuple[str, Example]]:
+    return [(task.query(e, style), e) for e in sample(task.split("test"), cap, seed=seed)]
+
+
+def _resolve_tasks(names: Sequence[str] | None) -> list[Task]:
+    tasks = load_tasks()
+    if not names:
+        return list(tasks.values())
+    unknown = [n for n in names if n not in tasks]
+    if unknown:
+        raise ConfigError(f"unknown task(s) {unknown}; the starter tasks are: {', '.join(tasks)}")
+    return [tasks[n] for n in names]
+
+
+def _sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+
+
+def _with_starter_text(m: Manifest, task: Task) -> Manifest:
+    """Description, examples and tags always come from `starter.py` (what the index embeds)."""
+    return m.replace(description=starter_description(task), examples=starter_examples(task), tags=starter_tags(task))
+
+
+def install_prebuilt(
+    store: BrickStore,
+    tasks: Sequence[str] | None = None,
+    *,
+    source: Path = STARTER_DIR,
+    progress: bool = True,
+) -> list[BuildRow]:
+    """Add the committed starter bricks to `store` (validated); unchanged ones are skipped."""
+    rows = []
+    chosen = _resolve_tasks(tasks)
+    missing = [t.task_id for t in chosen if not (source / t.task_id / MANIFEST_NAME).is_file()]
+    if missing:
+        raise LibraryError(f"no prebuilt starter brick for {missing} in {source}; use --retrain to build them")
+    it = chosen
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(chosen, desc="install", unit="brick", leave=False)
+    for task in it:
+        src = source / task.task_id
+        manifest = _with_starter_text(Manifest.load(src), task)
+        sha = manifest.provenance.get("adapter_sha256")
+        if task.task_id in store:
+            current = store.get(task.task_id)
+            if sha and current.manifest.provenance.get("adapter_sha256") == sha:
+                rows.append(_row(current.manifest, "unchanged"))
+                continue
+        brick = store.add(src, manifest)
+        rows.append(_row(brick.manifest, "installed"))
+    return rows
+
+
+def _row(m: Manifest, status: str) -> BuildRow:
+    met, prov = m.metrics, m.provenance
+    return BuildRow(
+        task=m.name,
+        status=status,
+        version=m.version,
+        exact_match=met.get("exact_match"),
+        base_exact_match=met.get("base_exact_match"),
+        n_eval=met.get("n_eval"),
+        seconds=prov.get("seconds"),
+        seconds_per_step=prov.get("seconds_per_step"),
+    )
+
+
+def retrain(
+    store: BrickStore,
+    tasks: Sequence[str] | None = None,
+    *,
+    steps: int | None = None,
+    seed: int = STARTER_SEED,
+    eval_cap: int | None = EVAL_CAP,
+    export_to: Path | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> list[BuildRow]:
+    """Train the starter bricks from the bundled data and add them to `store`.
+
+    `export_to` also writes each brick (adapter + brick.json) to ``export_to/<task id>/``, which is
+    how ``brickwork/data/starter`` is produced.
+    """
+    from brickwork.bricks.training import train_brick
+
+    rows = []
+    chosen = _resolve_tasks(tasks)
+    for k, task in enumerate(chosen, 1):
+        if say:
+            say(f"[{k}/{len(chosen)}] {task.task_id}")
+        config = starter_config(task.task_id, steps=steps, seed=seed)
+        cmd = f"brickwork library build --retrain --tasks {task.task_id}"
+        if steps:
+            cmd += f" --steps {steps}"
+        if seed != STARTER_SEED:
+            cmd += f" --seed {seed}"
+        if eval_cap != EVAL_CAP:
+            cmd += f" --eval-cap {eval_cap}"
+        heldout = starter_heldout(task, seed=seed, cap=eval_cap)
+        brick = train_brick(
+            store,
+            task.task_id,
+            train_pairs=starter_pairs(task, seed=seed),
+            heldout=heldout,
+            extra_heldout={"bare": [(e.input, e) for _, e in heldout]},
+            description=starter_description(task),
+            examples=starter_examples(task),
+            tags=starter_tags(task),
+            config=config,
+            provenance={"task_id": task.task_id, "command": cmd, "eval_style": EVAL_STYLE, "eval_seed": seed},
+            eval_split="test",
+            progress=progress,
+        )
+        if export_to is not None:
+            export_brick_dir(brick.path, Path(export_to) / task.task_id)
+        rows.append(_row(brick.manifest, "trained"))
+    return rows
+
+
+def export_brick_dir(src: Path, dst: Path) -> None:
+    """Write a brick version (adapter + brick.json with ``adapter_sha256``) to `dst`, replacing it."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        for fname in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy2(src / fname, staged / fname)
+        m = Manifest.load(src)
+        prov = {**m.provenance, "adapter_sha256": _sha256(staged / "adapter_model.safetensors")}
+        data = m.replace(version=1, provenance=prov).to_json()
+        (staged / MANIFEST_NAME).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        if dst.exists():
+            shutil.rmtree(dst)
+        staged.rename(dst)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)

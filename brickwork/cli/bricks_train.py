@@ -1,0 +1,140 @@
+"""`brickwork bricks train NAME --data FILE.jsonl --description TEXT`: grow a brick from examples.
+
+The data file holds one JSON object per line, ``{"input": ..., "output": ...}`` (optionally
+``"answers": [...]``, other accepted outputs). A seeded part is held out and scored at the end;
+both parts are stored with the brick under ``data/`` so later updates can replay them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from brickwork.cli import add_library_arg
+from brickwork.cli._output import print_json
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see brickwork/cli/library.py
+
+MIN_EXAMPLES = 4
+HELDOUT_FRACTION = 0.1
+HELDOUT_CAP = 200
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Parse and check a training data file; any problem is one ConfigError naming the line."""
+    from brickwork.errors import ConfigError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"data file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read data file {path}: {exc}") from exc
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(d, dict) or not isinstance(d.get("input"), str) or not isinstance(d.get("output"), str):
+            raise ConfigError(f'{path}:{n}: expected an object with string "input" and "output", got {line.strip()[:80]!r}')
+        if not d["input"].strip() or not d["output"].strip():
+            raise ConfigError(f'{path}:{n}: "input" and "output" should be non-empty')
+        answers = d.get("answers") or []
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise ConfigError(f'{path}:{n}: "answers" should be a list of strings, got {answers!r}')
+        rows.append({"input": d["input"], "output": d["output"], "answers": answers})
+    if len(rows) < MIN_EXAMPLES:
+        raise ConfigError(f"{path}: {len(rows)} examples; a brick needs at least {MIN_EXAMPLES}")
+    return rows
+
+
+def split_heldout(rows: list[dict[str, Any]], *, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held-out): a seeded ~10% (at least 1, at most 200) is held out."""
+    n_held = min(HELDOUT_CAP, max(1, round(len(rows) * HELDOUT_FRACTION)))
+    held = set(random.Random(seed).sample(range(len(rows)), n_held))
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for r in rows:
+        d = {"input": r["input"], "output": r["output"]}
+        if r["answers"]:
+            d["answers"] = r["answers"]
+        out.append(json.dumps(d, ensure_ascii=False) + "\n")
+    return "".join(out)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from brickwork.bricks import BrickStore, check_name
+    from brickwork.bricks.training import TrainConfig, command_line, styled_pairs, train_brick
+    from brickwork.errors import ConfigError
+    from brickwork.tasks import Example
+
+    check_name(args.name)
+    if not args.description.strip():
+        raise ConfigError("--description should not be empty")
+    rows = read_jsonl(Path(args.data))
+    train_rows, held_rows = split_heldout(rows, seed=args.seed)
+    config = TrainConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    desc = args.description.strip()
+    pairs = styled_pairs([(r["input"], r["output"]) for r in train_rows], [desc], seed=args.seed)
+    ex = [Example(input=r["input"], output=r["output"], split="heldout", answers=tuple(r["answers"])) for r in held_rows]
+    examples = args.examples or [r["input"] for r in train_rows[:24]]
+    store = BrickStore(args.library)
+    brick = train_brick(
+        store,
+        args.name,
+        train_pairs=pairs,
+        heldout=[(e.input, e) for e in ex],
+        extra_heldout={"instructed": [(f"{desc}\n{e.input}", e) for e in ex]},
+        description=desc,
+        examples=list(examples),
+        tags=["trained"],
+        config=config,
+        provenance={"command": command_line(), "data_file": str(Path(args.data).name), "n_examples": len(rows)},
+        data_files={"data/train.jsonl": _jsonl(train_rows), "data/heldout.jsonl": _jsonl(held_rows)},
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    try:
+        from brickwork.cli.bricks import sync_index
+
+        sync_index(store)
+    except ImportError:
+        pass
+    m = brick.manifest
+    if args.json:
+        print_json({"name": m.name, "version": m.version, "metrics": m.metrics, "seconds": m.provenance.get("seconds"),
+                    "seconds_per_step": m.provenance.get("seconds_per_step"), "path": str(brick.path)})
+    else:
+        met = m.metrics
+        print(f"trained {m.name} v{m.version}: held-out exact match {met['exact_match']:.3f} "
+              f"(base {met['base_exact_match']:.3f}, n={met['n_eval']}), {m.provenance.get('seconds', 0):.0f} s")
+    return 0
+
+
+def add_train_parser(bsub: argparse._SubParsersAction) -> None:
+    """Register `bricks train` on the `bricks` sub-command parser (called by brickwork.cli.bricks)."""
+    ap = bsub.add_parser(
+        "train",
+        help="train a new brick (or a new version) from a JSONL file of {input, output}",
+        description="Train a LoRA brick on JSON lines of {\"input\", \"output\"}. A seeded ~10%% is held out "
+        "and scored (the base model too); the brick is validated and added as the next version of NAME.",
+    )
+    add_library_arg(ap)
+    ap.add_argument("name", metavar="NAME")
+    ap.add_argument("--data", required=True, metavar="FILE.jsonl", help='training data: one {"input", "output"} per line')
+    ap.add_argument("--description", required=True, help="what the brick does (embedded by the retrieval index)")
+    ap.add_argument("--examples", nargs="+", metavar="TEXT", help="example instructions it serves (default: 24 training inputs)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: 150)")
+    ap.add_argument("--seed", type=int, default=0, help="seed for the held-out split and training (default: 0)")
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.set_defaults(func=cmd_train)

@@ -1,0 +1,104 @@
+"""The starter library: the committed bricks install, validate, list, and one of them rebuilds."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning threads crawl on a busy CPU
+
+import pytest
+
+from brickwork.bricks.library_build import STARTER_DIR
+from brickwork.tasks import load_tasks
+
+# The cheapest task to rebuild: short prompts and answers, 50 test items.
+REBUILD_TASK = "country_region"
+# Greedy decoding of a rebuilt brick can flip a few borderline items (float summation order
+# differs between thread counts); a wrong recipe or data misses by far more.
+TOLERANCE = 0.06
+
+
+def test_every_task_has_a_committed_starter_brick():
+    tasks = load_tasks()
+    assert len(tasks) == 17
+    total = 0
+    for task_id in tasks:
+        d = STARTER_DIR / task_id
+        assert sorted(p.name for p in d.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "brick.json"]
+        m = json.loads((d / "brick.json").read_text())
+        assert m["name"] == task_id and m["kind"] == "lora"
+        prov = m["provenance"]
+        assert prov["command"] == f"brickwork library build --retrain --tasks {task_id}" and prov["seed"] == 0
+        assert {"exact_match", "base_exact_match", "n_eval", "eval_split"} <= set(m["metrics"])
+        assert m["metrics"]["eval_split"] == "test"
+        total += sum(p.stat().st_size for p in d.iterdir())
+    assert total < 20 * 2**20, f"starter bricks take {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.integration
+def test_library_build_installs_17_validated_bricks(tmp_path, capsys, base):
+    from brickwork.bricks import BrickStore
+    from brickwork.cli import main
+
+    lib = tmp_path / "lib"
+    assert main(["library", "build", "--library", str(lib)]) == 0
+    out = capsys.readouterr().out
+    assert "17 starter bricks" in out and "installed" in out
+    bricks = BrickStore(lib, base=base).list()
+    assert [b.name for b in bricks] == sorted(load_tasks())
+    for b in bricks:
+        m = b.manifest
+        assert m.base_model["fingerprint"] == base.fingerprint and m.version == 1
+        assert isinstance(m.metrics["exact_match"], float) and m.metrics["n_eval"] > 0
+        assert m.description == load_tasks()[b.name].definition and m.examples and "starter" in m.tags
+    # Building again changes nothing: no new versions.
+    assert main(["library", "build", "--library", str(lib), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {r["status"] for r in res["bricks"]} == {"unchanged"} and len(res["bricks"]) == 17
+    assert BrickStore(lib, base=base).state() == {t: 1 for t in load_tasks()}
+
+
+def test_library_build_rejects_unknown_tasks(tmp_path, capsys):
+    from brickwork.cli import main
+
+    assert main(["library", "build", "--library", str(tmp_path), "--tasks", "nope"]) == 2
+    assert "unknown task(s) ['nope']" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_starter_bricks_beat_the_base_model():
+    """Every committed brick was measured above the base model on the same test prompts."""
+    for task_id in load_tasks():
+        met = json.loads((STARTER_DIR / task_id / "brick.json").read_text())["metrics"]
+        assert met["exact_match"] > met["base_exact_match"], (task_id, met)
+
+
+@pytest.mark.integration
+def test_quick_retrain_learns_the_task(tmp_path, base):
+    """The default run's cheaper variant of the rebuild: a short retrain already beats the base."""
+    from brickwork.bricks import BrickStore
+    from brickwork.bricks.library_build import retrain
+
+    store = BrickStore(tmp_path / "lib", base=base)
+    (row,) = retrain(store, [REBUILD_TASK], steps=30, eval_cap=30, progress=False)
+    assert row.exact_match is not None and row.base_exact_match is not None
+    assert row.exact_match >= row.base_exact_match + 0.3, row
+    m = store.get(REBUILD_TASK).manifest
+    assert m.provenance["command"] == f"brickwork library build --retrain --tasks {REBUILD_TASK} --steps 30 --eval-cap 30"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_rebuild_reproduces_recorded_metric(tmp_path, base):
+    """Rebuilding one starter brick with its recorded command gives its recorded metric."""
+    from brickwork.bricks import BrickStore
+    from brickwork.bricks.library_build import retrain
+
+    recorded = json.loads((STARTER_DIR / REBUILD_TASK / "brick.json").read_text())
+    store = BrickStore(tmp_path / "lib", base=base)
+    (row,) = retrain(store, [REBUILD_TASK], seed=recorded["provenance"]["seed"], progress=False)
+    assert row.n_eval == recorded["metrics"]["n_eval"]
+    assert row.base_exact_match == pytest.approx(recorded["metrics"]["base_exact_match"], abs=TOLERANCE)
+    assert row.exact_match == pytest.approx(recorded["metrics"]["exact_match"], abs=TOLERANCE)
+    assert store.get(REBUILD_TASK).manifest.provenance["data_hash"] == recorded["provenance"]["data_hash"]
