@@ -35,7 +35,8 @@ from brickwork.orchestrator.graph import compile_graph
 from brickwork.orchestrator.planners import make_planner
 from brickwork.orchestrator.planners.base import Planner
 from brickwork.orchestrator.planners.brick import PlannerLibrary
-from brickwork.orchestrator.types import BrickSpec, Plan, RunResult, Step, StepResult
+from brickwork.orchestrator.runs import result_from_state, snapshot
+from brickwork.orchestrator.types import BrickSpec, Plan, RunResult, Step
 
 
 class Brickwork:
@@ -47,6 +48,7 @@ class Brickwork:
     `retriever`: defaults to the library's retrieval index and routing policy.
     `prompt_style`: ``brick`` asks a routed brick its own description plus the step input;
     ``subgoal`` sends the subgoal as written (see `brickwork.orchestrator.prompting`).
+    `store` replaces the library's store (tests pass fakes); checkpoints go to its ``root``.
     """
 
     def __init__(
@@ -63,8 +65,9 @@ class Brickwork:
         max_tokens: int = 64,
         k: int = 3,
         checkpoints: bool = True,
+        store: Any = None,
     ) -> None:
-        self.store = PlannerLibrary(library, base=base)
+        self.store = store if store is not None else PlannerLibrary(library, base=base)
         if isinstance(engine, str):
             from brickwork.serving.engine import create_engine
 
@@ -131,23 +134,42 @@ class Brickwork:
         bricks: Sequence[str | BrickSpec] | None = None,
         base_only: bool = False,
         max_concurrency: int = 32,
-        on_result: Callable[[int, RunResult], None] | None = None,
-    ) -> list[RunResult]:
+        on_result: Callable[[int, RunResult | BaseException], None] | None = None,
+        return_exceptions: bool = False,
+        plans: Sequence[Plan] | None = None,
+    ) -> list[Any]:
         """Answer many instructions at once, in input order. Runs proceed concurrently and their
-        engine calls are merged into shared batches (planning, then each wave of steps)."""
+        engine calls are merged into shared batches (planning, then each wave of steps).
+
+        With `return_exceptions`, a run that fails yields its `BrickworkError` in its place
+        instead of failing the batch. `plans` (one per instruction) skips planning: each run
+        executes the given plan (steps with `bricks` set skip routing too), as evals do.
+        """
+        from brickwork.errors import BrickworkError
+
         ids = [new_run_id() for _ in instructions]
         states = [self._start_state(i, bricks, base_only, rid) for i, rid in zip(instructions, ids, strict=True)]
-        out: list[RunResult | None] = [None] * len(states)
+        if plans is not None:
+            if len(plans) != len(states) or bricks is not None or base_only:
+                raise ConfigError("`plans` needs one plan per instruction and no bricks/base_only")
+            for s, p in zip(states, plans, strict=True):
+                s["plan"] = p.to_json()
+        out: list[Any] = [None] * len(states)
         if not states:
             return []
         with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(states)))) as pool:
             futures = {pool.submit(self._invoke, s, rid): n for n, (s, rid) in enumerate(zip(states, ids, strict=True))}
             for fut in as_completed(futures):
                 n = futures[fut]
-                out[n] = fut.result()
+                try:
+                    out[n] = fut.result()
+                except BrickworkError as exc:
+                    if not return_exceptions:
+                        raise
+                    out[n] = exc
                 if on_result is not None:
-                    on_result(n, out[n])  # type: ignore[arg-type]
-        return [r for r in out if r is not None]
+                    on_result(n, out[n])
+        return out
 
     def stream(
         self,
@@ -176,30 +198,15 @@ class Brickwork:
 
     def feedback(self, run_id: str, step_id: str, *, good: bool = False, correction: str | None = None) -> Any:
         """Store good/correction feedback on one step of a run (for `brickwork update`)."""
-        from brickwork.feedback import FeedbackStore
+        from brickwork.orchestrator.runs import record_feedback
 
-        if good == (correction is not None):
-            raise ConfigError("give exactly one of good=True or correction=TEXT")
-        run = self.get_run(run_id)
-        sid = step_id if step_id.startswith("s") else f"s{step_id}"
-        try:
-            step = run.step(sid)
-        except KeyError:
-            have = ", ".join(s.id for s in run.steps) or "none finished"
-            raise ConfigError(f"run {run_id} has no finished step {step_id!r} (steps: {have})") from None
-        return FeedbackStore(self.store.root).add(
-            run_id=run_id,
-            step_id=sid,
-            kind="good" if good else "correction",
+        return record_feedback(
+            self.store.root,
+            self.get_run(run_id),
+            step_id,
+            good=good,
             correction=correction,
-            instruction=run.instruction,
-            subgoal=step.subgoal,
-            input=step.input,
-            prompt=step.prompt,
-            output=step.output,
-            bricks=[b.to_json() for b in step.bricks],
-            engine=step.engine,
-            base_model=self.store.base.fingerprint,
+            base_fingerprint=self.store.base.fingerprint,
         )
 
     # -- internals ------------------------------------------------------------------------------
@@ -223,10 +230,7 @@ class Brickwork:
         return state
 
     def _snapshot(self, run_id: str) -> Any:
-        snap = self.graph.get_state(thread_config(check_run_id(run_id)))
-        if not snap.values:
-            raise ConfigError(f"no run {run_id!r} in {self.store.root}")
-        return snap
+        return snapshot(self.graph, run_id, self.store.root)
 
     def _invoke(self, state: dict[str, Any] | None, run_id: str) -> RunResult:
         t0 = time.perf_counter()
@@ -256,19 +260,4 @@ class Brickwork:
 
     @staticmethod
     def _result(values: dict[str, Any], seconds: float | None) -> RunResult:
-        plan = Plan.from_json(values["plan"]) if values.get("plan") else None
-        results = values.get("results") or {}
-        order = [s.id for s in plan.steps] if plan else sorted(results)
-        steps = tuple(StepResult.from_state(results[sid]) for sid in order if sid in results)
-        timings = dict(values.get("timings") or {})
-        if seconds is None:
-            seconds = sum(timings.values())
-        return RunResult(
-            run_id=values["run_id"],
-            instruction=values["instruction"],
-            answer=values.get("answer", ""),
-            steps=steps,
-            seconds=seconds,
-            plan=plan,
-            timings=timings,
-        )
+        return result_from_state(values, seconds)
