@@ -218,8 +218,6 @@ def analyze(
     hist = {k: (v / v.sum()).tolist() for k, v in rec.hist.items()}
     bins = rec.bins
     below = {k: sum(h[: int(0.2 * bins)]) for k, h in hist.items()}
-    diag, off = off_diagonal(matrix)
-    diag_a, off_a = off_diagonal(matrix_ans)
     ov_diag, ov_off = off_diagonal(overlap)
     _, ov_act_off = off_diagonal(overlap_act)
     z = (values - values.mean(0)) / values.std(0).clamp_min(1e-8)
@@ -265,15 +263,7 @@ def analyze(
         "masking_ppl_increase_answer": _r(matrix_ans),
         "masking_random": {c: _r(v) for c, v in zip(cats, rand_row, strict=True)},
         "masking_random_answer": {c: _r(v) for c, v in zip(cats, rand_row_ans, strict=True)},
-        "masking_summary": {
-            "diagonal_mean": _r(diag),
-            "off_diagonal_mean": _r(off),
-            "random_mean": _r(sum(rand_row) / len(rand_row)),
-            "answer_diagonal_mean": _r(diag_a),
-            "answer_off_diagonal_mean": _r(off_a),
-            "answer_random_mean": _r(sum(rand_row_ans) / len(rand_row_ans)),
-            "diagonal_is_row_max": [int(max(range(len(cats)), key=lambda j: matrix[i][j]) == i) for i in range(len(cats))],
-        },
+        "masking_summary": masking_summary(matrix, matrix_ans, rand_row, rand_row_ans),
         "overlap": _r(overlap),
         "overlap_random": _r(overlap_rand),
         "overlap_expected_random": cfg.top_fraction,
@@ -336,6 +326,41 @@ def analyze(
     return Analysis(summary=summary, arrays=arrays)
 
 
+def masking_summary(matrix: list[list[float]], matrix_ans: list[list[float]], rand: list[float], rand_ans: list[float]) -> dict[str, Any]:
+    """Diagonal vs off-diagonal of the masking matrices (means, medians, log-space means) and
+    the random-5% control. Log-space (mean of log(1 + increase)) keeps one exploding category
+    from dominating the average."""
+    import math
+    import statistics
+
+    n = len(matrix)
+    out: dict[str, Any] = {}
+    for prefix, m, r in (("", matrix, rand), ("answer_", matrix_ans, rand_ans)):
+        diag = [m[i][i] for i in range(n)]
+        off = [m[i][j] for i in range(n) for j in range(n) if i != j]
+
+        def glog(xs: list[float]) -> float:
+            return math.exp(sum(math.log1p(max(x, -0.999)) for x in xs) / len(xs)) - 1
+
+        out.update(
+            {
+                f"{prefix}diagonal_mean": _r(sum(diag) / n),
+                f"{prefix}off_diagonal_mean": _r(sum(off) / len(off)),
+                f"{prefix}random_mean": _r(sum(r) / len(r)),
+                f"{prefix}diagonal_median": _r(statistics.median(diag)),
+                f"{prefix}off_diagonal_median": _r(statistics.median(off)),
+                f"{prefix}random_median": _r(statistics.median(r)),
+                f"{prefix}diagonal_geomean": _r(glog(diag)),
+                f"{prefix}off_diagonal_geomean": _r(glog(off)),
+                f"{prefix}random_geomean": _r(glog(r)),
+                # per evaluated category: is its own mask the most harmful one (column max)?
+                f"{prefix}diagonal_is_column_max": [int(max(range(n), key=lambda i, j=j: m[i][j]) == j) for j in range(n)],
+                f"{prefix}diagonal_is_row_max": [int(max(range(n), key=lambda j, i=i: m[i][j]) == i) for i in range(n)],
+            }
+        )
+    return out
+
+
 def write_analysis(result: Analysis, out: Path, *, plots: bool = True) -> Path:
     """Write analysis.json, scores.safetensors, report.md and (if `plots`) PNGs into `out`."""
     from safetensors.torch import save_file
@@ -366,3 +391,49 @@ def load_analysis(directory: Path) -> Analysis:
     if summary.get("format_version") != ANALYSIS_FORMAT:
         raise ConfigError(f"{directory}: analysis format {summary.get('format_version')!r} is not supported")
     return Analysis(summary=summary, arrays=arrays)
+
+
+def collect_task_importance(
+    model: Any,
+    tokenizer: Any,
+    *,
+    n_per_task: int = 24,
+    seed: int = 0,
+    batch_size: int = 16,
+    max_input_tokens: int = 64,
+    resident_quantile: float = 0.9,
+    resident_min_freq: float = 0.9,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Per-task neuron importance (mean |a| x ||down col|| on `n_per_task` train instances of each
+    task), the task-agnostic mean, resident neurons and block influence: what running a task with
+    part of the model needs, without the full analysis."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from brickwork.tasks import load_tasks
+
+    per_task = {tid: (tid,) for tid in load_tasks()}
+    sizes = [f.size for f in gated_ffns(model)]
+    norms = down_column_norms(model)
+    pre, inst = build_instances(
+        tokenizer, split="train", per_category=n_per_task, max_input_tokens=max_input_tokens, seed=seed, categories=per_task
+    )
+    rec = Recorder(len(inst), sizes, norms)
+    bar = tqdm(total=count_batches(inst, batch_size), desc="neuron importance", disable=not progress, mininterval=2.0)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with rec.attached(model):
+        run_pass(model, pre, inst, recorder=rec, batch_size=batch_size, progress=bar, pad_id=pad_id)
+    bar.close()
+    values = rec.sums / rec.counts.clamp_min(1)[:, None, None]
+    weighted = values * norms.unsqueeze(0)
+    task_ids = list(per_task)
+    idx = torch.tensor([task_ids.index(i.task_id) for i in inst])
+    _, resident = resident_neurons(values, idx, len(task_ids), quantile=resident_quantile, min_freq=resident_min_freq)
+    return {
+        "tasks": task_ids,
+        "task_importance": torch.stack([weighted[idx == k].mean(0) for k in range(len(task_ids))]),
+        "global_importance": weighted.mean(0),
+        "resident": resident,
+        "block_influence": (rec.bi_sum / rec.bi_n.clamp_min(1)).float(),
+    }

@@ -43,10 +43,13 @@ def findings(s: dict[str, Any]) -> dict[str, str]:
         f"shuffled labels (layer mean {fs['mean_mean']:.3f} vs {fs['mean_shuffled_mean']:.3f})"
     )
     part = (
-        f"zeroing a category's top-5% neurons raises its own held-out perplexity by {_pct(ms['diagonal_mean'])} on "
-        f"average vs {_pct(ms['off_diagonal_mean'])} on other categories and {_pct(ms['random_mean'])} for a random "
-        f"5%; the diagonal is the row maximum for {sum(ms['diagonal_is_row_max'])}/{len(ms['diagonal_is_row_max'])} categories; "
-        f"top-5% sets overlap {ov['funcscore_off_diagonal_mean']:.3f} (max {ov['funcscore_off_diagonal_max']:.3f}) "
+        f"zeroing a category's top-5% FuncScore neurons raises its own held-out perplexity by {_pct(ms['diagonal_mean'])} "
+        f"on average (median {_pct(ms['diagonal_median'])}, log-mean {_pct(ms['diagonal_geomean'])}) vs "
+        f"{_pct(ms['off_diagonal_mean'])} (median {_pct(ms['off_diagonal_median'])}, log-mean {_pct(ms['off_diagonal_geomean'])}) "
+        f"on the other categories and {_pct(ms['random_mean'])} (median {_pct(ms['random_median'])}) for a random 5%; "
+        f"the diagonal is the row maximum for {sum(ms['diagonal_is_row_max'])}/{len(ms['diagonal_is_row_max'])} categories "
+        f"and the column maximum for {sum(ms['diagonal_is_column_max'])}/{len(ms['diagonal_is_column_max'])}; "
+        f"top-5% sets overlap {ov['funcscore_off_diagonal_mean']:.3f} on average (max {ov['funcscore_off_diagonal_max']:.3f}) "
         f"against {ov['random']:.3f} for random sets"
     )
     return {"sparse_activation": sparse, "specialisation": special, "partition": part}
@@ -64,7 +67,7 @@ def write_report(s: dict[str, Any], out: Path, *, plots: bool = True) -> None:
         f"= {s['architecture']['n_neurons']:,} neurons. Selection on the **train** split "
         f"({sum(s['n_instances']['select'].values())} instances), evaluation on the **test** split "
         f"({sum(s['n_instances']['eval'].values())} for masking, {s['n_instances']['sparsity']} for sparsity). "
-        f"Timings: {s['timings_s']}.",
+        "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in s["timings_s"].items()) + ".",
         "",
         "## Findings",
         "",
