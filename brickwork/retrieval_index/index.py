@@ -1,0 +1,589 @@
+"""`BrickIndex`: the searchable mirror of a library's active bricks.
+
+Each active brick contributes one row per distinct text that describes it: its description and
+each of its `examples` (instructions it serves, sample inputs). A brick's score for a query is
+the best score of its rows (nearest row); docs/retrieval.md has the measurement behind that
+choice. The index mirrors `BrickStore.state()` ({name: active version}); every open compares the
+two and repairs any drift (a crash between a store write and an index write, a corrupt or
+missing index), so callers never search a stale or damaged index.
+
+Example::
+
+    index = BrickIndex.open(store)            # repairs drift if any
+    index.search("what is the plural of goose?", k=3)
+    # [Hit(name='english_plural', version=1, score=0.61), ...]
+    store.add(brick_dir); index.sync()        # incremental: embeds only what changed
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brickwork import _atomic
+from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
+from brickwork.bricks.store import BrickStore
+from brickwork.errors import BrickworkError, ConfigError, IndexError_
+from brickwork.retrieval_index import persist
+from brickwork.retrieval_index.ann import Ann, AnnConfig
+from brickwork.retrieval_index.cache import EmbeddingCache
+from brickwork.retrieval_index.embedder import Embedder, EmbedderIdentity, canonical_spec, load_embedder
+from brickwork.retrieval_index.features import FeatureConfig, combine
+
+log = logging.getLogger("brickwork.retrieval_index")
+
+INDEX_DIRNAME = "index"
+FIELD_DESCRIPTION, FIELD_EXAMPLE = 0, 1
+MAX_EXAMPLES = 256
+
+
+@dataclass(frozen=True, order=True)
+class Hit:
+    """One retrieved brick: the active version the index mirrors and its score (cosine, higher is closer)."""
+
+    name: str
+    version: int
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "score": round(float(self.score), 6)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexReport:
+    """What `check()` found. `ok` is true when the index exactly mirrors the store."""
+
+    ok: bool
+    bricks: int
+    rows: int
+    kind: str
+    embedder: str | None
+    missing: list[str] = field(default_factory=list)  # active in the store, absent from the index
+    extra: list[str] = field(default_factory=list)  # in the index, no longer in the store
+    stale: list[str] = field(default_factory=list)  # "name: index v1, store v2" (or a rewritten version)
+    problems: list[str] = field(default_factory=list)  # corruption, unreadable files
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "bricks": self.bricks,
+            "rows": self.rows,
+            "kind": self.kind,
+            "embedder": self.embedder,
+            "missing": self.missing,
+            "extra": self.extra,
+            "stale": self.stale,
+            "problems": self.problems,
+        }
+
+    def lines(self) -> list[str]:
+        if self.ok:
+            return [f"index ok: {self.bricks} bricks, {self.rows} rows, {self.kind}, embedder {self.embedder}"]
+        out = [f"index drift: {len(self.missing)} missing, {len(self.extra)} extra, {len(self.stale)} stale, {len(self.problems)} problems"]
+        out += [f"  missing: {n}" for n in self.missing]
+        out += [f"  extra:   {n}" for n in self.extra]
+        out += [f"  stale:   {s}" for s in self.stale]
+        out += [f"  problem: {p}" for p in self.problems]
+        out.append("  repair with: brickwork index rebuild")
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rebuilt: bool = False
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.rebuilt)
+
+
+def brick_texts(manifest: Manifest, *, max_examples: int = MAX_EXAMPLES) -> tuple[list[str], list[int]]:
+    """The texts that describe a brick in the index, with their field codes (deduplicated)."""
+    texts, fields, seen = [], [], set()
+    desc = manifest.description.strip()
+    if desc:
+        texts.append(desc)
+        fields.append(FIELD_DESCRIPTION)
+        seen.add(desc)
+    for ex in manifest.examples[:max_examples]:
+        ex = ex.strip()
+        if ex and ex not in seen:
+            seen.add(ex)
+            texts.append(ex)
+            fields.append(FIELD_EXAMPLE)
+    return texts, fields
+
+
+def _stamp(store: BrickStore, name: str, version: int) -> str:
+    """Identifies the exact bytes of a brick version's manifest (a removed then re-added brick reuses numbers)."""
+    p = store.bricks_dir / name / "versions" / str(version) / MANIFEST_NAME
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return "missing"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+class BrickIndex:
+    """Vectors of every active brick's texts, searchable, kept in step with a `BrickStore`."""
+
+    def __init__(
+        self,
+        store: BrickStore,
+        *,
+        embedder_spec: str,
+        features: FeatureConfig,
+        ann_config: AnnConfig,
+        use_cache: bool = True,
+    ) -> None:
+        self.store = store
+        self.dir = Path(store.root) / INDEX_DIRNAME
+        self.embedder_spec = embedder_spec
+        self.features = features
+        self.ann_config = ann_config
+        self.use_cache = use_cache
+        self.repairs: list[str] = []  # what open() had to fix, for callers to show
+        self._embedder: Embedder | None = None
+        self._identity: EmbedderIdentity | None = None
+        self._entries: dict[str, dict[str, Any]] = {}  # name -> {version, stamp, start, end}
+        self._names: list[str] = []
+        self._starts = np.zeros(0, dtype=np.int64)
+        self._row_brick = np.zeros(0, dtype=np.int64)
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        self._fields = np.zeros(0, dtype=np.int8)
+        self._ann: Ann | None = None
+        self._generation: str | None = None
+        self._problem: str | None = None
+        self._cache: EmbeddingCache | None = None
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        store: BrickStore,
+        *,
+        embedder: str | Embedder | None = None,
+        features: FeatureConfig | None = None,
+        ann: AnnConfig | None = None,
+        repair: bool = True,
+        use_cache: bool = True,
+    ) -> BrickIndex:
+        """Open the index of `store`, building it if absent and repairing it if it drifted.
+
+        `embedder`/`features` None mean "what the index was built with" (the defaults for a new
+        index). Asking for a different embedder than the index holds raises `IndexError_`: use
+        `BrickIndex.build(store, embedder=...)` (``brickwork index rebuild --embedder``) to switch.
+        With `repair=False` nothing is written; `check()` then says what is wrong.
+        """
+        spec = embedder if isinstance(embedder, str) or embedder is None else embedder.spec
+        self = cls(
+            store,
+            embedder_spec=canonical_spec(spec),
+            features=features or FeatureConfig(),
+            ann_config=ann or AnnConfig(),
+            use_cache=use_cache,
+        )
+        if embedder is not None and not isinstance(embedder, str):
+            self._embedder = embedder
+        try:
+            gen = persist.read(self.dir)
+        except persist.CorruptIndex as exc:
+            gen, self._problem = None, f"corrupt index: {exc}"
+        if gen is not None:
+            self._load(gen, requested_embedder=embedder, requested_features=features, requested_ann=ann)
+        if repair:
+            if self._problem is not None:
+                log.warning("%s; rebuilding from the store", self._problem)
+                self.repairs.append(f"{self._problem}: rebuilt")
+                self._problem = None
+                self._reset()
+                self.sync()
+            else:
+                rep = self.sync()
+                if rep.changed and gen is None:
+                    self.repairs.append(f"no index yet: built it ({len(rep.added)} bricks)")
+                elif rep.changed:
+                    self.repairs.append(_describe(rep))
+                    log.warning("index was out of step with the store: %s", _describe(rep))
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        store: BrickStore,
+        *,
+        embedder: str | Embedder | None = None,
+        features: FeatureConfig | None = None,
+        ann: AnnConfig | None = None,
+        use_cache: bool = True,
+    ) -> BrickIndex:
+        """Build a fresh index of `store` (replacing any), e.g. to switch embedders."""
+        spec = embedder if isinstance(embedder, str) or embedder is None else embedder.spec
+        self = cls(
+            store, embedder_spec=canonical_spec(spec), features=features or FeatureConfig(), ann_config=ann or AnnConfig(), use_cache=use_cache
+        )
+        if embedder is not None and not isinstance(embedder, str):
+            self._embedder = embedder
+        self.rebuild()
+        return self
+
+    def _reset(self) -> None:
+        self._entries, self._names = {}, []
+        self._starts = np.zeros(0, dtype=np.int64)
+        self._row_brick = np.zeros(0, dtype=np.int64)
+        self._vectors = np.zeros((0, self._dim_or_zero()), dtype=np.float32)
+        self._fields = np.zeros(0, dtype=np.int8)
+        self._ann = None
+
+    def _dim_or_zero(self) -> int:
+        return self._vectors.shape[1] if self._vectors.ndim == 2 else 0
+
+    def _load(
+        self, gen: persist.Generation, *, requested_embedder: Any, requested_features: FeatureConfig | None, requested_ann: AnnConfig | None
+    ) -> None:
+        meta = gen.meta
+        try:
+            recorded = EmbedderIdentity.from_json(meta["embedder"])
+            recorded_features = FeatureConfig.from_json(meta["features"])
+            bricks = meta["bricks"]
+            kind = meta["ann"]["kind"]
+            ann_cfg = AnnConfig(**meta["ann"]["config"])
+        except (KeyError, TypeError, ValueError, BrickworkError) as exc:
+            self._problem = f"corrupt index: {gen.name}/meta.json is incomplete ({exc})"
+            return
+        if requested_embedder is not None:
+            wanted = load_embedder(requested_embedder).identity
+            if wanted.fingerprint != recorded.fingerprint or wanted.dim != recorded.dim:
+                raise IndexError_(
+                    f"the index in {self.dir} holds vectors of embedder {recorded}, not {wanted}; "
+                    f"vectors of different embedders cannot be mixed: rebuild it with "
+                    f"`brickwork index rebuild --embedder {requested_embedder if isinstance(requested_embedder, str) else wanted.name}`"
+                )
+        else:
+            self.embedder_spec = canonical_spec(meta.get("embedder_spec") or recorded.name)
+        if requested_features is not None and requested_features != recorded_features:
+            raise IndexError_(
+                f"the index in {self.dir} was built with features {recorded_features.to_json()}, not "
+                f"{requested_features.to_json()}; rebuild it to change them"
+            )
+        self.features = recorded_features
+        self._identity = recorded
+        if requested_ann is None:
+            self.ann_config = ann_cfg
+        names = sorted(bricks)
+        starts, row_brick = [], np.zeros(len(gen.vectors), dtype=np.int64)
+        expected = 0
+        for i, name in enumerate(names):
+            e = bricks[name]
+            if e["start"] != expected or e["end"] < e["start"]:
+                self._problem = f"corrupt index: row ranges of {gen.name} are inconsistent"
+                return
+            starts.append(e["start"])
+            row_brick[e["start"] : e["end"]] = i
+            expected = e["end"]
+        if expected != len(gen.vectors) or gen.vectors.shape[1] != recorded_features.dim(recorded.dim):
+            self._problem = f"corrupt index: {gen.name} holds {gen.vectors.shape} vectors, meta says {expected} rows"
+            return
+        self._entries = {n: dict(bricks[n]) for n in names}
+        self._names = names
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self._row_brick = row_brick
+        self._vectors = gen.vectors
+        self._fields = gen.fields
+        self._generation = gen.name
+        try:
+            self._ann = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
+        except IndexError_ as exc:
+            self._problem = f"corrupt index: {exc}"
+
+    # -- embedding ---------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.embedder_spec)
+        return self._embedder
+
+    @property
+    def identity(self) -> EmbedderIdentity:
+        """The identity of the vectors held (the recorded one; the embedder's for a new index)."""
+        return self._identity or self.embedder.identity
+
+    def _check_embedder(self) -> None:
+        """The loaded embedder must be the one the vectors came from (a reinstalled model may differ)."""
+        if self._identity is not None and self.embedder.identity != self._identity:
+            got = self.embedder.identity
+            if got.fingerprint != self._identity.fingerprint or got.dim != self._identity.dim:
+                raise IndexError_(
+                    f"embedder {self.embedder_spec!r} now has weights {got}, but the index holds vectors of "
+                    f"{self._identity}; run `brickwork index rebuild`"
+                )
+
+    def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if self.use_cache:
+            if self._cache is None:
+                self._cache = EmbeddingCache(embedding_cache_path())
+            sem = self._cache.embed(self.embedder, texts)
+        else:
+            sem = self.embedder.embed(texts)
+        return combine(sem, texts, self.features)
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Query vectors in this index's space (what `search_vectors` takes)."""
+        self._check_embedder()
+        return combine(self.embedder.embed(list(queries)), list(queries), self.features)
+
+    # -- keeping in step with the store ------------------------------------------------------
+    def _store_state(self) -> dict[str, tuple[int, str]]:
+        return {n: (v, _stamp(self.store, n, v)) for n, v in self.store.state().items()}
+
+    def check(self) -> IndexReport:
+        """Compare the index with the store without changing either."""
+        problems = [self._problem] if self._problem else []
+        missing, extra, stale = [], [], []
+        if not problems:
+            current = self._store_state()
+            missing = sorted(set(current) - set(self._entries))
+            extra = sorted(set(self._entries) - set(current))
+            for n in sorted(set(current) & set(self._entries)):
+                e = self._entries[n]
+                v, stamp = current[n]
+                if e["version"] != v:
+                    stale.append(f"{n}: index v{e['version']}, store v{v}")
+                elif e["stamp"] != stamp:
+                    stale.append(f"{n}: v{v} was rewritten since it was indexed")
+        ok = not (problems or missing or extra or stale)
+        return IndexReport(
+            ok=ok,
+            bricks=len(self._entries),
+            rows=len(self._vectors),
+            kind=self._ann.kind if self._ann else "flat",
+            embedder=str(self._identity) if self._identity else self.embedder_spec,
+            missing=missing,
+            extra=extra,
+            stale=stale,
+            problems=problems,
+        )
+
+    def sync(self) -> SyncReport:
+        """Bring the index in step with the store, embedding only bricks whose active version changed.
+
+        Cheap when nothing changed: one read of each brick's ACTIVE file and one stat of its
+        manifest, no model load, no write.
+        """
+        if self._problem is not None:
+            raise IndexError_(f"{self._problem}; run `brickwork index rebuild`")
+        current = self._store_state()
+        if self._generation is not None and all(
+            n in self._entries and self._entries[n]["version"] == v and self._entries[n]["stamp"] == s for n, (v, s) in current.items()
+        ) and len(current) == len(self._entries):
+            return SyncReport()
+        if not current and not self._entries and self._generation is None:
+            return SyncReport()  # an empty library needs no index (nor a model load)
+        with self._lock():
+            return self._apply(current)
+
+    def rebuild(self) -> SyncReport:
+        """Re-derive the whole index from the store (re-embedding is served by the cache)."""
+        with self._lock():
+            self._problem = None
+            self._reset()
+            self._identity = None
+            self._generation = None
+            rep = self._apply(self._store_state())
+        return SyncReport(added=rep.added, rebuilt=True, reason="rebuild")
+
+    def _lock(self) -> Any:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return _atomic.file_lock(self.dir / ".lock")
+
+    def _apply(self, current: dict[str, tuple[int, str]]) -> SyncReport:
+        self._check_embedder()
+        identity = self.embedder.identity
+        keep = {n for n, (v, s) in current.items() if n in self._entries and self._entries[n]["version"] == v and self._entries[n]["stamp"] == s}
+        added = sorted(n for n in current if n not in self._entries)
+        updated = sorted(n for n in current if n in self._entries and n not in keep)
+        removed = sorted(n for n in self._entries if n not in current)
+        new_vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        todo = added + updated
+        texts_all: list[str] = []
+        spans: dict[str, tuple[int, int, list[int]]] = {}
+        for n in todo:
+            v = current[n][0]
+            m = self.store.get(n, v).manifest
+            texts, fields = brick_texts(m)
+            spans[n] = (len(texts_all), len(texts_all) + len(texts), fields)
+            texts_all.extend(texts)
+        dim = self.features.dim(identity.dim)
+        vecs_all = self._embed_texts(texts_all) if texts_all else np.zeros((0, dim), dtype=np.float32)
+        for n, (a, b, fields) in spans.items():
+            new_vecs[n] = (vecs_all[a:b], np.asarray(fields, dtype=np.int8))
+        names = sorted(current)
+        blocks, fblocks, entries, start = [], [], {}, 0
+        for n in names:
+            if n in keep:
+                e = self._entries[n]
+                vb, fb = self._vectors[e["start"] : e["end"]], self._fields[e["start"] : e["end"]]
+            else:
+                vb, fb = new_vecs[n]
+            blocks.append(vb)
+            fblocks.append(fb)
+            entries[n] = {"version": current[n][0], "stamp": current[n][1], "start": start, "end": start + len(vb)}
+            start += len(vb)
+        vectors = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dim), dtype=np.float32)
+        fields_arr = np.concatenate(fblocks).astype(np.int8) if fblocks else np.zeros(0, dtype=np.int8)
+        ann = Ann.build(vectors, self.ann_config)
+        meta = {
+            "embedder": identity.to_json(),
+            "embedder_spec": self.embedder_spec,
+            "features": self.features.to_json(),
+            "ann": {"kind": ann.kind, "config": self.ann_config.to_json()},
+            "state": {n: e["version"] for n, e in entries.items()},
+            "bricks": entries,
+            "rows": len(vectors),
+        }
+        try:
+            self._generation = persist.write(self.dir, meta, vectors, fields_arr, ann.to_bytes())
+        except OSError as exc:  # a read-only library: serve the repaired index from memory
+            log.warning("cannot write the index to %s (%s); using it in memory only", self.dir, exc)
+            self._generation = self._generation or "memory"
+        self._identity = identity
+        self._entries = entries
+        self._names = names
+        self._starts = np.asarray([entries[n]["start"] for n in names], dtype=np.int64)
+        self._row_brick = np.repeat(np.arange(len(names)), [entries[n]["end"] - entries[n]["start"] for n in names]).astype(np.int64)
+        self._vectors = vectors
+        self._fields = fields_arr
+        self._ann = ann
+        return SyncReport(added=added, updated=updated, removed=removed)
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def state(self) -> dict[str, int]:
+        """{name: version} the index holds (equal to `store.state()` after open/sync)."""
+        return {n: e["version"] for n, e in self._entries.items()}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def kind(self) -> str:
+        return self._ann.kind if self._ann else "flat"
+
+    @property
+    def rows(self) -> int:
+        return len(self._vectors)
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The `k` best bricks for one query, best first."""
+        return self.search_batch([query], k)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 5) -> list[list[Hit]]:
+        """`search` for many queries with one embedding batch."""
+        if isinstance(queries, str):
+            raise ConfigError("`queries` should be a list of strings; use search() for one query")
+        queries = list(queries)
+        if k < 1:
+            raise ConfigError(f"`k` should be at least 1, got {k}.")
+        if self._problem is not None:
+            raise IndexError_(f"{self._problem}; run `brickwork index rebuild`")
+        if not queries:
+            return []
+        if not self._entries:
+            return [[] for _ in queries]
+        return self.search_vectors(self.embed_queries(queries), k)
+
+    def search_vectors(self, qvecs: np.ndarray, k: int = 5) -> list[list[Hit]]:
+        """Search with query vectors already in this index's space (benchmarks time this part)."""
+        if not self._entries:
+            return [[] for _ in range(len(qvecs))]
+        k = min(k, len(self._names))
+        if self._ann is None or self._ann.kind == "flat":
+            return self._exact(qvecs, k)
+        return self._approximate(qvecs, k)
+
+    def brick_scores(self, qvecs: np.ndarray) -> np.ndarray:
+        """(queries, bricks) exact score of every brick, columns in `names` order (evals use it)."""
+        scores = np.asarray(qvecs, dtype=np.float32) @ self._vectors.T
+        return np.maximum.reduceat(scores, self._starts, axis=1)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def row_scores(self, qvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(queries, rows) exact row scores with each row's brick position and field (for evals)."""
+        return np.asarray(qvecs, dtype=np.float32) @ self._vectors.T, self._row_brick, self._fields
+
+    def _hits(self, order: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        return [Hit(self._names[b], int(self._entries[self._names[b]]["version"]), float(s)) for b, s in zip(order, scores, strict=True)]
+
+    def _exact(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+        out = []
+        per_brick = self.brick_scores(qvecs)
+        for row in per_brick:
+            idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+            idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
+            out.append(self._hits(idx, row[idx]))
+        return out
+
+    def _approximate(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+        assert self._ann is not None
+        n_rows = len(self._vectors)
+        want = min(n_rows, max(32, 8 * k))
+        results: list[list[Hit] | None] = [None] * len(qvecs)
+        pending = np.arange(len(qvecs))
+        while len(pending):
+            scores, ids = self._ann.search(qvecs[pending], want)
+            retry = []
+            for qi, srow, irow in zip(pending, scores, ids, strict=True):
+                seen: dict[int, float] = {}
+                for s, r in zip(srow, irow, strict=True):
+                    if r < 0:
+                        continue
+                    b = int(self._row_brick[r])
+                    if b not in seen:
+                        seen[b] = float(s)
+                        if len(seen) == k:
+                            break
+                if len(seen) < k and want < n_rows:
+                    retry.append(qi)
+                    continue
+                order = sorted(seen, key=lambda b: (-seen[b], b))
+                results[qi] = self._hits(np.asarray(order, dtype=np.int64), np.asarray([seen[b] for b in order]))
+            pending = np.asarray(retry, dtype=np.int64)
+            want = min(n_rows, want * 4)
+        return [r or [] for r in results]
+
+
+def _describe(rep: SyncReport) -> str:
+    parts = []
+    if rep.added:
+        parts.append(f"added {', '.join(rep.added)}")
+    if rep.updated:
+        parts.append(f"updated {', '.join(rep.updated)}")
+    if rep.removed:
+        parts.append(f"removed {', '.join(rep.removed)}")
+    return "; ".join(parts) or "rebuilt"
+
+
+def embedding_cache_path() -> Path:
+    """The per-user embedding cache shared by every library (``$BRICKWORK_CACHE/embeddings.sqlite``)."""
+    from brickwork.models import cache_dir
+
+    return cache_dir() / "embeddings.sqlite"
+
+
+def index_dir(store: BrickStore) -> Path:
+    return Path(store.root) / INDEX_DIRNAME
+
+
+__all__ = ["BrickIndex", "Hit", "IndexReport", "SyncReport", "brick_texts", "index_dir"]

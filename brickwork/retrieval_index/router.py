@@ -1,0 +1,188 @@
+"""Routing policy: from retrieval scores to a decision per subgoal.
+
+A decision is a list of `Route` (brick, version, weight), at most `max_bricks` long; an empty list
+means no brick fits and the base model answers. The policy:
+
+1. no hit, or the best hit scores below `min_score` -> base model;
+2. otherwise the best brick, plus any further hit (up to `max_bricks`) that scores at least
+   `min_score` and is within `margin` of the best;
+3. weights: a softmax of the chosen scores at `temperature`, normalised to sum to 1 (one brick
+   gets weight 1.0, exactly the brick as trained).
+
+`min_score` is calibrated from data, not guessed: `calibrate()` picks the threshold that keeps at
+most a target share of in-scope calibration queries off their bricks and rejects as many
+out-of-scope ones as possible; the shipped default (``brickwork/data/routing/router.json``)
+records the data, embedder and result it came from. Every field is configurable.
+
+Example::
+
+    router = Router.default()
+    router.route(index.search("what's 45 minus 17?"))   # [Route(name='two_digit_subtraction', ...)]
+    router.route(index.search("write a haiku"))          # [] -> base model
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brickwork.errors import ConfigError
+from brickwork.retrieval_index.index import BrickIndex, Hit
+
+log = logging.getLogger("brickwork.retrieval_index")
+DEFAULT_ROUTER_FILE = Path(__file__).resolve().parent.parent / "data" / "routing" / "router.json"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One brick chosen for a step, with its weight in the composite adapter."""
+
+    name: str
+    version: int
+    weight: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "weight": round(float(self.weight), 6)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterConfig:
+    """The routing policy's knobs (see the module docstring)."""
+
+    min_score: float = 0.45
+    max_bricks: int = 1
+    margin: float = 0.03
+    temperature: float = 0.05
+    calibration: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"`min_score` should be a cosine in [-1, 1], got {self.min_score!r}.")
+        if not isinstance(self.max_bricks, int) or self.max_bricks < 1:
+            raise ConfigError(f"`max_bricks` should be a positive integer, got {self.max_bricks!r}.")
+        if self.margin < 0:
+            raise ConfigError(f"`margin` should be >= 0, got {self.margin!r}.")
+        if self.temperature <= 0:
+            raise ConfigError(f"`temperature` should be positive, got {self.temperature!r}.")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RouterConfig:
+        known = {"min_score", "max_bricks", "margin", "temperature", "calibration"}
+        unknown = sorted(set(d) - known - {"format_version"})
+        if unknown:
+            raise ConfigError(f"router config: unknown keys {unknown}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class Router:
+    """Turns hits into routes; stateless apart from its config."""
+
+    def __init__(self, config: RouterConfig | None = None, **overrides: Any) -> None:
+        config = config or _default_config()
+        self.config = RouterConfig(**{**asdict(config), **overrides}) if overrides else config
+
+    @classmethod
+    def default(cls, **overrides: Any) -> Router:
+        """The router with the shipped, calibrated thresholds (overridable per field)."""
+        return cls(_default_config(), **overrides)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> Router:
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read router config {path}: {exc}") from exc
+        return cls(RouterConfig.from_json(d), **overrides)
+
+    @classmethod
+    def for_index(cls, index: BrickIndex, **overrides: Any) -> Router:
+        """The router for `index`: the library's own calibration (``<library>/index/router.json``)
+        when present, else the shipped default. A default calibrated for another embedder or
+        feature space is still used, with a warning: its scores are on another scale."""
+        local = index.dir / "router.json"
+        if local.is_file():
+            return cls.from_file(local, **overrides)
+        router = cls.default(**overrides)
+        cal = router.config.calibration
+        fp, feats = cal.get("embedder_fingerprint"), cal.get("features")
+        if index.rows and fp is not None and (fp != index.identity.fingerprint or feats != index.features.to_json()):
+            log.warning(
+                "the default routing thresholds were calibrated for another embedder or feature space; "
+                "run `brickwork eval routing --calibrate` to calibrate them for this library"
+            )
+        return router
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"format_version": 1, **self.config.to_json()}, indent=2) + "\n", encoding="utf-8")
+
+    def route(self, hits: Sequence[Hit]) -> list[Route]:
+        c = self.config
+        if not hits:
+            return []
+        ranked = sorted(hits, key=lambda h: -h.score)
+        best = ranked[0].score
+        if best < c.min_score:
+            return []
+        chosen = [h for h in ranked[: c.max_bricks] if h.score >= c.min_score and best - h.score <= c.margin]
+        logits = np.array([h.score / c.temperature for h in chosen])
+        w = np.exp(logits - logits.max())
+        w = w / w.sum()
+        return [Route(h.name, h.version, float(x)) for h, x in zip(chosen, w, strict=True)]
+
+    def route_batch(self, hits: Sequence[Sequence[Hit]]) -> list[list[Route]]:
+        return [self.route(h) for h in hits]
+
+
+@cache
+def _default_config() -> RouterConfig:
+    if DEFAULT_ROUTER_FILE.is_file():
+        return RouterConfig.from_json(json.loads(DEFAULT_ROUTER_FILE.read_text(encoding="utf-8")))
+    return RouterConfig()
+
+
+def retrieve(index: BrickIndex, router: Router, queries: Sequence[str], *, k: int = 5) -> list[tuple[list[Hit], list[Route]]]:
+    """Search and route every query (one embedding batch): [(hits, routes)] in input order.
+
+    This is the orchestrator's entry point; an empty `routes` means "base model".
+    """
+    hits = index.search_batch(list(queries), k=k)
+    return [(h, router.route(h)) for h in hits]
+
+
+def calibrate(
+    in_scope_scores: Sequence[float],
+    out_of_scope_scores: Sequence[float],
+    *,
+    max_in_scope_to_base: float = 0.05,
+) -> tuple[float, dict[str, float]]:
+    """The `min_score` that rejects the most out-of-scope queries while sending at most
+    `max_in_scope_to_base` of in-scope ones to the base model (scores are each query's best hit).
+
+    Returns the threshold and what it achieves on the data given.
+    """
+    ins = np.sort(np.asarray(in_scope_scores, dtype=np.float64))
+    oos = np.asarray(out_of_scope_scores, dtype=np.float64)
+    if len(ins) == 0:
+        raise ConfigError("calibration needs in-scope scores")
+    allowed = int(math.floor(max_in_scope_to_base * len(ins)))
+    # Threshold just above the `allowed`-th lowest in-scope score: exactly `allowed` go to base.
+    thr = float(ins[allowed]) if allowed < len(ins) else float(ins[-1]) + 1e-6
+    thr = float(np.nextafter(thr, -np.inf)) if allowed == 0 else float((ins[allowed - 1] + ins[allowed]) / 2)
+    return thr, {
+        "in_scope_to_base": float((ins < thr).mean()),
+        "out_of_scope_to_base": float((oos < thr).mean()) if len(oos) else float("nan"),
+        "n_in_scope": int(len(ins)),
+        "n_out_of_scope": int(len(oos)),
+    }
+
