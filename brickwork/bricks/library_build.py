@@ -33,8 +33,9 @@ from brickwork.tasks import Example, Task, load_tasks, sample
 STARTER_DIR = Path(__file__).resolve().parents[1] / "data" / "starter"
 STARTER_SEED = 0
 EVAL_CAP = 200  # test items scored per task (seeded sample; the same items for brick and base)
-TRAIN_CAP = 600  # train examples per task (seeded sample); each gives a bare and an instructed pair
+TRAIN_CAP = 500  # train examples per task (seeded sample); each gives a bare and an instructed pair
 EVAL_STYLE = "definition"
+BARE_EVAL_CAP = 100  # the same test items asked bare (no instruction), for the routing case
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +183,7 @@ def retrain(
             task.task_id,
             train_pairs=starter_pairs(task, seed=seed),
             heldout=heldout,
-            extra_heldout={"bare": [(e.input, e) for _, e in heldout]},
+            extra_heldout={"bare": [(e.input, e) for _, e in heldout[:BARE_EVAL_CAP]]},
             description=starter_description(task),
             examples=starter_examples(task),
             tags=starter_tags(task),
@@ -193,7 +194,11 @@ def retrain(
         )
         if export_to is not None:
             export_brick_dir(brick.path, Path(export_to) / task.task_id)
-        rows.append(_row(brick.manifest, "trained"))
+        row = _row(brick.manifest, "trained")
+        if say:
+            say(f"  {task.task_id}: exact match {row.exact_match} (base {row.base_exact_match}, n={row.n_eval}), "
+                f"bare {brick.manifest.metrics.get('exact_match_bare')}, {row.seconds} s, {row.seconds_per_step} s/step")
+        rows.append(row)
     return rows
 
 

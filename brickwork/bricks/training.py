@@ -66,7 +66,7 @@ class TrainConfig:
     alpha: float = 16.0
     target_modules: tuple[str, ...] = ALL_MODULES
     top_layers: int | None = 6
-    steps: int = 150
+    steps: int = 120
     batch_size: int = 16
     lr: float = 2e-3
     warmup_steps: int = 10

@@ -134,7 +134,7 @@ def add_train_parser(bsub: argparse._SubParsersAction) -> None:
     ap.add_argument("--data", required=True, metavar="FILE.jsonl", help='training data: one {"input", "output"} per line')
     ap.add_argument("--description", required=True, help="what the brick does (embedded by the retrieval index)")
     ap.add_argument("--examples", nargs="+", metavar="TEXT", help="example instructions it serves (default: 24 training inputs)")
-    ap.add_argument("--steps", type=int, default=None, help="training steps (default: 150)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: 120)")
     ap.add_argument("--seed", type=int, default=0, help="seed for the held-out split and training (default: 0)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.set_defaults(func=cmd_train)
