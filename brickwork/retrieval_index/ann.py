@@ -9,7 +9,9 @@ approximate structure is built or read; its errors are wrapped in `IndexError_`.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -50,6 +52,28 @@ class AnnConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_controller: Any = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run BLAS on one thread for the block: a query-sized matrix product is ~1 ms on one core
+    but can take 50 ms when OpenBLAS wakes its threads on a busy machine (measured here)."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController()
+        except Exception:  # threadpoolctl is optional (it comes with scikit-learn)
+            _controller = False
+    if not _controller:
+        yield
+        return
+    with _controller.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _faiss() -> Any:
@@ -129,7 +153,8 @@ class Ann:
         if k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if self.index is None:
-            scores = queries @ self.vectors.T
+            with single_threaded_blas():
+                scores = queries @ self.vectors.T
             if k < n:
                 part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
             else:

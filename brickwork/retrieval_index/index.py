@@ -34,24 +34,13 @@ from brickwork.retrieval_index.ann import Ann, AnnConfig
 from brickwork.retrieval_index.cache import EmbeddingCache
 from brickwork.retrieval_index.embedder import Embedder, EmbedderIdentity, canonical_spec, load_embedder
 from brickwork.retrieval_index.features import FeatureConfig, combine
+from brickwork.retrieval_index.search import BrickTable, Hit
 
 log = logging.getLogger("brickwork.retrieval_index")
 
 INDEX_DIRNAME = "index"
 FIELD_DESCRIPTION, FIELD_EXAMPLE = 0, 1
 MAX_EXAMPLES = 256
-
-
-@dataclass(frozen=True, order=True)
-class Hit:
-    """One retrieved brick: the active version the index mirrors and its score (cosine, higher is closer)."""
-
-    name: str
-    version: int
-    score: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "score": round(float(self.score), 6)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,11 +145,9 @@ class BrickIndex:
         self._identity: EmbedderIdentity | None = None
         self._entries: dict[str, dict[str, Any]] = {}  # name -> {version, stamp, start, end}
         self._names: list[str] = []
-        self._starts = np.zeros(0, dtype=np.int64)
-        self._row_brick = np.zeros(0, dtype=np.int64)
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._fields = np.zeros(0, dtype=np.int8)
-        self._ann: Ann | None = None
+        self._table = _empty_table()
         self._generation: str | None = None
         self._problem: str | None = None
         self._cache: EmbeddingCache | None = None
@@ -238,11 +225,9 @@ class BrickIndex:
 
     def _reset(self) -> None:
         self._entries, self._names = {}, []
-        self._starts = np.zeros(0, dtype=np.int64)
-        self._row_brick = np.zeros(0, dtype=np.int64)
         self._vectors = np.zeros((0, self._dim_or_zero()), dtype=np.float32)
         self._fields = np.zeros(0, dtype=np.int8)
-        self._ann = None
+        self._table = _empty_table()
 
     def _dim_or_zero(self) -> int:
         return self._vectors.shape[1] if self._vectors.ndim == 2 else 0
@@ -280,30 +265,31 @@ class BrickIndex:
         if requested_ann is None:
             self.ann_config = ann_cfg
         names = sorted(bricks)
-        starts, row_brick = [], np.zeros(len(gen.vectors), dtype=np.int64)
         expected = 0
-        for i, name in enumerate(names):
+        for name in names:
             e = bricks[name]
-            if e["start"] != expected or e["end"] < e["start"]:
+            if e["start"] != expected or e["end"] <= e["start"]:
                 self._problem = f"corrupt index: row ranges of {gen.name} are inconsistent"
                 return
-            starts.append(e["start"])
-            row_brick[e["start"] : e["end"]] = i
             expected = e["end"]
         if expected != len(gen.vectors) or gen.vectors.shape[1] != recorded_features.dim(recorded.dim):
             self._problem = f"corrupt index: {gen.name} holds {gen.vectors.shape} vectors, meta says {expected} rows"
             return
+        try:
+            ann_obj = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
+        except IndexError_ as exc:
+            self._problem = f"corrupt index: {exc}"
+            return
         self._entries = {n: dict(bricks[n]) for n in names}
         self._names = names
-        self._starts = np.asarray(starts, dtype=np.int64)
-        self._row_brick = row_brick
         self._vectors = gen.vectors
         self._fields = gen.fields
         self._generation = gen.name
-        try:
-            self._ann = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
-        except IndexError_ as exc:
-            self._problem = f"corrupt index: {exc}"
+        self._table = self._make_table(ann_obj)
+
+    def _make_table(self, ann: Ann) -> BrickTable:
+        e = self._entries
+        return BrickTable(self._names, [e[n]["version"] for n in self._names], [e[n]["end"] - e[n]["start"] for n in self._names], self._vectors, ann)
 
     # -- embedding ---------------------------------------------------------------------------
     @property
@@ -365,7 +351,7 @@ class BrickIndex:
             ok=ok,
             bricks=len(self._entries),
             rows=len(self._vectors),
-            kind=self._ann.kind if self._ann else "flat",
+            kind=self._table.kind,
             embedder=str(self._identity) if self._identity else self.embedder_spec,
             missing=missing,
             extra=extra,
@@ -458,11 +444,9 @@ class BrickIndex:
         self._identity = identity
         self._entries = entries
         self._names = names
-        self._starts = np.asarray([entries[n]["start"] for n in names], dtype=np.int64)
-        self._row_brick = np.repeat(np.arange(len(names)), [entries[n]["end"] - entries[n]["start"] for n in names]).astype(np.int64)
         self._vectors = vectors
         self._fields = fields_arr
-        self._ann = ann
+        self._table = self._make_table(ann)
         return SyncReport(added=added, updated=updated, removed=removed)
 
     # -- reading -----------------------------------------------------------------------------
@@ -476,7 +460,7 @@ class BrickIndex:
 
     @property
     def kind(self) -> str:
-        return self._ann.kind if self._ann else "flat"
+        return self._table.kind
 
     @property
     def rows(self) -> int:
@@ -503,65 +487,20 @@ class BrickIndex:
 
     def search_vectors(self, qvecs: np.ndarray, k: int = 5) -> list[list[Hit]]:
         """Search with query vectors already in this index's space (benchmarks time this part)."""
-        if not self._entries:
-            return [[] for _ in range(len(qvecs))]
-        k = min(k, len(self._names))
-        if self._ann is None or self._ann.kind == "flat":
-            return self._exact(qvecs, k)
-        return self._approximate(qvecs, k)
+        return self._table.search(qvecs, k)
 
     def brick_scores(self, qvecs: np.ndarray) -> np.ndarray:
         """(queries, bricks) exact score of every brick, columns in `names` order (evals use it)."""
-        scores = np.asarray(qvecs, dtype=np.float32) @ self._vectors.T
-        return np.maximum.reduceat(scores, self._starts, axis=1)
+        return self._table.brick_scores(qvecs)
 
     @property
     def names(self) -> list[str]:
         return list(self._names)
 
-    def row_scores(self, qvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(queries, rows) exact row scores with each row's brick position and field (for evals)."""
-        return np.asarray(qvecs, dtype=np.float32) @ self._vectors.T, self._row_brick, self._fields
 
-    def _hits(self, order: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        return [Hit(self._names[b], int(self._entries[self._names[b]]["version"]), float(s)) for b, s in zip(order, scores, strict=True)]
-
-    def _exact(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
-        out = []
-        per_brick = self.brick_scores(qvecs)
-        for row in per_brick:
-            idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
-            idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
-            out.append(self._hits(idx, row[idx]))
-        return out
-
-    def _approximate(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
-        assert self._ann is not None
-        n_rows = len(self._vectors)
-        want = min(n_rows, max(32, 8 * k))
-        results: list[list[Hit] | None] = [None] * len(qvecs)
-        pending = np.arange(len(qvecs))
-        while len(pending):
-            scores, ids = self._ann.search(qvecs[pending], want)
-            retry = []
-            for qi, srow, irow in zip(pending, scores, ids, strict=True):
-                seen: dict[int, float] = {}
-                for s, r in zip(srow, irow, strict=True):
-                    if r < 0:
-                        continue
-                    b = int(self._row_brick[r])
-                    if b not in seen:
-                        seen[b] = float(s)
-                        if len(seen) == k:
-                            break
-                if len(seen) < k and want < n_rows:
-                    retry.append(qi)
-                    continue
-                order = sorted(seen, key=lambda b: (-seen[b], b))
-                results[qi] = self._hits(np.asarray(order, dtype=np.int64), np.asarray([seen[b] for b in order]))
-            pending = np.asarray(retry, dtype=np.int64)
-            want = min(n_rows, want * 4)
-        return [r or [] for r in results]
+def _empty_table() -> BrickTable:
+    empty = np.zeros((0, 1), dtype=np.float32)
+    return BrickTable([], [], [], empty, Ann("flat", empty))
 
 
 def _describe(rep: SyncReport) -> str:

@@ -1,0 +1,459 @@
+"""routing: does retrieval pick the right brick, and no brick when none fits?
+
+Three query sets, none of them indexed (provenance: ``brickwork/data/routing/PROVENANCE.md``):
+
+- (a) ``instruction``: hand-written requests naming each task in other words than its
+  description (``instructions.jsonl``), filled with task inputs;
+- (b) ``bare``: task inputs with no instruction at all;
+- (c) ``out_of_scope``: hand-written requests no brick serves, most of them near misses (same
+  topic, different task: "singular of mice", "12 times 11", "population of Japan").
+
+Each set has two disjoint halves. ``calib`` (templates and OOS items marked calib, filled with
+*train* inputs that are not in the brick's manifest) is the only data thresholds and design
+choices are fitted on; ``report`` (the other templates, filled with *test*-split inputs) is what
+the headline table shows. Metrics: top-1, top-3, MRR of the gold brick; with the router: share
+routed to the gold brick, to another brick, to the base model; for (c) the share routed to the
+base model (out-of-scope recall) and, over all sets, the precision of "base model" decisions.
+
+Configurations side by side: the plain baseline (description vectors only, embedding only, no
+threshold), the shipped index + router, and ablations (embedding only; aggregation of a brick's
+rows by max vs mean of top 3; lexical weight). The library is ``--library``; when it holds no
+bricks, a temporary manifest-only starter library is built (placeholder adapters; routing only
+reads manifests) and the report says so.
+
+    brickwork eval routing [--library DIR] [--out DIR] [--bare-per-task 100] [--calibrate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROUTING_DATA = Path(__file__).resolve().parents[1] / "data" / "routing"
+SETS = ("instruction", "bare", "out_of_scope")
+_NUM = re.compile(r"-?\d+")
+
+
+# -- the query sets -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Query:
+    text: str
+    gold: str | None  # brick name; None = out of scope
+    set: str
+    near: str | None = None  # for out-of-scope near misses: the brick it is close to
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def fill(template: str, text: str) -> str:
+    """Put a task input into a template: {x} is the input, {a}/{b} the two numbers of an arithmetic input."""
+    if "{a}" in template:
+        nums = _NUM.findall(text)
+        if len(nums) < 2:
+            raise ValueError(f"input {text!r} has no two numbers for template {template!r}")
+        return template.replace("{a}", nums[0]).replace("{b}", nums[1])
+    return template.replace("{x}", text)
+
+
+def _inputs(task: Any, split: str, exclude: set[str]) -> list[str]:
+    """Inputs of `split`; for calib, train inputs the brick's manifest does not list (never indexed)."""
+    if split == "calib":
+        return [e.input for e in task.split("train") if e.input.strip() not in exclude]
+    return [e.input for e in task.split("test")]
+
+
+def build_queries(
+    tasks: dict[str, Any],
+    indexed: dict[str, set[str]],
+    *,
+    split: str,
+    per_template: int = 3,
+    bare_per_task: int | None = 100,
+    seed: int = 0,
+) -> list[Query]:
+    """The eval queries of one half (``calib`` or ``report``) for the bricks in `indexed`."""
+    rng = random.Random(f"{seed}:{split}")
+    out: list[Query] = []
+    for row in _jsonl(ROUTING_DATA / "instructions.jsonl"):
+        if row["split"] != split or row["task"] not in indexed:
+            continue
+        tpl, task = row["text"], tasks[row["task"]]
+        if "{" not in tpl:
+            out.append(Query(tpl, row["task"], "instruction"))
+            continue
+        pool = _inputs(task, split, indexed[row["task"]])
+        for x in rng.sample(pool, min(per_template, len(pool))):
+            out.append(Query(fill(tpl, x), row["task"], "instruction"))
+    for name in sorted(indexed):
+        pool = _inputs(tasks[name], split, indexed[name])
+        if bare_per_task and len(pool) > bare_per_task:
+            pool = rng.sample(pool, bare_per_task)
+        out += [Query(x, name, "bare") for x in pool]
+    for row in _jsonl(ROUTING_DATA / "out_of_scope.jsonl"):
+        if row["split"] == split:
+            out.append(Query(row["text"], None, "out_of_scope", row.get("near")))
+    return out
+
+
+# -- a library to evaluate ------------------------------------------------------------------------
+def write_placeholder_adapter(path: Path, base: Any) -> Path:
+    """A valid rank-1 LoRA on one module, all zeros: enough for the store to accept a brick whose
+    routing (manifest) is all that matters. Written with numpy; no torch."""
+    from safetensors.numpy import save_file
+
+    from brickwork.models import weight_shapes
+
+    shapes = weight_shapes(base)
+    key = next(k for k in sorted(shapes) if k.endswith("self_attn.q_proj.weight"))
+    out_f, in_f = shapes[key]
+    mod = key[: -len(".weight")]
+    layer = int(mod.split(".")[2])
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {
+            f"base_model.model.{mod}.lora_A.weight": np.zeros((1, in_f), np.float32),
+            f"base_model.model.{mod}.lora_B.weight": np.zeros((out_f, 1), np.float32),
+        },
+        str(path / "adapter_model.safetensors"),
+    )
+    cfg = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": 1,
+        "lora_alpha": 1,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": ["q_proj"],
+        "layers_to_transform": [layer],
+        "use_dora": False,
+        "modules_to_save": None,
+    }
+    (path / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+def starter_manifest(task: Any, base: Any) -> Any:
+    """The manifest a starter brick for `task` has (description, examples, tags from bricks.starter)."""
+    from brickwork.bricks import Manifest
+    from brickwork.bricks.starter import starter_description, starter_examples, starter_tags
+
+    return Manifest(
+        name=task.task_id,
+        version=1,
+        kind="lora",
+        description=starter_description(task),
+        examples=starter_examples(task),
+        tags=starter_tags(task),
+        base_model=base.to_json(),
+        rank=1,
+        target_modules=["q_proj"],
+        provenance={"command": "brickwork eval routing (manifest-only library; placeholder adapter)"},
+    )
+
+
+def build_manifest_library(root: Path, *, base: Any = None, task_ids: Sequence[str] | None = None) -> Any:
+    """A library at `root` holding starter-manifest bricks with placeholder adapters."""
+    from brickwork.bricks import BrickStore
+    from brickwork.models import resolve_base_model
+    from brickwork.tasks import load_tasks
+
+    base = base or resolve_base_model()
+    store = BrickStore(root, base=base)
+    tasks = load_tasks()
+    src = Path(tempfile.mkdtemp(prefix="adapter-"))
+    try:
+        write_placeholder_adapter(src, base)
+        for tid in task_ids or list(tasks):
+            store.add(src, starter_manifest(tasks[tid], base))
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+    return store
+
+
+# -- scoring --------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    """One retrieval configuration evaluated side by side."""
+
+    name: str
+    lexical_weight: float
+    fields: str = "all"  # "all" | "description"
+    aggregate: str = "max"  # "max" | "top3"
+
+
+def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> np.ndarray:
+    from brickwork.retrieval_index.features import FeatureConfig, combine
+
+    cfg = FeatureConfig(lexical_weight=v.lexical_weight, lexical_dim=lexical_dim)
+    mask = rows["fields"] == 0 if v.fields == "description" else np.ones(len(rows["fields"]), bool)
+    rv = combine(rows["sem"][mask], [t for t, m in zip(rows["texts"], mask, strict=True) if m], cfg)
+    qv = combine(qsem, qtexts, cfg)
+    s = qv @ rv.T
+    owner = rows["owner"][mask]
+    out = np.full((len(qv), len(rows["names"])), -1.0, dtype=np.float32)
+    for b in range(len(rows["names"])):
+        cols = s[:, owner == b]
+        if cols.shape[1] == 0:
+            continue
+        if v.aggregate == "max":
+            out[:, b] = cols.max(1)
+        else:
+            m = min(3, cols.shape[1])
+            out[:, b] = np.sort(cols, axis=1)[:, -m:].mean(1)
+    return out
+
+
+def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], min_score: float | None) -> dict[str, dict[str, float]]:
+    """Per set: top-1/top-3/MRR (in-scope sets) and routing outcomes under `min_score` (None: always route)."""
+    pos = {n: i for i, n in enumerate(names)}
+    best = scores.max(1)
+    top1 = scores.argmax(1)
+    to_base = best < min_score if min_score is not None else np.zeros(len(best), bool)
+    out: dict[str, dict[str, float]] = {}
+    for s in SETS:
+        idx = [i for i, q in enumerate(queries) if q.set == s]
+        if not idx:
+            continue
+        r: dict[str, float] = {"n": len(idx)}
+        if s != "out_of_scope":
+            gold = np.array([pos[queries[i].gold] for i in idx])  # type: ignore[index]
+            sc = scores[idx]
+            rank = (sc > sc[np.arange(len(idx)), gold][:, None]).sum(1) + 1
+            r["top1"] = float((rank == 1).mean())
+            r["top3"] = float((rank <= 3).mean())
+            r["mrr"] = float((1.0 / rank).mean())
+            r["routed_correct"] = float(((top1[idx] == gold) & ~to_base[idx]).mean())
+            r["routed_wrong"] = float(((top1[idx] != gold) & ~to_base[idx]).mean())
+            r["to_base"] = float(to_base[idx].mean())
+        else:
+            r["to_base"] = float(to_base[idx].mean())
+            near = [i for i in idx if queries[i].near]
+            far = [i for i in idx if not queries[i].near]
+            r["near_miss_to_base"] = float(to_base[near].mean()) if near else float("nan")
+            r["far_to_base"] = float(to_base[far].mean()) if far else float("nan")
+        out[s] = r
+    based = np.where(to_base)[0]
+    out["all"] = {
+        "n": len(queries),
+        "base_precision": float(np.mean([queries[i].gold is None for i in based])) if len(based) else float("nan"),
+    }
+    return out
+
+
+def _in_scope_best(scores: np.ndarray, queries: Sequence[Query], s: str) -> np.ndarray:
+    return scores[[i for i, q in enumerate(queries) if q.set == s]].max(1)
+
+
+def calibrate_min_score(scores: np.ndarray, queries: Sequence[Query], *, max_to_base: float = 0.05) -> tuple[float, dict[str, Any]]:
+    """The lowest-risk threshold: each in-scope set keeps at most `max_to_base` of its queries off
+    their bricks; among such thresholds the highest (rejecting the most out-of-scope queries)."""
+    from brickwork.retrieval_index.router import calibrate
+
+    per_set = [calibrate(_in_scope_best(scores, queries, s), [], max_in_scope_to_base=max_to_base)[0] for s in ("instruction", "bare")]
+    thr = float(min(per_set))
+    oos = _in_scope_best(scores, queries, "out_of_scope")
+    return thr, {"per_set_thresholds": dict(zip(("instruction", "bare"), per_set, strict=True)), "out_of_scope_to_base": float((oos < thr).mean())}
+
+
+# -- the suite ------------------------------------------------------------------------------------
+VARIANTS = (
+    Variant(name="baseline: description only, embedding only", lexical_weight=0.0, fields="description"),
+    Variant(name="embedding only, all rows, max", lexical_weight=0.0),
+    Variant(name="hybrid w=0.3, all rows, max", lexical_weight=0.3),
+    Variant(name="hybrid w=0.5, all rows, max", lexical_weight=0.5),
+    Variant(name="hybrid w=0.7, all rows, max", lexical_weight=0.7),
+    Variant(name="hybrid w=0.5, all rows, mean of top 3", lexical_weight=0.5, aggregate="top3"),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bare-per-task", type=int, default=100, help="bare inputs per task and half (0: all; default %(default)s)")
+    p.add_argument("--per-template", type=int, default=3, help="inputs per instruction template (default %(default)s)")
+    p.add_argument("--calibrate", action="store_true", help="write the calibrated router to <library>/index/router.json")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    report = run(
+        library=args.library,
+        out=Path(args.out),
+        bare_per_task=args.bare_per_task or None,
+        per_template=args.per_template,
+        install_calibration=args.calibrate,
+        seed=args.seed,
+    )
+    print(report["markdown"])
+    print(f"\nreport: {Path(args.out) / 'routing.json'} and routing.md")
+    return 0
+
+
+def run(
+    *,
+    library: str | Path | None,
+    out: Path,
+    bare_per_task: int | None = 100,
+    per_template: int = 3,
+    install_calibration: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    from brickwork.bricks import BrickStore
+    from brickwork.retrieval_index import BrickIndex, Router
+    from brickwork.retrieval_index.cache import EmbeddingCache
+    from brickwork.retrieval_index.index import brick_texts, embedding_cache_path
+    from brickwork.tasks import load_tasks
+
+    t0 = time.time()
+    store = BrickStore(library)
+    tmp: Path | None = None
+    note = f"library {store.root}"
+    if not store.names():
+        tmp = Path(tempfile.mkdtemp(prefix="brickwork-routing-"))
+        store = build_manifest_library(tmp / "library")
+        note = "the library holds no bricks: evaluated a temporary manifest-only starter library (17 bricks, placeholder adapters)"
+        install_calibration = False
+    try:
+        index = BrickIndex.open(store)
+        tasks = load_tasks()
+        bricks = {b.name: b for b in store.list() if b.name in tasks}
+        if not bricks:
+            raise SystemExit("the library has no bricks named after bundled tasks; the routing eval needs them")
+        indexed = {n: {e.strip() for e in b.manifest.examples} for n, b in bricks.items()}
+        names = index.names
+        texts, fields, owner = [], [], []
+        for i, n in enumerate(names):
+            tx, fx = brick_texts(store.get(n).manifest)
+            texts += tx
+            fields += fx
+            owner += [i] * len(tx)
+        cache = EmbeddingCache(embedding_cache_path())
+        emb = index.embedder
+        rows = {
+            "names": names,
+            "texts": texts,
+            "fields": np.asarray(fields),
+            "owner": np.asarray(owner),
+            "sem": cache.embed(emb, texts),
+        }
+        halves = {
+            h: build_queries(tasks, indexed, split=h, per_template=per_template, bare_per_task=bare_per_task, seed=seed)
+            for h in ("calib", "report")
+        }
+        qsem = {h: cache.embed(emb, [q.text for q in qs]) for h, qs in halves.items()}
+        # Consistency: the shipped index must score exactly as the eval's own computation of its variant.
+        shipped = Variant(name="shipped", lexical_weight=index.features.lexical_weight)
+        router = Router.for_index(index)
+        results: dict[str, Any] = {"variants": {}}
+        for h, qs in halves.items():
+            s_index = index.brick_scores(index.embed_queries([q.text for q in qs[:50]]))
+            s_eval = _variant_scores(shipped, qsem[h][:50], [q.text for q in qs[:50]], rows, index.features.lexical_dim)
+            if not np.allclose(s_index, s_eval, atol=2e-3):
+                raise RuntimeError("the eval's scoring differs from the index's; refusing to report")
+        for v in (*VARIANTS,):
+            sc = {h: _variant_scores(v, qsem[h], [q.text for q in qs], rows, index.features.lexical_dim) for h, qs in halves.items()}
+            thr, cal = calibrate_min_score(sc["calib"], halves["calib"])
+            results["variants"][v.name] = {
+                "no_threshold": {h: metrics(sc[h], halves[h], names, None) for h in halves},
+                "calibrated": {"min_score": thr, "calibration": cal, **{h: metrics(sc[h], halves[h], names, thr) for h in halves}},
+            }
+        sc_ship = {h: _variant_scores(shipped, qsem[h], [q.text for q in qs], rows, index.features.lexical_dim) for h, qs in halves.items()}
+        thr, cal = calibrate_min_score(sc_ship["calib"], halves["calib"])
+        results["shipped"] = {
+            "router": router.config.to_json(),
+            "index": {"embedder": str(index.identity), "features": index.features.to_json(), "kind": index.kind, "rows": index.rows},
+            **{h: metrics(sc_ship[h], halves[h], names, router.config.min_score) for h in halves},
+        }
+        new_router = Router(
+            replace(
+                router.config,
+                min_score=round(thr, 4),
+                calibration={
+                    "data": "brickwork/data/routing (calib half): instructions.jsonl + bare held-out train inputs + out_of_scope.jsonl",
+                    "objective": "each in-scope set (instruction, bare) sends <= 5% to the base model; highest such threshold",
+                    "embedder": str(index.identity),
+                    "embedder_fingerprint": index.identity.fingerprint,
+                    "features": index.features.to_json(),
+                    "library": note,
+                    "n_calib": {s: sum(q.set == s for q in halves["calib"]) for s in SETS},
+                    "calib_result": cal,
+                    "report_result": metrics(sc_ship["report"], halves["report"], names, thr),
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        new_router.save(out / "router.json")
+        if install_calibration:
+            new_router.save(index.dir / "router.json")
+        results.update(
+            {
+                "suite": "routing",
+                "note": note,
+                "bricks": len(names),
+                "queries": {h: {s: sum(q.set == s for q in qs) for s in SETS} for h, qs in halves.items()},
+                "recalibrated_min_score": thr,
+                "seconds": round(time.time() - t0, 1),
+            }
+        )
+        results["markdown"] = to_markdown(results)
+        (out / "routing.json").write_text(json.dumps({k: v for k, v in results.items() if k != "markdown"}, indent=2) + "\n")
+        (out / "routing.md").write_text(results["markdown"] + "\n")
+        return results
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _f(x: float | None) -> str:
+    return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    lines = [f"# routing eval ({r['bricks']} bricks)", "", r["note"], ""]
+    q = r["queries"]["report"]
+    lines.append(
+        f"Report half: {q['instruction']} instruction queries, {q['bare']} bare inputs, {q['out_of_scope']} out-of-scope "
+        "queries (none indexed, none used for calibration)."
+    )
+    lines += [
+        "",
+        "| configuration | instr top-1 | instr top-3 | instr MRR | bare top-1 | bare top-3 | bare MRR | min_score | instr→base | bare→base | OOS→base | near-miss→base | far→base |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name: str, m: dict[str, Any], thr: float | None) -> str:
+        i, b, o = m["instruction"], m["bare"], m["out_of_scope"]
+        return (
+            f"| {name} | {_f(i['top1'])} | {_f(i['top3'])} | {_f(i['mrr'])} | {_f(b['top1'])} | {_f(b['top3'])} | {_f(b['mrr'])} | "
+            f"{'none' if thr is None else f'{thr:.3f}'} | {_f(i['to_base'])} | {_f(b['to_base'])} | {_f(o['to_base'])} | "
+            f"{_f(o['near_miss_to_base'])} | {_f(o['far_to_base'])} |"
+        )
+
+    base = next(iter(r["variants"].values()))
+    lines.append(row("baseline (description only, no threshold)", base["no_threshold"]["report"], None))
+    lines.append(row("**shipped index + default router**", r["shipped"]["report"], r["shipped"]["router"]["min_score"]))
+    for name, v in r["variants"].items():
+        lines.append(row(f"{name} (threshold fit on calib)", v["calibrated"]["report"], v["calibrated"]["min_score"]))
+    lines += ["", "Calibration half (what thresholds were fitted on):", ""]
+    lines.append(row("shipped index + default router", r["shipped"]["calib"], r["shipped"]["router"]["min_score"]))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    ap = argparse.ArgumentParser(prog="python -m brickwork.evals.routing")
+    ap.add_argument("--library", default=None)
+    ap.add_argument("--out", default="out/eval-routing")
+    add_arguments(ap)
+    raise SystemExit(main(ap.parse_args()))

@@ -1,0 +1,107 @@
+"""Brick-level search over row vectors: a brick's score is the best score of its rows.
+
+`BrickTable` holds rows grouped by brick (contiguous, in name order) and a search structure
+(`Ann`). Exact search scores every row (one matrix product) and takes each brick's maximum;
+approximate search asks the ANN structure for the top rows and keeps each brick's first
+(= best) row, widening the request until `k` distinct bricks are found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from brickwork.retrieval_index.ann import Ann, AnnConfig, single_threaded_blas
+
+
+@dataclass(frozen=True, order=True)
+class Hit:
+    """One retrieved brick: the active version the index mirrors and its score (cosine, higher is closer)."""
+
+    name: str
+    version: int
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "score": round(float(self.score), 6)}
+
+
+class BrickTable:
+    def __init__(self, names: Sequence[str], versions: Sequence[int], counts: Sequence[int], vectors: np.ndarray, ann: Ann) -> None:
+        self.names = list(names)
+        self.versions = [int(v) for v in versions]
+        counts = np.asarray(counts, dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else np.zeros(0, np.int64)
+        self.row_brick = np.repeat(np.arange(len(self.names)), counts).astype(np.int64)
+        self.vectors = vectors
+        self.ann = ann
+        if len(self.row_brick) != len(vectors):
+            raise ValueError(f"row counts sum to {len(self.row_brick)}, but there are {len(vectors)} vectors")
+        if (counts == 0).any():
+            raise ValueError("every brick needs at least one row")
+
+    @classmethod
+    def build(
+        cls, names: Sequence[str], versions: Sequence[int], counts: Sequence[int], vectors: np.ndarray, cfg: AnnConfig, *, kind: str | None = None
+    ) -> BrickTable:
+        return cls(names, versions, counts, vectors, Ann.build(vectors, cfg, kind=kind))
+
+    @property
+    def kind(self) -> str:
+        return self.ann.kind
+
+    def brick_scores(self, qvecs: np.ndarray) -> np.ndarray:
+        """(queries, bricks): every brick's exact score."""
+        with single_threaded_blas():
+            scores = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
+        return np.maximum.reduceat(scores, self.starts, axis=1)
+
+    def search(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+        if not self.names:
+            return [[] for _ in range(len(qvecs))]
+        k = min(k, len(self.names))
+        if self.ann.kind == "flat":
+            return self._exact(qvecs, k)
+        return self._approximate(qvecs, k)
+
+    def _hits(self, order: Sequence[int], scores: Sequence[float]) -> list[Hit]:
+        return [Hit(self.names[b], self.versions[b], float(s)) for b, s in zip(order, scores, strict=True)]
+
+    def _exact(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+        out = []
+        for row in self.brick_scores(qvecs):
+            idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+            idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
+            out.append(self._hits(idx.tolist(), row[idx].tolist()))
+        return out
+
+    def _approximate(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+        qvecs = np.asarray(qvecs, dtype=np.float32)
+        n_rows = len(self.vectors)
+        want = min(n_rows, max(32, 8 * k))
+        results: list[list[Hit] | None] = [None] * len(qvecs)
+        pending = np.arange(len(qvecs))
+        while len(pending):
+            scores, ids = self.ann.search(qvecs[pending], want)
+            retry = []
+            for qi, srow, irow in zip(pending.tolist(), scores, ids, strict=True):
+                seen: dict[int, float] = {}
+                for s, r in zip(srow.tolist(), irow.tolist(), strict=True):
+                    if r < 0:
+                        continue
+                    b = int(self.row_brick[r])
+                    if b not in seen:
+                        seen[b] = s
+                        if len(seen) == k:
+                            break
+                if len(seen) < k and want < n_rows:
+                    retry.append(qi)
+                    continue
+                order = sorted(seen, key=lambda b: (-seen[b], b))
+                results[qi] = self._hits(order, [seen[b] for b in order])
+            pending = np.asarray(retry, dtype=np.int64)
+            want = min(n_rows, want * 4)
+        return [r or [] for r in results]

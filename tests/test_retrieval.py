@@ -1,0 +1,268 @@
+"""Retrieval index: consistency with the store, crash and corruption repair, embedder identity,
+search/ANN agreement, routing policy. The real MiniLM embedder is loaded once per session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from brickwork.errors import ConfigError, IndexError_
+from brickwork.retrieval_index import (
+    AnnConfig,
+    BrickIndex,
+    FeatureConfig,
+    Hit,
+    Route,
+    Router,
+    RouterConfig,
+    calibrate,
+    load_embedder,
+    retrieve,
+)
+from brickwork.retrieval_index import persist
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    emb = load_embedder()
+    emb.embed(["warm up"])
+    return emb
+
+
+@pytest.fixture(scope="session")
+def adapter_dir(tmp_path_factory, base):
+    """One placeholder-free random LoRA (tests/conftest.py helper), copied by the store per brick."""
+    from tests.conftest import write_lora_adapter
+
+    return write_lora_adapter(tmp_path_factory.mktemp("adapter") / "a", base, layers=range(2))
+
+
+def _manifest(base, name, description, examples=()):
+    from tests.conftest import make_manifest
+
+    return make_manifest(name, base, description=description, examples=list(examples))
+
+
+def _starter(base, task_id):
+    from brickwork.evals.routing import starter_manifest
+    from brickwork.tasks import load_tasks
+
+    m = starter_manifest(load_tasks()[task_id], base)
+    return m.replace(rank=8, target_modules=["q_proj", "v_proj"])
+
+
+@pytest.fixture
+def store(library, adapter_dir, base):
+    for tid in ("english_plural", "two_digit_subtraction", "country_capital"):
+        library.add(adapter_dir, _starter(base, tid))
+    return library
+
+
+def _open(store, **kw):
+    kw.setdefault("use_cache", False)
+    return BrickIndex.open(store, **kw)
+
+
+def test_index_mirrors_store_through_add_update_rollback_remove(store, adapter_dir, base, embedder):
+    index = _open(store, embedder=embedder)
+    assert index.state == store.state() and index.check().ok
+    assert index.search("What is the plural of goose?", k=1)[0].name == "english_plural"
+
+    # nothing changed: sync is free (no new generation written)
+    gen = persist.current_name(index.dir)
+    assert not index.sync().changed and persist.current_name(index.dir) == gen
+
+    store.add(adapter_dir, _manifest(base, "weather", "Forecast tomorrow's weather for a city.", ["Will it rain in Paris tomorrow?"]))
+    rep = index.sync()
+    assert rep.added == ["weather"] and index.state == store.state()
+    assert index.search("is it going to rain in Berlin", k=1)[0].name == "weather"
+
+    store.add(adapter_dir, _manifest(base, "weather", "Translate a sentence into French.", ["Translate 'good night' to French"]))
+    rep = index.sync()
+    assert rep.updated == ["weather"] and index.state["weather"] == 2
+    top = index.search("translate 'thank you' into French", k=1)[0]
+    assert (top.name, top.version) == ("weather", 2)
+
+    store.rollback("weather", to=1)
+    assert index.sync().updated == ["weather"]
+    assert index.state["weather"] == 1
+    assert index.search("is it going to rain in Berlin", k=1)[0] == Hit("weather", 1, pytest.approx(index.search("is it going to rain in Berlin", k=1)[0].score))
+
+    store.remove("weather")
+    assert index.sync().removed == ["weather"]
+    assert "weather" not in index.state and index.check().ok
+    assert all(h.name != "weather" for h in index.search("rain tomorrow?", k=5))
+
+    # a second process opening the index sees the same state without re-embedding
+    again = _open(store, embedder=embedder)
+    assert again.repairs == [] and again.state == store.state()
+
+
+def test_crash_between_store_write_and_index_write_is_repaired_on_open(store, adapter_dir, base, embedder):
+    _open(store, embedder=embedder)
+    # the store write happens, the process dies before the index sync:
+    store.add(adapter_dir, _manifest(base, "weather", "Forecast tomorrow's weather for a city.", ["Will it rain in Paris tomorrow?"]))
+    store.rollback("english_plural", to=1)
+    assert not _open(store, repair=False).check().ok
+    index = _open(store)
+    assert any("weather" in r for r in index.repairs)
+    assert index.state == store.state() and index.check().ok
+    assert index.search("will it snow in Oslo tomorrow?", k=1)[0].name == "weather"
+
+
+def test_crash_while_writing_the_index_keeps_the_previous_generation(store, embedder):
+    index = _open(store, embedder=embedder)
+    live = persist.current_name(index.dir)
+    # a writer died after staging a generation but before switching CURRENT
+    (index.dir / ".tmp-dead").mkdir()
+    shutil.copytree(index.dir / live, index.dir / "g999999")
+    (index.dir / "g999999" / "vectors.npy").write_bytes(b"half a file")
+    again = _open(store)
+    assert again.repairs == [] and persist.current_name(index.dir) == live and again.check().ok
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda g: (g / "vectors.npy").write_bytes((g / "vectors.npy").read_bytes()[:-64]),
+        lambda g: (g / "meta.json").write_text("{not json"),
+        lambda g: (g / "fields.npy").unlink(),
+        lambda g: (g.parent / "CURRENT").unlink(),
+        lambda g: (g.parent / "CURRENT").write_text("g000000\n"),
+    ],
+    ids=["truncated-vectors", "bad-meta", "missing-file", "no-current", "dangling-current"],
+)
+def test_corrupt_or_missing_index_is_rebuilt_never_trusted(store, embedder, damage):
+    index = _open(store, embedder=embedder)
+    damage(index.dir / persist.current_name(index.dir))
+    report = _open(store, repair=False).check()
+    assert not report.ok and report.problems
+    with pytest.raises(IndexError_, match="rebuild"):
+        _open(store, repair=False).search("plural of mouse")
+    repaired = _open(store)
+    assert repaired.repairs and repaired.check().ok and repaired.state == store.state()
+    assert repaired.search("What is the plural of goose?", k=1)[0].name == "english_plural"
+
+
+def test_deleted_index_is_rebuilt(store, embedder):
+    index = _open(store, embedder=embedder)
+    shutil.rmtree(index.dir)
+    again = _open(store)
+    assert again.state == store.state() and again.check().ok
+
+
+def test_a_different_embedder_is_refused(store, embedder):
+    _open(store, embedder="hash:64")
+    with pytest.raises(IndexError_, match="cannot be mixed"):
+        _open(store, embedder=embedder)
+    kept = _open(store)  # no embedder asked: the index's own
+    assert kept.identity.name == "hash:64"
+    switched = BrickIndex.build(store, embedder=embedder, use_cache=False)
+    assert switched.identity == embedder.identity
+    assert _open(store, embedder=embedder).check().ok
+    with pytest.raises(IndexError_, match="features"):
+        _open(store, features=FeatureConfig(lexical_weight=0.0))
+
+
+def test_search_batch_matches_single_queries(store, embedder):
+    index = _open(store, embedder=embedder)
+    queries = ["plural of ox", "What is 45 minus 17?", "capital of Peru", "write me a poem"]
+    batch = index.search_batch(queries, k=3)
+    for q, hits in zip(queries, batch, strict=True):
+        single = index.search(q, k=3)
+        assert [h.name for h in single] == [h.name for h in hits]
+        assert np.allclose([h.score for h in single], [h.score for h in hits], atol=1e-5)
+    assert [len(h) for h in batch] == [3, 3, 3, 3]
+    assert index.search("x", k=50) and len(index.search("x", k=50)) == 3
+    with pytest.raises(ConfigError):
+        index.search("x", k=0)
+    with pytest.raises(ConfigError):
+        index.search_batch("not a list", k=1)  # type: ignore[arg-type]
+
+
+def test_empty_library_needs_no_index_and_no_model(library):
+    index = BrickIndex.open(library, embedder="hash:32")
+    assert index.search("anything") == [] and index.check().ok
+    assert retrieve(index, Router.default(), ["a", "b"]) == [([], []), ([], [])]
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_search_agrees_with_exact(library, adapter_dir, base, kind):
+    from brickwork.tasks import load_tasks
+
+    for tid in list(load_tasks())[:12]:
+        library.add(adapter_dir, _starter(base, tid))
+    exact = BrickIndex.build(library, embedder="hash:64", ann=AnnConfig(kind="flat"), use_cache=False)
+    approx = BrickIndex.build(library, embedder="hash:64", ann=AnnConfig(kind=kind, ivf_nlist=4, ivf_nprobe=4), use_cache=False)
+    assert approx.kind == kind
+    reopened = BrickIndex.open(library, use_cache=False)
+    assert reopened.kind == kind  # persisted and read back
+    qs = ["What is 12 minus 5?", "rgb(1, 2, 3)", "Angola", "sort: pear apple", "1999-01-02"]
+    for a, b, c in zip(exact.search_batch(qs, 3), approx.search_batch(qs, 3), reopened.search_batch(qs, 3), strict=True):
+        assert [h.name for h in a] == [h.name for h in b] == [h.name for h in c]
+
+
+# -- routing policy -------------------------------------------------------------------------------
+H = [Hit("a", 1, 0.80), Hit("b", 2, 0.78), Hit("c", 1, 0.50)]
+
+
+@pytest.mark.parametrize(
+    ("config", "hits", "expected"),
+    [
+        (RouterConfig(min_score=0.5), [], []),
+        (RouterConfig(min_score=0.9), H, []),
+        (RouterConfig(min_score=0.5), H, [("a", 1.0)]),
+        (RouterConfig(min_score=0.5, max_bricks=3, margin=0.05), H, [("a", None), ("b", None)]),
+        (RouterConfig(min_score=0.79, max_bricks=3, margin=0.05), H, [("a", 1.0)]),
+        (RouterConfig(min_score=0.5, max_bricks=3, margin=0.5), list(reversed(H)), [("a", None), ("b", None), ("c", None)]),
+    ],
+)
+def test_router_table(config, hits, expected):
+    routes = Router(config).route(hits)
+    assert [r.name for r in routes] == [n for n, _ in expected]
+    if routes:
+        assert sum(r.weight for r in routes) == pytest.approx(1.0)
+        assert all(isinstance(r, Route) for r in routes)
+        assert routes == sorted(routes, key=lambda r: -r.weight)
+    for r, (_, w) in zip(routes, expected, strict=True):
+        if w is not None:
+            assert r.weight == pytest.approx(w)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("min_score", 2.0, "`min_score`"), ("max_bricks", 0, "`max_bricks`"), ("margin", -0.1, "`margin`"), ("temperature", 0, "`temperature`")],
+)
+def test_router_config_errors_name_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        RouterConfig(**{field: value})
+
+
+def test_default_router_is_calibrated_and_overridable(tmp_path):
+    r = Router.default()
+    assert r.config.calibration, "the shipped router records how it was calibrated"
+    assert Router.default(min_score=0.9).config.min_score == 0.9
+    r.save(tmp_path / "router.json")
+    assert Router.from_file(tmp_path / "router.json").config == r.config
+    (tmp_path / "bad.json").write_text(json.dumps({"min_score": 0.5, "bogus": 1}))
+    with pytest.raises(ConfigError, match="bogus"):
+        Router.from_file(tmp_path / "bad.json")
+
+
+def test_calibrate_keeps_the_in_scope_budget():
+    ins = np.linspace(0.3, 0.9, 100)
+    oos = np.linspace(0.1, 0.5, 50)
+    thr, res = calibrate(ins, oos, max_in_scope_to_base=0.05)
+    assert res["in_scope_to_base"] == pytest.approx(0.05)
+    assert (ins < thr).sum() == 5 and res["out_of_scope_to_base"] > 0.5
+
+
+def test_hits_and_routes_are_frozen_values():
+    with pytest.raises(AttributeError):
+        H[0].score = 1.0  # type: ignore[misc]
+    assert Hit("a", 1, 0.5).to_json() == {"name": "a", "version": 1, "score": 0.5}
