@@ -13,70 +13,9 @@ from brickwork.orchestrator.planners.base import PLAN_SCHEMA, parse_plan
 from brickwork.orchestrator.planners.brick import BrickPlanner
 from brickwork.orchestrator.planners.rules import RulesPlanner
 from brickwork.orchestrator.planners.synth import chained_gold, generate, number_in_words
-from brickwork.orchestrator.types import BrickChoice, Plan, Step
-from brickwork.serving.fake import FakeEngine, user_message
-
-
-# -- fakes --------------------------------------------------------------------------------------
-class KeywordRetriever:
-    """Routes by keyword, like a tiny index: 'plural' -> english_plural, 'spell' -> spell_word."""
-
-    RULES = {"plural": "english_plural", "spell": "spell_word", "capital": "country_capital"}
-
-    def __init__(self) -> None:
-        self.queries: list[str] = []
-
-    def route(self, queries):
-        self.queries += list(queries)
-        out = []
-        for q in queries:
-            hit = next((b for k, b in self.RULES.items() if k in q.lower()), None)
-            out.append([BrickChoice(name=hit, version=1, weight=1.0, score=0.9)] if hit else [])
-        return out
-
-
-def brick_answer(req):
-    """What the fake 'bricks' answer: a plural, a spelling, a capital; None = FakeEngine's echo."""
-    text = user_message(req.prompt)
-    last = text.splitlines()[-1].strip(" '\"")
-    names = [b.name for b in req.bricks]
-    if "english_plural" in names:
-        return {"mouse": "mice", "wolf": "wolves"}.get(last, last + "s")
-    if "spell_word" in names:
-        word = last.split()[-1] if " " in last else last
-        return " ".join(word)
-    if "country_capital" in names:
-        return "Lima" if "Peru" in text else "?"
-    return None
-
-
-class FakeStore:
-    """Enough of a BrickStore for the graph: active versions and descriptions."""
-
-    DESCRIPTIONS = {
-        "english_plural": "Give the plural form of the given English noun.",
-        "spell_word": "Write the given word with a space between each of its letters.",
-        "country_capital": "Give the capital city of the given country.",
-    }
-
-    def __init__(self, root):
-        self.root = root
-        self.base = type("B", (), {"fingerprint": "sha256:fake"})()
-
-    def names(self):
-        return sorted(self.DESCRIPTIONS)
-
-    def active_version(self, name):
-        from brickwork.errors import BrickNotFound
-
-        if name not in self.DESCRIPTIONS:
-            raise BrickNotFound(f"no brick named {name!r}")
-        return 1
-
-    def get(self, name, version=None):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(manifest=SimpleNamespace(description=self.DESCRIPTIONS[name]), version=1, name=name)
+from brickwork.orchestrator.types import Plan, Step
+from brickwork.serving.fake import FakeEngine
+from tests.conftest_orchestrator import FakeStore, KeywordRetriever, brick_answer
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--planner-model", metavar="MODEL", help="model name for --planner openai")
     p.add_argument("--prompt-style", choices=("brick", "subgoal"), default="brick", help="how a routed step is asked (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=64, metavar="N", help="tokens per step output (default: %(default)s)")
-    p.add_argument("--k", type=int, default=3, metavar="K", help="bricks retrieved per step before routing (default: %(default)s)")
+    p.add_argument("--k", type=int, default=5, metavar="K", help="bricks retrieved per step before routing (default: %(default)s)")
     p.set_defaults(func=main)
 
 

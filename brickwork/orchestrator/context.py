@@ -39,13 +39,13 @@ class NoRetriever:
 
 
 class IndexRetriever:
-    """The retrieval index of the library plus its routing policy (brickwork.retrieval_index).
+    """The library's retrieval index and its routing policy (`brickwork.retrieval_index`).
 
-    Opened lazily (the embedder loads on first use); searches are serialised by a lock because
-    route tasks of parallel steps call it from several threads.
+    Opened lazily (the embedder loads on first use, a drifted index is repaired); searches are
+    serialised by a lock because the route tasks of parallel steps call it from several threads.
     """
 
-    def __init__(self, store: BrickStore, *, k: int = 3, index: Any = None, router: Any = None) -> None:
+    def __init__(self, store: BrickStore, *, k: int = 5, index: Any = None, router: Any = None) -> None:
         self.store = store
         self.k = k
         self._index = index
@@ -53,27 +53,24 @@ class IndexRetriever:
         self._lock = threading.Lock()
 
     def _open(self) -> tuple[Any, Any]:
-        if self._index is None or self._router is None:
-            from brickwork.retrieval_index import BrickIndex, Router
+        from brickwork.retrieval_index import BrickIndex, Router
 
-            if self._index is None:
-                self._index = BrickIndex.open(self.store)
-            if self._router is None:
-                self._router = Router.for_index(self._index) if hasattr(Router, "for_index") else Router()
+        if self._index is None:
+            self._index = BrickIndex.open(self.store)
+        if self._router is None:
+            self._router = Router.default()
         return self._index, self._router
 
     def route(self, queries: Sequence[str]) -> list[list[BrickChoice]]:
+        from brickwork.retrieval_index import retrieve
+
         with self._lock:
             index, router = self._open()
-            hits = index.search_batch(list(queries), self.k)
             out = []
-            for q_hits in hits:
-                score = {h.name: float(h.score) for h in q_hits}
+            for hits, routes in retrieve(index, router, list(queries), k=self.k):
+                score = {h.name: float(h.score) for h in hits}
                 out.append(
-                    [
-                        BrickChoice(name=r.name, version=r.version, weight=float(r.weight), score=score.get(r.name))
-                        for r in router.route(q_hits)
-                    ]
+                    [BrickChoice(name=r.name, version=r.version, weight=float(r.weight), score=score.get(r.name)) for r in routes]
                 )
             return out
 

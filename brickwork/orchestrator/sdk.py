@@ -63,11 +63,12 @@ class Brickwork:
         base: str | None = None,
         prompt_style: PromptStyle = "brick",
         max_tokens: int = 64,
-        k: int = 3,
+        k: int = 5,
         checkpoints: bool = True,
         store: Any = None,
     ) -> None:
         self.store = store if store is not None else PlannerLibrary(library, base=base)
+        self._owns_engine = isinstance(engine, str)  # an engine object given to us is the caller's to close
         if isinstance(engine, str):
             from brickwork.serving.engine import create_engine
 
@@ -96,7 +97,8 @@ class Brickwork:
 
                 self._saver = InMemorySaver()
         except BaseException:
-            self.engine.close()
+            if self._owns_engine:
+                self.engine.close()
             raise
         self.graph = compile_graph(self._saver)
 
@@ -108,7 +110,8 @@ class Brickwork:
         self.close()
 
     def close(self) -> None:
-        self.engine.close()
+        if self._owns_engine:
+            self.engine.close()
         conn = getattr(self._saver, "conn", None)
         if conn is not None:
             conn.close()

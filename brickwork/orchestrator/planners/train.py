@@ -45,14 +45,15 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=PLANNER_DIR, help="folder for brick/ and train.jsonl (default: the package's)")
-    p.add_argument("--examples", type=int, default=640, help="composite instructions to train on (default: %(default)s)")
-    p.add_argument("--max-chars", type=int, default=160, help="longest instruction trained on (default: %(default)s)")
+    p.add_argument("--examples", type=int, default=400, help="composite instructions to train on (default: %(default)s)")
+    p.add_argument("--max-chars", type=int, default=140, help="longest instruction trained on (default: %(default)s)")
     p.add_argument("--other-share", type=float, default=0.3, help="share of steps of tasks no brick covers")
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--steps", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--top-layers", type=int, default=6)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-len", type=int, default=160)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        warmup_steps=args.warmup,
         max_len=args.max_len,
         seed=args.seed,
         save_dtype="float16",
