@@ -80,6 +80,7 @@ def test_analysis_schema(tiny_analysis):
         assert len(sp[key]["loss"]) == 2 and len(sp[key]["relative_loss_increase"]) == 2
         assert abs(sum(sp["histogram"][key]) - 1) < 1e-3
     assert [r["layer"] for r in s["funcscore"]["per_layer"]] == [0, 1]
+    assert {"best_mean", "best_shuffled_mean", "top_set_agreement"} <= set(s["funcscore"]["input_only"])
     assert {"best", "mean", "best_shuffled", "mean_shuffled"} <= set(s["funcscore"]["per_layer"][0])
     assert len(s["resident"]["count_per_layer"]) == 2
     assert sorted(s["layer_importance"]["skip_order"]) == [1]
@@ -275,8 +276,26 @@ def test_prefix_cached_pass_equals_full_sequence_forward(tokenizer):
         assert abs(res.nll_content[k].item() - nll) < 1e-3 * max(1.0, abs(nll))
         assert res.n_content[k].item() == len(x.content)
         prompt_pos = list(range(p.prompt_from, off)) + [off + t for t in x.prompt]
+        input_pos = [off + t for t in x.prompt]
+        assert tokenizer.decode(full[0, input_pos]) == tokenizer.decode(tokenizer(x.text.split("\n", 1)[1], add_special_tokens=False)["input_ids"])
         for layer in range(2):
-            want = acts[layer][0, prompt_pos].abs().sum(0)
-            torch.testing.assert_close(rec.sums[k, layer], want, atol=1e-4, rtol=1e-4)
+            want = acts[layer][0, prompt_pos].abs().mean(0)
+            torch.testing.assert_close(rec.values()[k, layer], want, atol=1e-4, rtol=1e-4)
+            want_in = acts[layer][0, input_pos].abs().mean(0)
+            torch.testing.assert_close(rec.values(with_definition=False)[k, layer], want_in, atol=1e-4, rtol=1e-4)
     for h in hooks:
         h.remove()
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # ~25 s idle, ~70 s on a busy machine: outside the default run's budget
+def test_eval_suite_runs_end_to_end_on_one_task(tmp_path):
+    from brickwork.evals.emergent import run
+
+    report = run(tmp_path, tasks=["english_plural"], configs=["dense", "task-50", "skip-2"], n_per_task=2, n_importance=2)
+    assert set(report["summary"]) == {"dense", "task-50", "skip-2"}
+    row = report["results"]["task-50"]
+    assert row["fraction"] == 0.5 and 0 <= row["tasks"]["english_plural"]["accuracy"] <= 1
+    assert len(report["results"]["skip-2"]["skipped_layers"]) == 2
+    assert report["summary"]["task-50"]["tasks_within_5_points"] in (0, 1)
+    assert {p.name for p in tmp_path.iterdir()} >= {"emergent.json", "emergent.md", "emergent.png"}

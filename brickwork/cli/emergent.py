@@ -55,12 +55,13 @@ def _analyze(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     _set_threads(args.threads)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     base = resolve_base_model(args.model)
     model, tok = load_base_model(base)
     result = analyze(model, tok, base=base, config=cfg, progress=not args.quiet)
     result.summary["command"] = "brickwork emergent analyze " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["emergent", "analyze"] else [])
     result.summary["timings_s"]["total"] = round(time.perf_counter() - t0, 1)
+    result.summary["timings_s"]["cpu_total"] = round(time.process_time() - c0, 1)  # all threads of this process
     out = write_analysis(result, args.out, plots=not args.no_plots)
     f = findings(result.summary)
     if args.json:

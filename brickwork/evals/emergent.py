@@ -76,11 +76,11 @@ def starter_adapters(task_ids: list[str]) -> dict[str, Path]:
     return {t: STARTER_DIR / t for t in task_ids if (STARTER_DIR / t / "adapter_config.json").is_file()}
 
 
-def _importance(model: Any, tok: Any, analysis_dir: Path | None, n_importance: int) -> dict[str, Any]:
+def _importance(model: Any, tok: Any, analysis_dir: Path | None, n_importance: int, tasks: list[str]) -> dict[str, Any]:
     from brickwork.bricks.emergent.analysis import collect_task_importance, load_analysis
 
     if analysis_dir is None:
-        return collect_task_importance(model, tok, n_per_task=n_importance, progress=True)
+        return collect_task_importance(model, tok, n_per_task=n_importance, tasks=tasks, progress=True)
     a = load_analysis(analysis_dir)
     return {
         "tasks": a.summary["tasks"],
@@ -123,7 +123,7 @@ def run(
         raise ConfigError(f"unknown configs {sorted(set(configs) - {c[0] for c in CONFIGS})}; known: {[c[0] for c in CONFIGS]}")
     base = resolve_base_model(model_name)
     model, tok = load_base_model(base)
-    imp = _importance(model, tok, analysis_dir, n_importance)
+    imp = _importance(model, tok, analysis_dir, n_importance, task_ids)
     starters = starter_adapters(task_ids) if use_starter else {}
     runner = model
     if starters:

@@ -141,13 +141,18 @@ def analyze(
     rec = Recorder(len(sel), sizes, norms)
     with rec.attached(model):
         run_pass(model, sel_pre, sel, recorder=rec, **run)
-    values = rec.sums / rec.counts.clamp_min(1)[:, None, None]
+    values = rec.values()
+    values_input = rec.values(with_definition=False)
     timings["selection"] = time.perf_counter() - t
 
     # 2. Statistics on the selection data only.
     t = time.perf_counter()
     cat_ids = torch.tensor([cats.index(i.category) for i in sel])
     fs = funcscore(values, cat_ids, len(cats), shuffles=cfg.shuffles, seed=cfg.seed)
+    # Robustness: the same on input tokens only (instances of a task share their definition).
+    fs_input = funcscore(values_input, cat_ids, len(cats), shuffles=1, seed=cfg.seed)
+    overlap_input = overlap_matrix(top_sets(fs_input["scores"], cfg.top_fraction))
+    del values_input
     fs_sets = top_sets(fs["scores"], cfg.top_fraction)  # (categories, layers, neurons)
     weighted = values * norms.unsqueeze(0)
     task_ids = list(dict.fromkeys(i.task_id for i in sel))
@@ -296,6 +301,17 @@ def analyze(
                 c: {"best": _r(fs["scores"][k].amax(-1).mean().item()), "prevalence": _r((cat_ids == k).float().mean().item())}
                 for k, c in enumerate(cats)
             },
+            "input_only": {
+                "best_mean": _r(fs_input["best"].mean().item()),
+                "best_shuffled_mean": _r(fs_input["best_shuffled"].mean().item()),
+                "mean_mean": _r(fs_input["mean"].mean().item()),
+                "mean_shuffled_mean": _r(fs_input["mean_shuffled"].mean().item()),
+                "best_per_layer": _r(fs_input["best"]),
+                "overlap_off_diagonal_mean": _r(off_diagonal(overlap_input)[1]),
+                "top_set_agreement": _r(
+                    (top_sets(fs_input["scores"], cfg.top_fraction) & fs_sets).sum().item() / fs_sets.sum().item()
+                ),
+            },
             "best_mean": _r(fs["best"].mean().item()),
             "best_shuffled_mean": _r(fs["best_shuffled"].mean().item()),
             "mean_mean": _r(fs["mean"].mean().item()),
@@ -403,6 +419,7 @@ def collect_task_importance(
     max_input_tokens: int = 64,
     resident_quantile: float = 0.9,
     resident_min_freq: float = 0.9,
+    tasks: list[str] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Per-task neuron importance (mean |a| x ||down col|| on `n_per_task` train instances of each
@@ -413,7 +430,7 @@ def collect_task_importance(
 
     from brickwork.tasks import load_tasks
 
-    per_task = {tid: (tid,) for tid in load_tasks()}
+    per_task = {tid: (tid,) for tid in (tasks or load_tasks())}
     sizes = [f.size for f in gated_ffns(model)]
     norms = down_column_norms(model)
     pre, inst = build_instances(
@@ -425,7 +442,7 @@ def collect_task_importance(
     with rec.attached(model):
         run_pass(model, pre, inst, recorder=rec, batch_size=batch_size, progress=bar, pad_id=pad_id)
     bar.close()
-    values = rec.sums / rec.counts.clamp_min(1)[:, None, None]
+    values = rec.values()
     weighted = values * norms.unsqueeze(0)
     task_ids = list(per_task)
     idx = torch.tensor([task_ids.index(i.task_id) for i in inst])

@@ -63,8 +63,9 @@ class Prefix:
 class Instance:
     """One example's suffix tokens; positions are indices into `ids`.
 
-    `prompt` marks the user-message tokens (last definition token + input): the tokens whose mean
-    absolute activation is a neuron's value on this instance. `content` marks tokens whose
+    `prompt` marks the input tokens; with the prefix's definition tokens they are the user-message
+    tokens whose mean absolute activation is a neuron's value on this instance (the newline
+    between definition and input counts for neither). `content` marks tokens whose
     prediction counts in the perplexity (input + answer); `answer` the answer tokens alone.
     """
 
@@ -121,7 +122,7 @@ def build_instances(
                         task_id=tid,
                         category=cat,
                         ids=tuple(ids),
-                        prompt=tuple(range(0, 1 + n_in)),
+                        prompt=tuple(range(1, 1 + n_in)),
                         content=tuple(range(1, 1 + n_in)) + answer,
                         answer=answer,
                         text=task.query(e),

@@ -40,8 +40,15 @@ def findings(s: dict[str, Any]) -> dict[str, str]:
     )
     special = (
         f"best-neuron FuncScore per layer averages {fs['best_mean']:.3f} against {fs['best_shuffled_mean']:.3f} with "
-        f"shuffled labels (layer mean {fs['mean_mean']:.3f} vs {fs['mean_shuffled_mean']:.3f})"
+        f"shuffled labels (layer mean {fs['mean_mean']:.3f} vs {fs['mean_shuffled_mean']:.3f}, chance = category share)"
     )
+    inp = fs.get("input_only")
+    if inp:
+        special += (
+            f"; on the input tokens alone (without the task definition every instance of a task shares) the best neuron "
+            f"scores {inp['best_mean']:.3f} vs {inp['best_shuffled_mean']:.3f} shuffled, and {inp['top_set_agreement']:.0%} of "
+            "the top-5% sets are the same neurons"
+        )
     part = (
         f"zeroing a category's top-5% FuncScore neurons raises its own held-out perplexity by {_pct(ms['diagonal_mean'])} "
         f"on average (median {_pct(ms['diagonal_median'])}, log-mean {_pct(ms['diagonal_geomean'])}) vs "

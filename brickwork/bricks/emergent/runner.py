@@ -45,14 +45,29 @@ class Recorder:
         self.width = max(sizes)
         self.norms = norms
         self.bins = bins
-        self.sums = torch.zeros(n_instances, len(sizes), self.width)  # per-instance sum |a| on prompt tokens
+        self.sums = torch.zeros(n_instances, len(sizes), self.width)  # per-instance sum |a| on input tokens
         self.counts = torch.zeros(n_instances)
+        # Each task's definition tokens run once (the shared prefix): their sums, kept apart so
+        # values can be read with or without the instruction text.
+        self.prefix: dict[str, tuple[Any, float]] = {}
+        self.row_task: list[str] = [""] * n_instances
         self.hist = {"act": torch.zeros(bins, dtype=torch.float64), "act_norm": torch.zeros(bins, dtype=torch.float64)}
         self.bi_sum = torch.zeros(len(sizes), dtype=torch.float64)
         self.bi_n = torch.zeros(len(sizes), dtype=torch.float64)
         self.weights: Any = None  # (batch, seq) token weights of the current forward
         self.hist_scale = 1.0
         self.batch: Any = None
+
+    def values(self, *, with_definition: bool = True) -> Any:
+        """(instances, layers, neurons) mean |activation| over the prompt tokens (definition +
+        input), or over the input tokens alone."""
+        import torch
+
+        if not with_definition:
+            return self.sums / self.counts.clamp_min(1)[:, None, None]
+        pre = torch.stack([self.prefix[t][0] for t in self.row_task])
+        cnt = torch.tensor([self.prefix[t][1] for t in self.row_task])
+        return (self.sums + pre) / (self.counts + cnt).clamp_min(1)[:, None, None]
 
     def begin(self, weights: Any, *, hist_scale: float = 1.0) -> None:
         import torch
@@ -121,14 +136,15 @@ def _expand_cache(kv: list[tuple[Any, Any]], batch: int) -> Any:
 
     cache = DynamicCache()
     for i, (k, v) in enumerate(kv):
-        cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
+        if k is not None and k.numel():  # skipped layers (slicing.skip_layers) have no entry
+            cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
     return cache
 
 
 def _cache_tensors(cache: Any) -> list[tuple[Any, Any]]:
     layers = getattr(cache, "layers", None)
     if layers is not None:
-        return [(layer.keys, layer.values) for layer in layers]
+        return [(getattr(layer, "keys", None), getattr(layer, "values", None)) for layer in layers]
     return list(zip(cache.key_cache, cache.value_cache, strict=True))  # older transformers
 
 
@@ -163,9 +179,10 @@ def run_pass(
             out = body(input_ids=p_ids, use_cache=True)
             kv = _cache_tensors(out.past_key_values)
             if recorder is not None:
-                # The prefix is part of every instance of this task: credit its sums to each.
-                recorder.sums[rows] += recorder.batch[0]
-                recorder.counts[rows] += w.sum()
+                # The prefix is part of every instance of this task.
+                recorder.prefix[tid] = (recorder.batch[0].clone(), float(w.sum()))
+                for r in rows:
+                    recorder.row_task[r] = tid
             lp = len(pre.ids)
             rows = sorted(rows, key=lambda r: len(instances[r].ids))
             for start in range(0, len(rows), batch_size):
