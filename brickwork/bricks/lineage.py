@@ -9,7 +9,8 @@ A brick's data comes from two places:
   updated brick lists its tasks in ``provenance.tasks``;
 - files inside the brick version directory, under ``data/`` (JSON lines of ``{"input",
   "output", "answers"?}``): ``train.jsonl`` and ``heldout.jsonl`` for bricks grown from feedback,
-  ``corrections.jsonl`` for every correction an update folded in (later updates replay them).
+  ``corrections.jsonl`` for every correction an update folded in (later updates replay them),
+  ``confirmed.jsonl`` for outputs users marked good (later updates must keep them right).
   PEFT and vLLM ignore these files; the store copies them with the version.
 
 Example::
@@ -37,6 +38,7 @@ DATA_DIR = "data"
 TRAIN_FILE = "train.jsonl"
 HELDOUT_FILE = "heldout.jsonl"
 CORRECTIONS_FILE = "corrections.jsonl"
+CONFIRMED_FILE = "confirmed.jsonl"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +127,9 @@ def test_items_by_task(manifest: Manifest, brick_path: Path | None, *, n: int | 
         held = brick_data(brick_path, HELDOUT_FILE)
         if held:
             out[f"{manifest.name}:heldout"] = _sample(held, n, seed)
+        confirmed = brick_data(brick_path, CONFIRMED_FILE)
+        if confirmed:
+            out[f"{manifest.name}:confirmed"] = confirmed
     return out
 
 
