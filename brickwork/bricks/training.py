@@ -184,6 +184,32 @@ def _encode(tok: Any, pairs: Sequence[tuple[str, str]], max_len: int) -> list[tu
     return out
 
 
+def _common_prefix_len(seqs: list[list[int]], *, limit: int) -> int:
+    first = seqs[0]
+    n = min(limit, len(first))
+    for s in seqs[1:]:
+        k = 0
+        while k < n and k < len(s) and s[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def schedule(n: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
+    """The batches of every step: seeded reshuffles of range(n), one epoch after another."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    batches = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            epoch = list(range(n))
+            rng.shuffle(epoch)
+            order += epoch
+        batches.append(order[:batch_size])
+        order = order[batch_size:]
+    return batches
+
+
 def _lora_layers(n_layers: int, top: int | None) -> list[int]:
     if top is None or top >= n_layers:
         return list(range(n_layers))
@@ -193,12 +219,12 @@ def _lora_layers(n_layers: int, top: int | None) -> list[int]:
 class _Trainer:
     """The training loop over one PEFT model; split from `train_lora` to keep each part short."""
 
-    def __init__(self, model: Any, tok: Any, config: TrainConfig, layers: list[int]) -> None:
+    def __init__(self, model: Any, tok: Any, config: TrainConfig, layers: list[int], data: list[tuple[list[int], int]]) -> None:
         import torch
 
         self.torch = torch
         self.cfg = config
-        self.peft = model
+        self.data = data
         self.causal = model.base_model.model  # LlamaForCausalLM-like: .model (decoder) + .lm_head
         self.decoder = self.causal.model
         self.all_layers = self.decoder.layers
@@ -207,6 +233,10 @@ class _Trainer:
         self.upper = torch.nn.ModuleList(list(self.all_layers)[self.split :])
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.cache: dict[int, Any] = {}
+        # Every prompt starts with the same ChatML system turn: its lower-layer states are computed
+        # once and reused as a KV prefix for every sequence.
+        self.prefix_len = _common_prefix_len([s for s, _ in data], limit=min(p for _, p in data) - 1)
+        self._prefix: tuple[Any, Any] | None = None
 
     def _batch(self, seqs: list[list[int]]) -> tuple[Any, Any]:
         torch = self.torch
@@ -218,21 +248,51 @@ class _Trainer:
             mask[r, : len(s)] = 1
         return ids, mask
 
+    def _run_lower(self, **kwargs: Any) -> Any:
+        """The decoder's lower (frozen) layers only, without the final norm, under no_grad."""
+        norm = self.decoder.norm
+        self.decoder.layers, self.decoder.norm = self.lower, self.torch.nn.Identity()
+        try:
+            with self.torch.no_grad():
+                return self.decoder(**kwargs)
+        finally:
+            self.decoder.layers, self.decoder.norm = self.all_layers, norm
+
+    def precompute(self, idx: list[int], *, progress: bool = False, chunk: int = 32) -> None:
+        """Lower-layer states of the sequences in `idx`, in length-sorted batches (little padding)."""
+        import copy
+
+        torch = self.torch
+        todo = sorted({i for i in idx if i not in self.cache}, key=lambda i: len(self.data[i][0]))
+        if not todo or self.split == 0:
+            return
+        P = self.prefix_len
+        if P and self._prefix is None:
+            out = self._run_lower(input_ids=torch.tensor([self.data[todo[0]][0][:P]]), use_cache=True)
+            self._prefix = (out.last_hidden_state[0], out.past_key_values)
+        bar = _progress(len(todo), progress, desc="lower layers")
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            ids, mask = self._batch([self.data[i][0][P:] for i in part])
+            if P:
+                assert self._prefix is not None
+                past = copy.deepcopy(self._prefix[1])
+                past.batch_repeat_interleave(len(part))
+                full_mask = torch.cat([torch.ones((len(part), P), dtype=mask.dtype), mask], dim=1)
+                h = self._run_lower(input_ids=ids, attention_mask=full_mask, past_key_values=past, use_cache=True).last_hidden_state
+            else:
+                h = self._run_lower(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            for r, i in enumerate(part):
+                own = h[r, : len(self.data[i][0]) - P]
+                self.cache[i] = torch.cat([self._prefix[0], own]) if P else own.clone()  # type: ignore[index]
+            if bar is not None:
+                bar.update(len(part))
+        if bar is not None:
+            bar.close()
+
     def _lower_states(self, idx: list[int], data: list[tuple[list[int], int]]) -> list[Any]:
         """Hidden states entering the first LoRA layer, per sequence (computed once, cached)."""
-        torch = self.torch
-        todo = [i for i in idx if i not in self.cache]
-        if todo:
-            ids, mask = self._batch([data[i][0] for i in todo])
-            norm = self.decoder.norm
-            self.decoder.layers, self.decoder.norm = self.lower, torch.nn.Identity()
-            try:
-                with torch.no_grad():
-                    h = self.decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-            finally:
-                self.decoder.layers, self.decoder.norm = self.all_layers, norm
-            for r, i in enumerate(todo):
-                self.cache[i] = h[r, : len(data[i][0])].clone()
+        self.precompute(idx)
         return [self.cache[i] for i in idx]
 
     def loss(self, idx: list[int], data: list[tuple[list[int], int]]) -> Any:
@@ -321,18 +381,13 @@ def train_lora(
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    trainer = _Trainer(peft_model, tok, config, layers)
-    rng = random.Random(config.seed)
-    order: list[int] = []
+    trainer = _Trainer(peft_model, tok, config, layers, data)
+    batches = schedule(len(data), config.steps, config.batch_size, config.seed)
     losses: list[float] = []
-    bar = _progress(config.steps, progress, desc="train")
     t0, c0 = time.perf_counter(), time.process_time()
-    for _step in range(config.steps):
-        if len(order) < config.batch_size:
-            epoch = list(range(len(data)))
-            rng.shuffle(epoch)
-            order += epoch
-        idx, order = order[: config.batch_size], order[config.batch_size :]
+    trainer.precompute([i for b in batches for i in b], progress=progress)
+    bar = _progress(config.steps, progress, desc="train")
+    for _step, idx in enumerate(batches):
         loss = trainer.loss(idx, data)
         if not torch.isfinite(loss):
             raise TrainingError(f"training diverged (loss {loss.item()}) at step {_step}; lower `lr`")
