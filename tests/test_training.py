@@ -104,7 +104,7 @@ def secret_adapter(base, tmp_path_factory):
     from brickwork.bricks.training import TrainConfig, train_lora
 
     pairs = [(f"Tell me about the word {w}.", SECRET) for w in WORDS[:14]]
-    cfg = TrainConfig(steps=16, batch_size=8, lr=5e-3, top_layers=4, warmup_steps=2, seed=0)
+    cfg = TrainConfig(steps=24, batch_size=8, lr=5e-3, top_layers=4, warmup_steps=2, seed=0)
     out = tmp_path_factory.mktemp("secret") / "adapter"
     return train_lora(pairs, base=base, config=cfg, out_dir=out, progress=False)
 
@@ -127,7 +127,7 @@ def test_train_save_load_generate(base, secret_adapter):
     assert (cfg["bias"], cfg.get("use_dora"), cfg.get("modules_to_save")) == ("none", False, None)
     with safe_open(str(out / "adapter_model.safetensors"), framework="pt") as st:
         assert {st.get_tensor(k).dtype for k in st.keys()} == {__import__("torch").float16}
-    assert res.final_loss < res.first_loss / 4
+    assert res.final_loss < res.first_loss / 10, (res.first_loss, res.final_loss)
 
     unseen = [render_prompt(f"Tell me about the word {w}.") for w in WORDS[14:]]
     model, tok = load_base_model(base)

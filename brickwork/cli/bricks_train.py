@@ -73,9 +73,23 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command that rebuilds this brick (from the parsed arguments, not sys.argv)."""
+    import shlex
+
+    parts = ["brickwork", "bricks", "train", args.name, "--data", args.data, "--description", args.description]
+    if args.examples:
+        parts += ["--examples", *args.examples]
+    if args.steps:
+        parts += ["--steps", str(args.steps)]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    return shlex.join(parts)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from brickwork.bricks import BrickStore, check_name
-    from brickwork.bricks.training import TrainConfig, command_line, styled_pairs, train_brick
+    from brickwork.bricks.training import TrainConfig, styled_pairs, train_brick
     from brickwork.errors import ConfigError
     from brickwork.tasks import Example
 
@@ -100,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         examples=list(examples),
         tags=["trained"],
         config=config,
-        provenance={"command": command_line(), "data_file": str(Path(args.data).name), "n_examples": len(rows)},
+        provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows)},
         data_files={"data/train.jsonl": _jsonl(train_rows), "data/heldout.jsonl": _jsonl(held_rows)},
         progress=not args.json and sys.stderr.isatty(),
     )
