@@ -6,8 +6,9 @@ under its instruction), batch 16, from the same seed, in one process:
 - ``naive``: LoRA r=8 on q_proj,v_proj of all 30 layers, logits over the whole 49k vocabulary at
   every position (loss still only on answer tokens) — DESIGN.md §7's measured setup;
 - ``head_at_labels``: the same, the head computed only at answer positions;
-- ``top6``: LoRA on all 7 projections of the top 6 layers only (backprop stops there);
-- ``brickwork``: top6 plus the frozen lower layers run once per sequence (shared ChatML prefix
+- ``upper_layers``: LoRA (r=8) on q,v,o,down of the top 12 layers only (backprop stops there; the
+  same adapter size as the naive one);
+- ``brickwork``: upper_layers plus the frozen lower layers run once per sequence (shared ChatML prefix
   computed once, length-sorted batches) — the default `TrainConfig`.
 
 The naive variants cost the same at every step, so they run `--probe-steps` steps; ``brickwork``
@@ -35,7 +36,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 VARIANTS: dict[str, dict] = {
     "naive": {"top_layers": None, "target_modules": ("q_proj", "v_proj"), "full_logits": True, "cache_lower": False},
     "head_at_labels": {"top_layers": None, "target_modules": ("q_proj", "v_proj"), "cache_lower": False},
-    "top6": {"cache_lower": False},
+    "upper_layers": {"cache_lower": False},
     "brickwork": {},
 }
 

@@ -218,3 +218,29 @@ def export_brick_dir(src: Path, dst: Path) -> None:
         staged.rename(dst)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+
+
+def metrics_table(source: Path = STARTER_DIR) -> str:
+    """The Markdown table of the committed starter bricks' metrics (docs/starter-metrics.md)."""
+    lines = [
+        "| brick | held-out exact match | base zero-shot | bare input | n | train s | s/step | CPU s/step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ems, bases = [], []
+    for task in load_tasks():
+        f = source / task / MANIFEST_NAME
+        if not f.is_file():
+            lines.append(f"| {task} | (not built) | | | | | | |")
+            continue
+        m = Manifest.load(f)
+        met, prov = m.metrics, m.provenance
+        ems.append(met["exact_match"])
+        bases.append(met["base_exact_match"])
+        lines.append(
+            f"| {task} | {met['exact_match']:.3f} | {met['base_exact_match']:.3f} | "
+            f"{met.get('exact_match_bare', float('nan')):.3f} | {met['n_eval']} | {prov.get('seconds', 0):.0f} | "
+            f"{prov.get('seconds_per_step', 0):.2f} | {prov.get('cpu_seconds_per_step', 0):.2f} |"
+        )
+    if ems:
+        lines.append(f"| **mean** | **{sum(ems) / len(ems):.3f}** | **{sum(bases) / len(bases):.3f}** | | | | | |")
+    return "\n".join(lines) + "\n"

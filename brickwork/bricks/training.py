@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from brickwork.bricks.store import Brick, BrickStore
 
 ALL_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Measured (docs/training.md): for the same adapter size, LoRA on q,v,o,down of the top 12 layers
+# learns far better than on all 7 projections of the top 6 (antonym 0.52 vs 0.30).
+DEFAULT_MODULES: tuple[str, ...] = ("q_proj", "v_proj", "o_proj", "down_proj")
 _VLLM_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 _SAVE_DTYPES: tuple[str, ...] = ("float16", "float32", "bfloat16")
 
@@ -64,8 +67,8 @@ class TrainConfig:
 
     rank: int = 8
     alpha: float = 16.0
-    target_modules: tuple[str, ...] = ALL_MODULES
-    top_layers: int | None = 6
+    target_modules: tuple[str, ...] = DEFAULT_MODULES
+    top_layers: int | None = 12
     steps: int = 120
     batch_size: int = 16
     lr: float = 2e-3
