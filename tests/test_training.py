@@ -176,3 +176,29 @@ def test_bricks_train_cli_adds_a_scored_brick(tmp_path, capsys, base):
     held = [json.loads(line) for line in (brick.path / "data" / "heldout.jsonl").read_text().splitlines()]
     train = (brick.path / "data" / "train.jsonl").read_text().splitlines()
     assert len(held) == 2 and len(train) == len(WORDS) - 2
+
+
+@pytest.mark.integration
+def test_speed_cuts_leave_the_loss_unchanged(base):
+    """Head only at answer positions and cached lower layers are exact: the same loss as the naive way."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from brickwork.bricks import training as T
+    from brickwork.models import load_base_model
+
+    model, tok = load_base_model(base)
+    pairs = [(f"Give the plural form of the given English noun.\n{w}", w + "s") for w in WORDS[:6]] + [(w, w + "s") for w in WORDS[6:10]]
+    data = T._encode(tok, pairs, 128)
+    layers = T._lora_layers(30, 4)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], layers_to_transform=layers))
+    for p in peft_model.parameters():  # make the LoRA non-trivial (B starts at zero)
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.02)
+    idx = list(range(len(data)))
+    fast = T._Trainer(peft_model, tok, T.TrainConfig(top_layers=4), layers, data)
+    assert fast.prefix_len > 5  # the shared ChatML system turn
+    naive = T._Trainer(peft_model, tok, T.TrainConfig(top_layers=4, full_logits=True, cache_lower=False), layers, data)
+    a, b = fast.loss(idx[:5], data), naive.loss(idx[:5], data)
+    c = fast.loss(idx[:5], data)  # from the cache this time
+    assert torch.allclose(a, b, atol=1e-4) and torch.allclose(a, c, atol=1e-6), (a, b, c)
