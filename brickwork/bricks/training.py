@@ -229,7 +229,12 @@ class _Trainer:
         self.cfg = config
         self.data = data
         self.causal = model.base_model.model  # LlamaForCausalLM-like: .model (decoder) + .lm_head
-        self.decoder = self.causal.model
+        self.decoder = getattr(self.causal, "model", None)
+        if not hasattr(self.decoder, "layers") or not hasattr(self.causal, "lm_head"):
+            raise TrainingError(
+                f"unsupported base model architecture {type(self.causal).__name__}: training needs a "
+                "decoder-only model with `.model.layers` and `.lm_head` (Llama, Mistral, Qwen, SmolLM, ...)"
+            )
         self.all_layers = self.decoder.layers
         self.split = layers[0] if config.cache_lower else 0
         self.lower = torch.nn.ModuleList(list(self.all_layers)[: self.split])
