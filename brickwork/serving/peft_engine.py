@@ -1,0 +1,198 @@
+"""The embedded engine: transformers + PEFT in this process (the default; needs no server).
+
+Requests with different adapters in one `generate` call run as one mixed-adapter batch (PEFT's
+``adapter_names``, ``"__base__"`` for the bare model). Adapters stay loaded in an LRU of
+`max_loaded_adapters`; the adapters of the batch being run are never evicted.
+``adapter_batching="switch"`` instead runs each adapter's requests after `set_adapter`, the way
+a single-adapter server would (the benchmark's one-at-a-time baseline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from brickwork.bricks.store import BrickStore
+from brickwork.errors import AdapterError, ConfigError
+from brickwork.serving.adapters import Adapter, AdapterResolver
+from brickwork.serving.composite import CompositeCache
+from brickwork.serving.engine import Completion, EngineBase, Request, SamplingParams, build_options, positive_int
+from brickwork.serving.hf_generate import BASE_ADAPTER, generate_greedy, stop_token_ids
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeftOptions:
+    """Options of the ``peft`` engine (``create_engine("peft", store, **options)``).
+
+    `num_threads` sets torch's intra-op threads while this engine generates (torch's setting is
+    process-wide; it is restored after each batch). On a CPU shared with other busy processes,
+    1 thread can be many times faster than several spinning OpenMP threads.
+    """
+
+    batch_size: int = 16
+    max_loaded_adapters: int = 16
+    max_lora_rank: int | None = None
+    adapter_batching: Literal["mixed", "switch"] = "mixed"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    num_threads: int | None = None
+    composite_cache: CompositeCache | None = None
+
+    def __post_init__(self) -> None:
+        positive_int("batch_size", self.batch_size)
+        positive_int("num_threads", self.num_threads, allow_none=True)
+        positive_int("max_loaded_adapters", self.max_loaded_adapters)
+        positive_int("max_lora_rank", self.max_lora_rank, allow_none=True)
+        if self.adapter_batching not in ("mixed", "switch"):
+            raise ConfigError(f"`adapter_batching` should be 'mixed' or 'switch', got {self.adapter_batching!r}.")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"`dtype` should be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}.")
+
+
+class PeftEngine(EngineBase):
+    """transformers + PEFT in process. See `PeftOptions` for the options."""
+
+    name = "peft"
+
+    def __init__(self, store: BrickStore, **options: Any) -> None:
+        from brickwork.models import load_base_model
+
+        self.options: PeftOptions = build_options(PeftOptions, self.name, options)
+        self.store = store
+        self.resolver = AdapterResolver(store, max_rank=self.options.max_lora_rank, cache=self.options.composite_cache)
+        self._model, self._tok = load_base_model(store.base, dtype=self.options.dtype)
+        self._peft: Any = None  # a PeftModel around _model once the first adapter is loaded
+        self._loaded: OrderedDict[str, Adapter] = OrderedDict()
+        self._lock = threading.Lock()
+        self._grammars: Any = None
+        ids = set(stop_token_ids(self._tok))
+        self._plain_stops = {s for s in self._tok.all_special_tokens if self._tok.convert_tokens_to_ids(s) in ids}
+
+    # -- adapters ------------------------------------------------------------------------------
+    @property
+    def loaded_adapters(self) -> list[str]:
+        """Names of the adapters held in memory, least recently used first."""
+        return list(self._loaded)
+
+    def _load(self, adapter: Adapter) -> None:
+        from peft import PeftModel
+
+        try:
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(
+                    self._model, str(adapter.path), adapter_name=adapter.name, is_trainable=False
+                )
+                self._peft.eval()
+            else:
+                self._peft.load_adapter(str(adapter.path), adapter_name=adapter.name, is_trainable=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise AdapterError(f"PEFT could not load adapter {adapter.name} from {adapter.path}: {exc}") from exc
+
+    def _ensure_loaded(self, adapters: Sequence[Adapter | None]) -> None:
+        needed = {a.name: a for a in adapters if a is not None}
+        for name, adapter in needed.items():
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+            else:
+                self._load(adapter)  # load (and validate) before evicting anything
+                self._loaded[name] = adapter
+        for name in list(self._loaded):
+            if len(self._loaded) <= self.options.max_loaded_adapters:
+                break
+            if name not in needed:
+                self._peft.delete_adapter(name)
+                del self._loaded[name]
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        reqs = self._check_batch(requests)
+        if not reqs:
+            return []
+        with self._lock:
+            self._check_batch(())  # closed while waiting for the lock?
+            adapters = self.resolver.resolve_batch(reqs)
+            self._ensure_loaded(adapters)
+            names = [a.name if a is not None else BASE_ADAPTER for a in adapters]
+            groups: dict[tuple[Any, ...], list[int]] = {}
+            for i, r in enumerate(reqs):
+                groups.setdefault(r.sampling.key(), []).append(i)
+            out: list[Completion | None] = [None] * len(reqs)
+            with self._threads():
+                for idx in groups.values():
+                    sampling = reqs[idx[0]].sampling
+                    prompts = [reqs[i].prompt for i in idx]
+                    for i, (text, n) in zip(idx, self._run(prompts, [names[i] for i in idx], sampling), strict=True):
+                        out[i] = Completion(text=text, n_tokens=n)
+        return [c for c in out if c is not None]
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        if self.options.num_threads is None:
+            yield
+            return
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.options.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self, prompts: list[str], names: list[str], sampling: SamplingParams) -> list[tuple[str, int]]:
+        if self.options.adapter_batching == "mixed" or self._peft is None:
+            model = self._peft if self._peft is not None else self._model
+            return self._decode(model, prompts, names if self._peft is not None else None, sampling)
+        # "switch": one adapter at a time, as a single-adapter server would run them
+        results: list[tuple[str, int] | None] = [None] * len(prompts)
+        by_name: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            by_name.setdefault(n, []).append(i)
+        for name, idx in by_name.items():
+            sub = [prompts[i] for i in idx]
+            if name == BASE_ADAPTER:
+                with self._peft.disable_adapter():
+                    res = self._decode(self._peft, sub, None, sampling)
+            else:
+                self._peft.set_adapter(name)
+                res = self._decode(self._peft, sub, None, sampling)
+            for i, r in zip(idx, res, strict=True):
+                results[i] = r
+        return [r for r in results if r is not None]
+
+    def _decode(
+        self, model: Any, prompts: list[str], names: list[str] | None, sampling: SamplingParams
+    ) -> list[tuple[str, int]]:
+        bs = self.options.batch_size
+        if sampling.greedy and sampling.json_schema is None and set(sampling.stop) <= self._plain_stops:
+            return generate_greedy(
+                model, self._tok, prompts, max_new_tokens=sampling.max_tokens, batch_size=bs, adapter_names=names
+            )
+        from brickwork.serving.hf_decode import GrammarCache, generate_with
+
+        if sampling.json_schema is not None and self._grammars is None:
+            self._grammars = GrammarCache(self._tok, int(self._model.config.vocab_size))
+        return generate_with(
+            model, self._tok, prompts, sampling, batch_size=bs, adapter_names=names, grammars=self._grammars
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._peft = self._model = None
+            self._loaded.clear()
+            import gc
+
+            gc.collect()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._loaded)} adapters loaded"
+        return f"<PeftEngine {state}>"
+
+
+__all__ = ["PeftEngine", "PeftOptions"]
