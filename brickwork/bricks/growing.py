@@ -133,19 +133,27 @@ class GrowOutcome:
 
 # -- clustering ------------------------------------------------------------------------------
 def cluster(vectors: Any, threshold: float) -> list[list[int]]:
-    """Group unit vectors: each joins the nearest cluster centroid with cosine >= `threshold`.
+    """Group unit vectors by cosine to cluster centroids; deterministic, largest cluster first.
 
-    Deterministic (input order), O(n * clusters); clusters are returned largest first.
+    Three passes: leader clustering (each vector joins the nearest centroid with cosine >=
+    `threshold`, else starts a cluster); merging of clusters whose centroids are within
+    `threshold` (leader clustering alone splits a family whose first members happen to be far
+    apart); one reassignment of every vector to its nearest centroid.
     """
     import numpy as np
 
     v = np.asarray(vectors, dtype=np.float32)
+    if len(v) == 0:
+        return []
+
+    def unit(x: Any) -> Any:
+        return x / max(float(np.linalg.norm(x)), 1e-12)
+
     groups: list[list[int]] = []
     sums: list[Any] = []
     for i, x in enumerate(v):
         if sums:
-            cents = np.stack([s / max(np.linalg.norm(s), 1e-12) for s in sums])
-            sims = cents @ x
+            sims = np.stack([unit(s) for s in sums]) @ x
             j = int(np.argmax(sims))
             if sims[j] >= threshold:
                 groups[j].append(i)
@@ -153,17 +161,29 @@ def cluster(vectors: Any, threshold: float) -> list[list[int]]:
                 continue
         groups.append([i])
         sums.append(x.copy())
-    return sorted(groups, key=lambda g: (-len(g), g[0]))
+    while len(groups) > 1:
+        cents = np.stack([unit(s) for s in sums])
+        sims = cents @ cents.T
+        np.fill_diagonal(sims, -np.inf)
+        a, b = divmod(int(np.argmax(sims)), len(groups))
+        if sims[a, b] < threshold:
+            break
+        a, b = min(a, b), max(a, b)
+        groups[a] += groups.pop(b)
+        sums[a] = sums[a] + sums.pop(b)
+    cents = np.stack([unit(s) for s in sums])
+    owner = np.argmax(v @ cents.T, axis=1)
+    out = [sorted(int(i) for i in np.flatnonzero(owner == k)) for k in range(len(groups))]
+    return sorted((g for g in out if g), key=lambda g: (-len(g), g[0]))
 
 
 def cluster_examples(examples: Sequence[GrowExample], config: GrowConfig, *, embedder: Any = None) -> list[list[GrowExample]]:
     """Uncovered examples grouped by what they ask (embedding of the user text)."""
     if not examples:
         return []
-    if embedder is None:
-        from brickwork.retrieval_index.embedder import load_embedder
+    from brickwork.retrieval_index.embedder import load_embedder
 
-        embedder = load_embedder(config.embedder)
+    embedder = load_embedder(embedder if embedder is not None else config.embedder)
     vecs = embedder.embed([e.text for e in examples])
     return [[examples[i] for i in g] for g in cluster(vecs, config.similarity)]
 

@@ -193,10 +193,12 @@ def update_brick(
     progress: Progress | None = None,
     command: str | None = None,
     train_progress: bool = False,
+    keep_candidate: Path | None = None,
 ) -> UpdateOutcome:
     """Train, gate and (if accepted) add a new version of brick `name` from `corrections`.
 
     `good`: items users confirmed (must stay right, checked with the test items).
+    `keep_candidate`: copy the candidate adapter there, accepted or not (for evals).
     """
     from brickwork.bricks.merging import MergeConfig, merge_adapters
     from brickwork.bricks.training import TrainConfig, data_hash, train_lora
@@ -247,6 +249,8 @@ def update_brick(
                                 model=runner.model)
         say(f"{name}: trained in {res.seconds:.0f} s (loss {res.first_loss:.3f} -> {res.final_loss:.3f}); "
             f"candidate rank {merged['r']} ({mcfg.method}); gating")
+        if keep_candidate is not None:
+            shutil.copytree(candidate, keep_candidate, dirs_exist_ok=True)
         metrics = _gate_metrics(runner, old.path, candidate, fit, held, checks)
         metrics.update(steps=steps, seconds_train=res.seconds, n_replay=len(replay), rank=int(merged["r"]))
         reasons = _gate(metrics, config, held_out=bool(held))
@@ -417,10 +421,12 @@ def run_update(
     progress: Progress | None = None,
     command: str | None = None,
     train_progress: bool = False,
+    keep_candidates: Path | None = None,
 ) -> UpdateReport:
     """Apply pending feedback: update bricks with corrections (gated), grow bricks from uncovered
     examples, mark the events used, and keep the retrieval index in step. `dry_run` trains nothing
-    and writes nothing; it reports what would be attempted."""
+    and writes nothing; it reports what would be attempted. `keep_candidates`: a folder that gets
+    each update's candidate adapter (``<folder>/<brick>``), accepted or not, for evals."""
     from brickwork.feedback import FeedbackStore
 
     say = progress or (lambda _msg: None)
@@ -450,7 +456,8 @@ def run_update(
         say(f"[{k}/{len(plan.updates)}] updating {name} with {len(corrections)} correction(s)")
         good = [it for _, it in plan.good.get(name, [])]
         outcome = update_brick(store, name, corrections, good=good, config=config, runner=runner, progress=say,
-                               command=command, train_progress=train_progress)
+                               command=command, train_progress=train_progress,
+                               keep_candidate=keep_candidates / name if keep_candidates is not None else None)
         report.updates.append(outcome)
         if outcome.accepted:
             changed = True

@@ -1,0 +1,184 @@
+"""update: a brick updated from corrections, measured the way knowledge-editing work reports it.
+
+A starter brick is run on its task's *train* inputs; its wrong answers become correction events in
+the feedback store (the gold answer as the correction), exactly as `brickwork feedback` records
+them, and `brickwork update`'s code path (`run_update`) trains and gates a new version. Then, for
+the candidate (accepted or not) against the old version:
+
+- **reliability**: accuracy on the corrected cases, as they were given;
+- **generality**: accuracy on the same corrected inputs asked another way (the bare input, and the
+  input followed by the task's instruction), and on held-out corrections of the same kind that were
+  never trained on (the gate's own check);
+- **locality**: share of outputs left unchanged on inputs the edit should not touch: other tasks'
+  test inputs sent through this brick, and this task's test inputs (minus the corrected ones);
+  other bricks are untouched by construction (their versions are checked).
+
+A deliberately harmful update (the same inputs with wrong answers: another label, or another
+item's answer) goes through the same gate, which must reject it.
+
+    brickwork eval update [--brick country_capital] [--corrections 68] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from brickwork.evals.merge import _f, say, scratch_library, write_report
+
+DEFAULT_BRICK = "country_capital"
+LOCALITY_TASKS = ("english_plural", "sentiment_binary", "two_digit_addition", "language_id", "antonym")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--brick", default=DEFAULT_BRICK, help="the starter brick to update (default: %(default)s)")
+    p.add_argument("--corrections", type=int, default=68,
+                   help="corrections to feed (a quarter is held out by the gate; default: %(default)s)")
+    p.add_argument("--scan", type=int, default=None, help="train inputs scanned for errors (default: all)")
+    p.add_argument("--test-items", type=int, default=200, help="original test items the gate checks (default: %(default)s)")
+    p.add_argument("--locality-items", type=int, default=30, help="test items per other task (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: from the data size)")
+    p.add_argument("--no-harmful", action="store_true", help="skip the harmful-update check")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    report = run(args, out)
+    write_report(out, "update", report, markdown(report))
+    return 0
+
+
+def _paraphrases(task: Any, inp: str) -> list[str]:
+    return [inp, f"{inp}\n{task.definition}"]
+
+
+def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    from brickwork.bricks.lineage import BaseRunner, Item, same_output, task_items
+    from brickwork.bricks.updating import Correction, UpdateConfig, run_update, update_brick
+    from brickwork.feedback import FeedbackStore
+    from brickwork.tasks import load_tasks, sample
+
+    t0 = time.perf_counter()
+    tasks = load_tasks()
+    name = args.brick
+    task = tasks[name]
+    others = [t for t in LOCALITY_TASKS if t != name][:4]
+    lib = scratch_library(args.library, [name, *others], out / "library")
+    runner = BaseRunner(lib.base)
+    old = lib.get(name)
+    config = UpdateConfig(test_items=args.test_items, steps=args.steps, seed=args.seed)
+
+    # 1. corrections: the brick's wrong answers on train inputs
+    train = sample(task.split("train"), args.scan, seed=args.seed)
+    say(f"[update] scanning {len(train)} train inputs of {name} for wrong answers")
+    scan_items = [Item(text=task.query(e), answer=e.output, answers=e.answers, task=name) for e in train]
+    scan = runner.score(old.path, scan_items)
+    wrong = [(it, o, e) for it, o, e in zip(scan_items, scan.outputs, train, strict=True) if not it.correct(o)]
+    random.Random(args.seed).shuffle(wrong)
+    wrong = wrong[: args.corrections]
+    say(f"[update] {name} v{old.version}: {scan.accuracy:.3f} on the scanned train inputs; "
+        f"{len(wrong)} corrections used")
+    fb = FeedbackStore(lib.root)
+    for i, (it, o, _e) in enumerate(wrong):
+        fb.add(run_id=f"eval-update-{i}", step_id="s1", kind="correction", correction=it.answer, instruction=it.text,
+               subgoal=it.text, prompt=it.text, output=o,
+               bricks=[{"name": name, "version": old.version, "weight": 1.0, "score": 1.0}])
+    corrections = [Correction(text=it.text, answer=it.answer) for it, _o, _e in wrong]
+
+    # 2. the update, through brickwork update's code path (candidate kept for measurement)
+    others_before = {t: lib.active_version(t) for t in others}
+    shutil.rmtree(out / "candidates", ignore_errors=True)
+    cand_dir = out / "candidates" / name
+    report = run_update(lib, config=config, runner=runner, grow=False, progress=say, command="brickwork eval update",
+                        keep_candidates=out / "candidates")
+    (outcome,) = report.updates
+
+    # 3. measurements on the candidate vs the old version
+    from brickwork.bricks.updating import split_corrections
+
+    fit, held = split_corrections(corrections, config)
+    fit_set = {c.text for c in fit}
+    fit_examples = [e for it, _o, e in wrong if it.text in fit_set]
+    reliability = runner.score(cand_dir, [c.item() for c in fit]).accuracy
+    para_items = [Item(text=p, answer=e.output, answers=e.answers) for e in fit_examples for p in _paraphrases(task, e.input)]
+    para_old = runner.score(old.path, para_items).accuracy
+    para_new = runner.score(cand_dir, para_items).accuracy
+    held_new = runner.score(cand_dir, [c.item() for c in held]).accuracy if held else None
+    loc: dict[str, Any] = {}
+    for t in others:
+        its = task_items(t, "test", n=args.locality_items, seed=args.seed)
+        a, b = runner.score(old.path, its), runner.score(cand_dir, its)
+        loc[t] = round(sum(same_output(x, y) for x, y in zip(a.outputs, b.outputs, strict=True)) / len(its), 4)
+    own = [it for it in task_items(name, "test", n=args.test_items, seed=args.seed + 7) if it.text not in fit_set]
+    a, b = runner.score(old.path, own), runner.score(cand_dir, own)
+    own_unchanged = sum(same_output(x, y) for x, y in zip(a.outputs, b.outputs, strict=True)) / len(own)
+    other_tasks_locality = sum(loc.values()) / len(loc) if loc else None
+    others_after = {t: lib.active_version(t) for t in others}
+
+    # 4. a harmful update must be rejected
+    harmful = None
+    if not args.no_harmful and wrong:
+        if outcome.accepted:
+            lib.rollback(name, to=old.version)
+        labels = list(task.labels or [])
+        rng = random.Random(args.seed + 1)
+        pool = [e.output for e in task.split("train")]
+        bad = []
+        for it, _o, _e in wrong:
+            choices = [x for x in (labels or pool) if x.strip().lower() != it.answer.strip().lower()]
+            bad.append(Correction(text=it.text, answer=rng.choice(choices)))
+        say(f"[update] harmful update: {len(bad)} wrong corrections")
+        h = update_brick(lib, name, bad, config=config, runner=runner, progress=say, command="brickwork eval update (harmful)")
+        harmful = {"accepted": h.accepted, "reasons": h.reasons, "metrics": h.metrics}
+    return {
+        "suite": "update",
+        "brick": name,
+        "old_version": old.version,
+        "scan": {"n": len(train), "accuracy": round(scan.accuracy, 4), "wrong": len(scan_items) - scan.correct},
+        "n_corrections": len(corrections),
+        "gate": outcome.to_json(),
+        "reliability": round(reliability, 4),
+        "generality": {"paraphrases": round(para_new, 4), "paraphrases_before": round(para_old, 4),
+                       "n_paraphrases": len(para_items), "heldout_corrections": held_new, "n_heldout": len(held)},
+        "locality": {"other_tasks": round(other_tasks_locality, 4) if other_tasks_locality is not None else None,
+                     "per_task": loc, "own_test_unchanged": round(own_unchanged, 4), "n_own": len(own),
+                     "own_test_accuracy": [round(a.accuracy, 4), round(b.accuracy, 4)],
+                     "other_bricks_untouched": others_before == others_after},
+        "harmful": harmful,
+        "targets": {"reliability": 0.9, "generality": 0.8, "locality": 0.98, "n_corrections": 50},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    g, loc, gate = r["generality"], r["locality"], r["gate"]
+    decision = "accepted" if gate["accepted"] else "rejected: " + "; ".join(gate["reasons"])
+    lines = [
+        f"# update: `{r['brick']}` v{r['old_version']} updated from {r['n_corrections']} corrections",
+        "",
+        f"Corrections: the brick's wrong answers on {r['scan']['n']} train inputs (it scored "
+        f"{r['scan']['accuracy']:.3f} there), fed as feedback events; gate decision: **{decision}**.",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| reliability (corrected cases, {gate['metrics'].get('n_fit', '-')} trained) | {_f(r['reliability'])} | >= 0.9 |",
+        f"| generality: same inputs reworded ({g['n_paraphrases']}; before: {_f(g['paraphrases_before'])}) | {_f(g['paraphrases'])} | >= 0.8 |",
+        f"| generality: held-out corrections ({g['n_heldout']}, never trained on) | {_f(g['heldout_corrections'])} | - |",
+        f"| locality: other tasks' inputs through the brick, outputs unchanged | {_f(loc['other_tasks'])} | >= 0.98 |",
+        f"| locality: own test inputs, outputs unchanged ({loc['n_own']}) | {_f(loc['own_test_unchanged'])} | - |",
+        f"| own test accuracy old -> new | {_f(loc['own_test_accuracy'][0])} -> {_f(loc['own_test_accuracy'][1])} | drop <= 0.01 |",
+        f"| other bricks untouched | {loc['other_bricks_untouched']} | True |",
+        "",
+        "Locality per other task: " + ", ".join(f"{t} {_f(v)}" for t, v in loc["per_task"].items()) + ".",
+    ]
+    h = r.get("harmful")
+    if h is not None:
+        lines += ["", f"Harmful update (same inputs, wrong answers): **{'accepted (gate failed!)' if h['accepted'] else 'rejected'}**"
+                  + ("" if h["accepted"] else ": " + "; ".join(h["reasons"])) + "."]
+    lines += ["", f"Total {r['seconds']} s.", ""]
+    return "\n".join(lines)
