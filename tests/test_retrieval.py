@@ -35,6 +35,12 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def emb_cache(tmp_path_factory):
+    """One embedding cache for the session: rebuilds after corruption cost no model time."""
+    return tmp_path_factory.mktemp("embcache") / "embeddings.sqlite"
+
+
+@pytest.fixture(scope="session")
 def adapter_dir(tmp_path_factory, base):
     """One placeholder-free random LoRA (tests/conftest.py helper), copied by the store per brick."""
     from tests.conftest import write_lora_adapter
@@ -63,8 +69,16 @@ def store(library, adapter_dir, base):
     return library
 
 
+_CACHE = {}
+
+
+@pytest.fixture(autouse=True)
+def _session_cache(emb_cache):
+    _CACHE["path"] = emb_cache
+
+
 def _open(store, **kw):
-    kw.setdefault("use_cache", False)
+    kw.setdefault("use_cache", _CACHE["path"])
     return BrickIndex.open(store, **kw)
 
 
@@ -162,7 +176,7 @@ def test_a_different_embedder_is_refused(store, embedder):
         _open(store, embedder=embedder)
     kept = _open(store)  # no embedder asked: the index's own
     assert kept.identity.name == "hash:64"
-    switched = BrickIndex.build(store, embedder=embedder, use_cache=False)
+    switched = BrickIndex.build(store, embedder=embedder, use_cache=_CACHE["path"])
     assert switched.identity == embedder.identity
     assert _open(store, embedder=embedder).check().ok
     with pytest.raises(IndexError_, match="features"):
@@ -220,6 +234,10 @@ H = [Hit("a", 1, 0.80), Hit("b", 2, 0.78), Hit("c", 1, 0.50)]
         (RouterConfig(min_score=0.5, max_bricks=3, margin=0.05), H, [("a", None), ("b", None)]),
         (RouterConfig(min_score=0.79, max_bricks=3, margin=0.05), H, [("a", 1.0)]),
         (RouterConfig(min_score=0.5, max_bricks=3, margin=0.5), list(reversed(H)), [("a", None), ("b", None), ("c", None)]),
+        # a bare input matched an example row: held to min_score_example, not min_score
+        (RouterConfig(min_score=0.6, min_score_example=0.3), [Hit("a", 1, 0.4, "example")], [("a", 1.0)]),
+        (RouterConfig(min_score=0.6, min_score_example=0.3), [Hit("a", 1, 0.4, "description")], []),
+        (RouterConfig(min_score=0.3, min_score_example=0.6), [Hit("a", 1, 0.4, "example")], []),
     ],
 )
 def test_router_table(config, hits, expected):

@@ -87,6 +87,8 @@ def build_queries(
     """The eval queries of one half (``calib`` or ``report``) for the bricks in `indexed`."""
     rng = random.Random(f"{seed}:{split}")
     out: list[Query] = []
+    # calibration inputs avoid every indexed text (a country is an example of two bricks)
+    every = set().union(*indexed.values()) if indexed else set()
     for row in _jsonl(ROUTING_DATA / "instructions.jsonl"):
         if row["split"] != split or row["task"] not in indexed:
             continue
@@ -94,11 +96,11 @@ def build_queries(
         if "{" not in tpl:
             out.append(Query(tpl, row["task"], "instruction"))
             continue
-        pool = _inputs(task, split, indexed[row["task"]])
+        pool = _inputs(task, split, every)
         for x in rng.sample(pool, min(per_template, len(pool))):
             out.append(Query(fill(tpl, x), row["task"], "instruction"))
     for name in sorted(indexed):
-        pool = _inputs(tasks[name], split, indexed[name])
+        pool = _inputs(tasks[name], split, every)
         if bare_per_task and len(pool) > bare_per_task:
             pool = rng.sample(pool, bare_per_task)
         out += [Query(x, name, "bare") for x in pool]
@@ -194,7 +196,9 @@ class Variant:
     aggregate: str = "max"  # "max" | "top3"
 
 
-def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> np.ndarray:
+def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, bricks) scores under variant `v`, and the field (0 description, 1 example) of the
+    top brick's best row for each query."""
     from brickwork.retrieval_index.features import FeatureConfig, combine
 
     cfg = FeatureConfig(lexical_weight=v.lexical_weight, lexical_dim=lexical_dim)
@@ -203,25 +207,36 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
     qv = combine(qsem, qtexts, cfg)
     s = qv @ rv.T
     owner = rows["owner"][mask]
+    fields = rows["fields"][mask]
     out = np.full((len(qv), len(rows["names"])), -1.0, dtype=np.float32)
+    best_field = np.ones((len(qv), len(rows["names"])), dtype=np.int8)
     for b in range(len(rows["names"])):
         cols = s[:, owner == b]
         if cols.shape[1] == 0:
             continue
+        best_field[:, b] = fields[owner == b][cols.argmax(1)]
         if v.aggregate == "max":
             out[:, b] = cols.max(1)
         else:
             m = min(3, cols.shape[1])
             out[:, b] = np.sort(cols, axis=1)[:, -m:].mean(1)
-    return out
+    return out, best_field[np.arange(len(qv)), out.argmax(1)]
 
 
-def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], min_score: float | None) -> dict[str, dict[str, float]]:
-    """Per set: top-1/top-3/MRR (in-scope sets) and routing outcomes under `min_score` (None: always route)."""
+def to_base(scores: np.ndarray, field: np.ndarray, thresholds: tuple[float, float] | None) -> np.ndarray:
+    """Which queries the router sends to the base model: the top score below the threshold for
+    the kind of row it matched ((description, example) thresholds; None: never)."""
+    if thresholds is None:
+        return np.zeros(len(scores), bool)
+    thr = np.where(field == 0, thresholds[0], thresholds[1])
+    return scores.max(1) < thr
+
+
+def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], based: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per set: top-1/top-3/MRR (in-scope sets) and routing outcomes given which queries went to base."""
     pos = {n: i for i, n in enumerate(names)}
-    best = scores.max(1)
     top1 = scores.argmax(1)
-    to_base = best < min_score if min_score is not None else np.zeros(len(best), bool)
+    to_base = based
     out: dict[str, dict[str, float]] = {}
     for s in SETS:
         idx = [i for i, q in enumerate(queries) if q.set == s]
@@ -245,27 +260,40 @@ def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], min_
             r["near_miss_to_base"] = float(to_base[near].mean()) if near else float("nan")
             r["far_to_base"] = float(to_base[far].mean()) if far else float("nan")
         out[s] = r
-    based = np.where(to_base)[0]
+    based_idx = np.where(to_base)[0]
     out["all"] = {
         "n": len(queries),
-        "base_precision": float(np.mean([queries[i].gold is None for i in based])) if len(based) else float("nan"),
+        "base_precision": float(np.mean([queries[i].gold is None for i in based_idx])) if len(based_idx) else float("nan"),
     }
     return out
 
 
-def _in_scope_best(scores: np.ndarray, queries: Sequence[Query], s: str) -> np.ndarray:
-    return scores[[i for i, q in enumerate(queries) if q.set == s]].max(1)
-
-
-def calibrate_min_score(scores: np.ndarray, queries: Sequence[Query], *, max_to_base: float = 0.05) -> tuple[float, dict[str, Any]]:
-    """The lowest-risk threshold: each in-scope set keeps at most `max_to_base` of its queries off
-    their bricks; among such thresholds the highest (rejecting the most out-of-scope queries)."""
-    from brickwork.retrieval_index.router import calibrate
-
-    per_set = [calibrate(_in_scope_best(scores, queries, s), [], max_in_scope_to_base=max_to_base)[0] for s in ("instruction", "bare")]
-    thr = float(min(per_set))
-    oos = _in_scope_best(scores, queries, "out_of_scope")
-    return thr, {"per_set_thresholds": dict(zip(("instruction", "bare"), per_set, strict=True)), "out_of_scope_to_base": float((oos < thr).mean())}
+def calibrate_thresholds(
+    scores: np.ndarray, field: np.ndarray, queries: Sequence[Query], *, max_to_base: float = 0.05, single: bool = False
+) -> tuple[tuple[float, float], dict[str, Any]]:
+    """Thresholds (description-matched, example-matched) fitted on calibration queries: every
+    in-scope set (instruction, bare) keeps at most `max_to_base` of its queries off the bricks;
+    among such pairs, the one sending the most out-of-scope queries to the base model (ties: the
+    stricter). `single=True` fits one threshold for both kinds of match."""
+    sets = np.array([q.set for q in queries])
+    grid = np.round(np.arange(-0.10, 0.80, 0.005), 4)
+    best: tuple[float, float, float] | None = None
+    pairs = ((t, t) for t in grid) if single else ((d, e) for d in grid for e in grid)
+    for d, e in pairs:
+        based = to_base(scores, field, (d, e))
+        if based[sets == "instruction"].mean() > max_to_base or based[sets == "bare"].mean() > max_to_base:
+            continue
+        key = (based[sets == "out_of_scope"].mean(), d + e)
+        if best is None or key > (best[0], best[1] + best[2]):
+            best = (key[0], float(d), float(e))
+    if best is None:
+        raise RuntimeError("no threshold keeps the in-scope sets within the budget")
+    based = to_base(scores, field, (best[1], best[2]))
+    return (best[1], best[2]), {
+        "instruction_to_base": float(based[sets == "instruction"].mean()),
+        "bare_to_base": float(based[sets == "bare"].mean()),
+        "out_of_scope_to_base": float(based[sets == "out_of_scope"].mean()),
+    }
 
 
 # -- the suite ------------------------------------------------------------------------------------
@@ -355,44 +383,53 @@ def run(
         # Consistency: the shipped index must score exactly as the eval's own computation of its variant.
         shipped = Variant(name="shipped", lexical_weight=index.features.lexical_weight)
         router = Router.for_index(index)
-        results: dict[str, Any] = {"variants": {}}
+        dim = index.features.lexical_dim
         for h, qs in halves.items():
-            s_index = index.brick_scores(index.embed_queries([q.text for q in qs[:50]]))
-            s_eval = _variant_scores(shipped, qsem[h][:50], [q.text for q in qs[:50]], rows, index.features.lexical_dim)
+            s_index, f_index = index.scores(index.embed_queries([q.text for q in qs[:50]]))
+            s_eval, f_eval = _variant_scores(shipped, qsem[h][:50], [q.text for q in qs[:50]], rows, dim)
             if not np.allclose(s_index, s_eval, atol=2e-3):
                 raise RuntimeError("the eval's scoring differs from the index's; refusing to report")
-        for v in (*VARIANTS,):
-            sc = {h: _variant_scores(v, qsem[h], [q.text for q in qs], rows, index.features.lexical_dim) for h, qs in halves.items()}
-            thr, cal = calibrate_min_score(sc["calib"], halves["calib"])
-            results["variants"][v.name] = {
-                "no_threshold": {h: metrics(sc[h], halves[h], names, None) for h in halves},
-                "calibrated": {"min_score": thr, "calibration": cal, **{h: metrics(sc[h], halves[h], names, thr) for h in halves}},
-            }
-        sc_ship = {h: _variant_scores(shipped, qsem[h], [q.text for q in qs], rows, index.features.lexical_dim) for h, qs in halves.items()}
-        thr, cal = calibrate_min_score(sc_ship["calib"], halves["calib"])
+        results: dict[str, Any] = {"variants": {}}
+        for v in VARIANTS:
+            sc = {h: _variant_scores(v, qsem[h], [q.text for q in qs], rows, dim) for h, qs in halves.items()}
+            entry: dict[str, Any] = {"no_threshold": {h: metrics(sc[h][0], halves[h], names, to_base(*sc[h], None)) for h in halves}}
+            for label, single in (("one_threshold", True), ("two_thresholds", False)):
+                thr, cal = calibrate_thresholds(*sc["calib"], halves["calib"], single=single)
+                entry[label] = {"thresholds": thr, "calibration": cal, **{h: metrics(sc[h][0], halves[h], names, to_base(*sc[h], thr)) for h in halves}}
+            results["variants"][v.name] = entry
+        sc_ship = {h: _variant_scores(shipped, qsem[h], [q.text for q in qs], rows, dim) for h, qs in halves.items()}
+        ship_thr = (router.config.min_score, router.config.min_score_example if router.config.min_score_example is not None else router.config.min_score)
         results["shipped"] = {
             "router": router.config.to_json(),
+            "thresholds": ship_thr,
             "index": {"embedder": str(index.identity), "features": index.features.to_json(), "kind": index.kind, "rows": index.rows},
-            **{h: metrics(sc_ship[h], halves[h], names, router.config.min_score) for h in halves},
+            **{h: metrics(sc_ship[h][0], halves[h], names, to_base(*sc_ship[h], ship_thr)) for h in halves},
         }
+        thr, cal = calibrate_thresholds(*sc_ship["calib"], halves["calib"])
         new_router = Router(
             replace(
                 router.config,
-                min_score=round(thr, 4),
+                min_score=thr[0],
+                min_score_example=thr[1],
                 calibration={
-                    "data": "brickwork/data/routing (calib half): instructions.jsonl + bare held-out train inputs + out_of_scope.jsonl",
-                    "objective": "each in-scope set (instruction, bare) sends <= 5% to the base model; highest such threshold",
+                    "data": "brickwork/data/routing (calib half): instructions.jsonl filled with held-out train inputs, "
+                    "held-out train inputs (bare), out_of_scope.jsonl",
+                    "objective": "instruction and bare queries each send <= 5% to the base model; among such "
+                    "(min_score, min_score_example) pairs, the one sending the most out-of-scope queries to the base model",
                     "embedder": str(index.identity),
                     "embedder_fingerprint": index.identity.fingerprint,
                     "features": index.features.to_json(),
                     "library": note,
                     "n_calib": {s: sum(q.set == s for q in halves["calib"]) for s in SETS},
                     "calib_result": cal,
-                    "report_result": metrics(sc_ship["report"], halves["report"], names, thr),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             )
         )
+        results["recalibrated"] = {
+            "thresholds": thr,
+            **{h: metrics(sc_ship[h][0], halves[h], names, to_base(*sc_ship[h], thr)) for h in halves},
+        }
         out.mkdir(parents=True, exist_ok=True)
         new_router.save(out / "router.json")
         if install_calibration:
@@ -403,7 +440,6 @@ def run(
                 "note": note,
                 "bricks": len(names),
                 "queries": {h: {s: sum(q.set == s for q in qs) for s in SETS} for h, qs in halves.items()},
-                "recalibrated_min_score": thr,
                 "seconds": round(time.time() - t0, 1),
             }
         )
@@ -425,29 +461,35 @@ def to_markdown(r: dict[str, Any]) -> str:
     q = r["queries"]["report"]
     lines.append(
         f"Report half: {q['instruction']} instruction queries, {q['bare']} bare inputs, {q['out_of_scope']} out-of-scope "
-        "queries (none indexed, none used for calibration)."
+        "queries (none indexed, none used for calibration). Thresholds: (description-matched, example-matched)."
     )
     lines += [
         "",
-        "| configuration | instr top-1 | instr top-3 | instr MRR | bare top-1 | bare top-3 | bare MRR | min_score | instr→base | bare→base | OOS→base | near-miss→base | far→base |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | instr top-1 | instr top-3 | instr MRR | bare top-1 | bare top-3 | bare MRR | thresholds | instr→base | bare→base | OOS→base | near-miss→base | far→base | base precision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def row(name: str, m: dict[str, Any], thr: float | None) -> str:
+    def row(name: str, m: dict[str, Any], thr: Any) -> str:
         i, b, o = m["instruction"], m["bare"], m["out_of_scope"]
+        t = "none" if thr is None else (f"{thr[0]:.3f}" if thr[0] == thr[1] else f"{thr[0]:.3f} / {thr[1]:.3f}")
         return (
             f"| {name} | {_f(i['top1'])} | {_f(i['top3'])} | {_f(i['mrr'])} | {_f(b['top1'])} | {_f(b['top3'])} | {_f(b['mrr'])} | "
-            f"{'none' if thr is None else f'{thr:.3f}'} | {_f(i['to_base'])} | {_f(b['to_base'])} | {_f(o['to_base'])} | "
-            f"{_f(o['near_miss_to_base'])} | {_f(o['far_to_base'])} |"
+            f"{t} | {_f(i['to_base'])} | {_f(b['to_base'])} | {_f(o['to_base'])} | "
+            f"{_f(o['near_miss_to_base'])} | {_f(o['far_to_base'])} | {_f(m['all']['base_precision'])} |"
         )
 
     base = next(iter(r["variants"].values()))
-    lines.append(row("baseline (description only, no threshold)", base["no_threshold"]["report"], None))
-    lines.append(row("**shipped index + default router**", r["shipped"]["report"], r["shipped"]["router"]["min_score"]))
+    lines.append(row("baseline (description only, embedding only, no threshold)", base["no_threshold"]["report"], None))
+    lines.append(row("**shipped index + shipped router**", r["shipped"]["report"], r["shipped"]["thresholds"]))
+    lines.append(row("shipped index, router re-fit on this library's calib half", r["recalibrated"]["report"], r["recalibrated"]["thresholds"]))
+    lines += ["", "Ablations (each with thresholds fit on the calibration half, measured on the report half):", ""]
+    lines += lines[6:8]
     for name, v in r["variants"].items():
-        lines.append(row(f"{name} (threshold fit on calib)", v["calibrated"]["report"], v["calibrated"]["min_score"]))
-    lines += ["", "Calibration half (what thresholds were fitted on):", ""]
-    lines.append(row("shipped index + default router", r["shipped"]["calib"], r["shipped"]["router"]["min_score"]))
+        lines.append(row(f"{name}, one threshold", v["one_threshold"]["report"], v["one_threshold"]["thresholds"]))
+        lines.append(row(f"{name}, two thresholds", v["two_thresholds"]["report"], v["two_thresholds"]["thresholds"]))
+    lines += ["", "Calibration half (what thresholds were fit on):", ""]
+    lines += lines[6:8]
+    lines.append(row("shipped index + shipped router", r["shipped"]["calib"], r["shipped"]["thresholds"]))
     return "\n".join(lines)
 
 

@@ -33,7 +33,7 @@ class AnnConfig:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 64
     hnsw_ef_search: int = 96
-    ivf_nlist: int | None = None  # None: about 4 * sqrt(rows)
+    ivf_nlist: int | None = None  # None: about 2 * sqrt(rows), at most 2048
     ivf_nprobe: int = 24
 
     def __post_init__(self) -> None:
@@ -108,11 +108,12 @@ class Ann:
                 index.hnsw.efConstruction = cfg.hnsw_ef_construction
                 index.add(vectors)
             elif kind == "ivf":
-                nlist = cfg.ivf_nlist or max(1, min(n // 39, int(4 * math.sqrt(n))))
+                nlist = cfg.ivf_nlist or max(1, min(n // 39, int(2 * math.sqrt(n)), 2048))
                 quantizer = faiss.IndexFlatIP(d)
                 index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
                 rng = np.random.default_rng(seed)
-                train = vectors if n <= 64 * nlist else vectors[rng.choice(n, 64 * nlist, replace=False)]
+                # 40 training points per list is what FAISS asks for; more only costs k-means time
+                train = vectors if n <= 40 * nlist else vectors[rng.choice(n, 40 * nlist, replace=False)]
                 index.cp.seed = seed
                 index.train(train)
                 index.add(vectors)

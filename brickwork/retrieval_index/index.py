@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,7 @@ class BrickIndex:
         embedder_spec: str,
         features: FeatureConfig,
         ann_config: AnnConfig,
-        use_cache: bool = True,
+        use_cache: bool | str | os.PathLike[str] = True,
     ) -> None:
         self.store = store
         self.dir = Path(store.root) / INDEX_DIRNAME
@@ -162,7 +163,7 @@ class BrickIndex:
         features: FeatureConfig | None = None,
         ann: AnnConfig | None = None,
         repair: bool = True,
-        use_cache: bool = True,
+        use_cache: bool | str | os.PathLike[str] = True,
     ) -> BrickIndex:
         """Open the index of `store`, building it if absent and repairing it if it drifted.
 
@@ -211,7 +212,7 @@ class BrickIndex:
         embedder: str | Embedder | None = None,
         features: FeatureConfig | None = None,
         ann: AnnConfig | None = None,
-        use_cache: bool = True,
+        use_cache: bool | str | os.PathLike[str] = True,
     ) -> BrickIndex:
         """Build a fresh index of `store` (replacing any), e.g. to switch embedders."""
         spec = embedder if isinstance(embedder, str) or embedder is None else embedder.spec
@@ -289,7 +290,9 @@ class BrickIndex:
 
     def _make_table(self, ann: Ann) -> BrickTable:
         e = self._entries
-        return BrickTable(self._names, [e[n]["version"] for n in self._names], [e[n]["end"] - e[n]["start"] for n in self._names], self._vectors, ann)
+        return BrickTable(
+            self._names, [e[n]["version"] for n in self._names], [e[n]["end"] - e[n]["start"] for n in self._names], self._vectors, ann, self._fields
+        )
 
     # -- embedding ---------------------------------------------------------------------------
     @property
@@ -316,7 +319,7 @@ class BrickIndex:
     def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self.use_cache:
             if self._cache is None:
-                self._cache = EmbeddingCache(embedding_cache_path())
+                self._cache = EmbeddingCache(embedding_cache_path() if self.use_cache is True else Path(self.use_cache))
             sem = self._cache.embed(self.embedder, texts)
         else:
             sem = self.embedder.embed(texts)
@@ -492,6 +495,10 @@ class BrickIndex:
     def brick_scores(self, qvecs: np.ndarray) -> np.ndarray:
         """(queries, bricks) exact score of every brick, columns in `names` order (evals use it)."""
         return self._table.brick_scores(qvecs)
+
+    def scores(self, qvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact brick scores and the field code (0 description, 1 example) of each brick's best row."""
+        return self._table.scores(qvecs)
 
     @property
     def names(self) -> list[str]:

@@ -3,9 +3,12 @@
 A decision is a list of `Route` (brick, version, weight), at most `max_bricks` long; an empty list
 means no brick fits and the base model answers. The policy:
 
-1. no hit, or the best hit scores below `min_score` -> base model;
-2. otherwise the best brick, plus any further hit (up to `max_bricks`) that scores at least
-   `min_score` and is within `margin` of the best;
+1. no hit, or the best hit scores below its threshold -> base model. The threshold depends on
+   what the hit matched: `min_score` when its best row is the brick's description, and
+   `min_score_example` when it is one of the brick's examples (a bare input looks like other
+   inputs, scores lower than a request that names the task, and is held to its own bar);
+2. otherwise the best brick, plus any further hit (up to `max_bricks`) that clears its own
+   threshold and is within `margin` of the best;
 3. weights: a softmax of the chosen scores at `temperature`, normalised to sum to 1 (one brick
    gets weight 1.0, exactly the brick as trained).
 
@@ -58,6 +61,7 @@ class RouterConfig:
     """The routing policy's knobs (see the module docstring)."""
 
     min_score: float = 0.45
+    min_score_example: float | None = None  # None: same as min_score
     max_bricks: int = 1
     margin: float = 0.03
     temperature: float = 0.05
@@ -66,6 +70,8 @@ class RouterConfig:
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_score <= 1.0:
             raise ConfigError(f"`min_score` should be a cosine in [-1, 1], got {self.min_score!r}.")
+        if self.min_score_example is not None and not -1.0 <= self.min_score_example <= 1.0:
+            raise ConfigError(f"`min_score_example` should be a cosine in [-1, 1] or None, got {self.min_score_example!r}.")
         if not isinstance(self.max_bricks, int) or self.max_bricks < 1:
             raise ConfigError(f"`max_bricks` should be a positive integer, got {self.max_bricks!r}.")
         if self.margin < 0:
@@ -78,7 +84,7 @@ class RouterConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RouterConfig:
-        known = {"min_score", "max_bricks", "margin", "temperature", "calibration"}
+        known = {"min_score", "min_score_example", "max_bricks", "margin", "temperature", "calibration"}
         unknown = sorted(set(d) - known - {"format_version"})
         if unknown:
             raise ConfigError(f"router config: unknown keys {unknown}")
@@ -132,13 +138,20 @@ class Router:
             return []
         ranked = sorted(hits, key=lambda h: -h.score)
         best = ranked[0].score
-        if best < c.min_score:
+        if best < self.threshold(ranked[0]):
             return []
-        chosen = [h for h in ranked[: c.max_bricks] if h.score >= c.min_score and best - h.score <= c.margin]
+        chosen = [h for h in ranked[: c.max_bricks] if h.score >= self.threshold(h) and best - h.score <= c.margin]
         logits = np.array([h.score / c.temperature for h in chosen])
         w = np.exp(logits - logits.max())
         w = w / w.sum()
         return [Route(h.name, h.version, float(x)) for h, x in zip(chosen, w, strict=True)]
+
+    def threshold(self, hit: Hit) -> float:
+        """The score `hit` must reach to be routed to (see the module docstring)."""
+        c = self.config
+        if hit.matched == "example" and c.min_score_example is not None:
+            return c.min_score_example
+        return c.min_score
 
     def route_batch(self, hits: Sequence[Sequence[Hit]]) -> list[list[Route]]:
         return [self.route(h) for h in hits]

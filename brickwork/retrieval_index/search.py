@@ -9,8 +9,8 @@ approximate search asks the ANN structure for the top rows and keeps each brick'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,14 +24,29 @@ class Hit:
     name: str
     version: int
     score: float
+    #: which kind of row gave the score: the brick's description, or one of its examples
+    #: (instructions and inputs it serves). The router holds each to its own threshold.
+    matched: Literal["description", "example"] | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "score": round(float(self.score), 6)}
 
 
+FIELD_NAMES: tuple[Literal["description", "example"], ...] = ("description", "example")
+
+
 class BrickTable:
-    def __init__(self, names: Sequence[str], versions: Sequence[int], counts: Sequence[int], vectors: np.ndarray, ann: Ann) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        versions: Sequence[int],
+        counts: Sequence[int],
+        vectors: np.ndarray,
+        ann: Ann,
+        fields: np.ndarray | None = None,
+    ) -> None:
         self.names = list(names)
+        self.fields = np.ones(len(vectors), np.int8) if fields is None else np.asarray(fields, np.int8)
         self.versions = [int(v) for v in versions]
         counts = np.asarray(counts, dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else np.zeros(0, np.int64)
@@ -45,9 +60,17 @@ class BrickTable:
 
     @classmethod
     def build(
-        cls, names: Sequence[str], versions: Sequence[int], counts: Sequence[int], vectors: np.ndarray, cfg: AnnConfig, *, kind: str | None = None
+        cls,
+        names: Sequence[str],
+        versions: Sequence[int],
+        counts: Sequence[int],
+        vectors: np.ndarray,
+        cfg: AnnConfig,
+        *,
+        kind: str | None = None,
+        fields: np.ndarray | None = None,
     ) -> BrickTable:
-        return cls(names, versions, counts, vectors, Ann.build(vectors, cfg, kind=kind))
+        return cls(names, versions, counts, vectors, Ann.build(vectors, cfg, kind=kind), fields)
 
     @property
     def kind(self) -> str:
@@ -55,9 +78,18 @@ class BrickTable:
 
     def brick_scores(self, qvecs: np.ndarray) -> np.ndarray:
         """(queries, bricks): every brick's exact score."""
+        return self.scores(qvecs)[0]
+
+    def scores(self, qvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(queries, bricks) exact brick scores and, for each, the field of its best row."""
         with single_threaded_blas():
-            scores = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
-        return np.maximum.reduceat(scores, self.starts, axis=1)
+            rows = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
+        best = np.maximum.reduceat(rows, self.starts, axis=1)
+        # the best row of each brick: first row equal to the brick's maximum
+        is_best = rows == best[:, self.row_brick]
+        first = np.where(is_best, np.arange(rows.shape[1])[None, :], rows.shape[1])
+        arg = np.minimum.reduceat(first, self.starts, axis=1)
+        return best, self.fields[arg]
 
     def search(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
         if not self.names:
@@ -67,15 +99,19 @@ class BrickTable:
             return self._exact(qvecs, k)
         return self._approximate(qvecs, k)
 
-    def _hits(self, order: Sequence[int], scores: Sequence[float]) -> list[Hit]:
-        return [Hit(self.names[b], self.versions[b], float(s)) for b, s in zip(order, scores, strict=True)]
+    def _hits(self, order: Sequence[int], scores: Sequence[float], fields: Sequence[int]) -> list[Hit]:
+        return [
+            Hit(self.names[b], self.versions[b], float(s), FIELD_NAMES[int(f)])
+            for b, s, f in zip(order, scores, fields, strict=True)
+        ]
 
     def _exact(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
         out = []
-        for row in self.brick_scores(qvecs):
+        best, fields = self.scores(qvecs)
+        for row, frow in zip(best, fields, strict=True):
             idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
-            out.append(self._hits(idx.tolist(), row[idx].tolist()))
+            out.append(self._hits(idx.tolist(), row[idx].tolist(), frow[idx].tolist()))
         return out
 
     def _approximate(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
@@ -89,19 +125,21 @@ class BrickTable:
             retry = []
             for qi, srow, irow in zip(pending.tolist(), scores, ids, strict=True):
                 seen: dict[int, float] = {}
+                field_of: dict[int, int] = {}
                 for s, r in zip(srow.tolist(), irow.tolist(), strict=True):
                     if r < 0:
                         continue
                     b = int(self.row_brick[r])
                     if b not in seen:
                         seen[b] = s
+                        field_of[b] = int(self.fields[r])
                         if len(seen) == k:
                             break
                 if len(seen) < k and want < n_rows:
                     retry.append(qi)
                     continue
                 order = sorted(seen, key=lambda b: (-seen[b], b))
-                results[qi] = self._hits(order, [seen[b] for b in order])
+                results[qi] = self._hits(order, [seen[b] for b in order], [field_of[b] for b in order])
             pending = np.asarray(retry, dtype=np.int64)
             want = min(n_rows, want * 4)
         return [r or [] for r in results]
