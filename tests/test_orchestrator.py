@@ -300,3 +300,34 @@ def test_plan_json_roundtrip():
     p = Plan(steps=(Step(id="s1", subgoal="a", input="x"), Step(id="s2", subgoal="b {s1}", input="{s1}", depends_on=("s1",))), planner="rules")
     assert Plan.from_json(json.loads(json.dumps(p.to_json()))) == p
     assert [s.id for s in p.sinks()] == ["s2"]
+
+
+# -- the OpenAI-compatible planner ----------------------------------------------------------------
+def test_openai_planner_success_and_fallbacks():
+    import httpx
+
+    from brickwork.orchestrator.planners.openai import OpenAIPlanner
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        inst = body["messages"][-1]["content"]
+        if "boom" in inst:
+            return httpx.Response(500, json={"error": "overloaded"})
+        if "garbage" in inst:
+            return httpx.Response(200, json={"choices": [{"message": {"content": "Sure! Step 1: ..."}}]})
+        plan = {"steps": [{"subgoal": "Give the plural of '{x}'", "input": "mouse"}, {"subgoal": "spell {x}", "input": "{1}"}]}
+        return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(plan)}}]})
+
+    p = OpenAIPlanner(base_url="http://llm/v1", model="big", transport=httpx.MockTransport(handler))
+    ok, boom, garbage = p.plan_batch(
+        ["Give the plural of 'mouse', then spell it.", "boom: spell 'cat'", "garbage: spell 'cat'"]
+    )
+    assert ok.planner == "openai" and ok.steps[1].depends_on == ("s1",)
+    assert seen[0]["response_format"]["type"] == "json_schema" and seen[0]["temperature"] == 0
+    assert boom.planner == "rules" and "500" in boom.fallback_reason
+    assert garbage.planner == "rules" and "not JSON" in garbage.fallback_reason
+    with pytest.raises(ConfigError, match="base_url and model"):
+        OpenAIPlanner(base_url="", model="")

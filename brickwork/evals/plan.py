@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from brickwork.errors import ConfigError
 from brickwork.orchestrator.planners.base import parse_plan
 from brickwork.orchestrator.planners.synth import Composite, generate
 from brickwork.orchestrator.types import Plan
@@ -125,6 +126,7 @@ def evaluate_planner(planner: Any, items: list[tuple[str, Plan, str]], *, batch:
         "step_count_accuracy": sum(s.count_ok for s in scores) / n,
         "input_exact": sum(s.inputs_ok for s in scores) / n,
         "fallback_rate": sum(p.fallback_reason is not None for p in preds) / n,
+        "accuracy_without_fallback": sum(s.correct and p.fallback_reason is None for s, p in zip(scores, preds, strict=True)) / n,
         "seconds_per_instruction": seconds / n,
         "by_structure": {k: {"n": len(v), "plan_accuracy": sum(v) / len(v)} for k, v in sorted(by_struct.items())},
         "failures": failures[:40],
@@ -137,6 +139,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--planners", default="rules,brick", help="comma-separated planners to compare (default: %(default)s)")
     p.add_argument("--engine", default="peft", help="engine for the planner brick (default: %(default)s)")
+    p.add_argument("--planner-brick", metavar="DIR", help="evaluate this planner brick instead of the bundled one")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -151,14 +154,18 @@ def main(args: argparse.Namespace) -> int:
     engine = None
     try:
         for name in names:
-            if name in ("brick", "auto") and engine is None:
-                from brickwork.serving.engine import create_engine
+            if name in ("brick", "auto"):
+                from brickwork.orchestrator.planners.brick import BrickPlanner
 
-                store = PlannerLibrary(args.library)
-                engine = create_engine(args.engine, store)
-                planner = make_planner("brick", engine=engine, store=store)
-            elif name in ("brick", "auto"):
-                planner = make_planner("brick", engine=engine, store=PlannerLibrary(args.library))
+                if engine is None:
+                    from brickwork.serving.engine import create_engine
+
+                    pdir = Path(args.planner_brick) if getattr(args, "planner_brick", None) else None
+                    store = PlannerLibrary(args.library, planner_dir=pdir)
+                    if store.planner_brick() is None:
+                        raise ConfigError("the planner brick is not built (python -m brickwork.orchestrator.planners.train)")
+                    engine = create_engine(args.engine, store)
+                planner = BrickPlanner(engine)
             else:
                 planner = make_planner(name)
             report["planners"][name] = {k: evaluate_planner(planner, v) for k, v in sets.items()}
@@ -176,13 +183,13 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Planner accuracy (held-out phrasings, test-split inputs)",
         "",
-        "| planner | set | n | plan accuracy | step count | inputs exact | fell back to rules | s / instruction |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| planner | set | n | plan accuracy | its own plans only | step count | inputs exact | fell back to rules | s / instruction |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, sets in report["planners"].items():
         for set_name, r in sets.items():
             lines.append(
-                f"| {name} | {set_name} | {r['n']} | {r['plan_accuracy']:.3f} | {r['step_count_accuracy']:.3f} | "
+                f"| {name} | {set_name} | {r['n']} | {r['plan_accuracy']:.3f} | {r['accuracy_without_fallback']:.3f} | {r['step_count_accuracy']:.3f} | "
                 f"{r['input_exact']:.3f} | {r['fallback_rate']:.3f} | {r['seconds_per_instruction']:.3f} |"
             )
     lines += ["", "Plan accuracy by structure (bundled set):", "", "| planner | structure | n | plan accuracy |", "|---|---|---:|---:|"]

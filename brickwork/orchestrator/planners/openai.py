@@ -42,7 +42,9 @@ class OpenAIPlanner:
         timeout_s: float = 60.0,
         fallback: Planner | None = None,
         check_grounding: bool = True,
+        transport: Any = None,
     ) -> None:
+        self.transport = transport  # an httpx transport (tests pass httpx.MockTransport)
         self.base_url = (base_url or os.environ.get("BRICKWORK_PLANNER_URL") or "").rstrip("/")
         self.model = model or os.environ.get("BRICKWORK_PLANNER_MODEL") or ""
         if not self.base_url or not self.model:
@@ -68,7 +70,7 @@ class OpenAIPlanner:
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         out = []
-        with httpx.Client(timeout=self.timeout_s, headers=headers) as client:
+        with httpx.Client(timeout=self.timeout_s, headers=headers, transport=self.transport) as client:
             for inst in instructions:
                 try:
                     r = client.post(f"{self.base_url}/chat/completions", json=self.payload(inst))

@@ -133,8 +133,8 @@ def _mask(text: str) -> tuple[str, list[str]]:
         end = _PAYLOAD_END.search(after)
         payload = after[: end.start()] if end else after
         payload = payload.rstrip()
-        if end and payload.endswith("."):
-            payload = payload[:-1]  # the sentence's full stop stays outside, so sentences still split
+        if end and payload[-1:] in (".", "?", "!"):
+            payload = payload[:-1]  # the sentence's end stays outside, so sentences still split
         if not payload or "\x00" in payload:
             continue
         out.append(text[pos : m.end()])
