@@ -90,6 +90,7 @@ def test_quick_retrain_learns_the_task(tmp_path, base):
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~4 CPU-minutes of training, far longer on a busy machine
 def test_rebuild_reproduces_recorded_metric(tmp_path, base):
     """Rebuilding one starter brick with its recorded command gives its recorded metric."""
     from brickwork.bricks import BrickStore
