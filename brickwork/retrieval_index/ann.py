@@ -28,11 +28,11 @@ class AnnConfig:
     """Which structure searches the rows, and its knobs."""
 
     kind: AnnKind = "auto"
-    auto_rows: int = 50_000
+    auto_rows: int = 20_000
     auto_kind: Literal["hnsw", "ivf"] = "hnsw"
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 64
-    hnsw_ef_search: int = 96
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 40
+    hnsw_ef_search: int = 64
     ivf_nlist: int | None = None  # None: about 2 * sqrt(rows), at most 2048
     ivf_nprobe: int = 24
 
