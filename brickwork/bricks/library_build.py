@@ -111,8 +111,18 @@ def install_prebuilt(
     rows = []
     chosen = _resolve_tasks(tasks)
     missing = [t.task_id for t in chosen if not (source / t.task_id / MANIFEST_NAME).is_file()]
-    if missing:
+    if missing and tasks:
         raise LibraryError(f"no prebuilt starter brick for {missing} in {source}; use --retrain to build them")
+    if missing:
+        # The default set installs what is shipped and says what is not.
+        import warnings
+
+        warnings.warn(
+            f"no prebuilt starter brick for {', '.join(missing)}; build them with "
+            f"`brickwork library build --retrain --tasks {','.join(missing)}`",
+            stacklevel=2,
+        )
+        chosen = [t for t in chosen if t.task_id not in missing]
     it = chosen
     if progress:
         from tqdm.auto import tqdm
