@@ -46,7 +46,9 @@ def random_brick(path: Path, base: Any, *, seed: int, rank: int = 8, scale: floa
 
     g = torch.Generator().manual_seed(seed)
     tensors = {}
-    for key, (out_f, in_f) in ((k, s) for k, s in weight_shapes(base).items() if k.split(".")[-2] in ("q_proj", "v_proj")):
+    for key, (out_f, in_f) in weight_shapes(base).items():
+        if key.split(".")[-2] not in ("q_proj", "v_proj"):
+            continue
         mod = key[: -len(".weight")]
         tensors[f"base_model.model.{mod}.lora_A.weight"] = torch.randn(rank, in_f, generator=g) * scale
         tensors[f"base_model.model.{mod}.lora_B.weight"] = torch.randn(out_f, rank, generator=g) * scale
@@ -141,6 +143,10 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats per measurement (best is reported)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for PEFT (vLLM-CPU's worker uses 1 core)")
     ap.add_argument("--server", action="store_true", help="also measure a launched vllm-server")
+    ap.add_argument(
+        "--pin", action="store_true",
+        help="let vLLM pin its worker to a core (its default); without, one unpinned thread (fair on a shared CPU)",
+    )  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serving.json"))
     args = ap.parse_args()
 
@@ -148,6 +154,7 @@ def main() -> int:
     from brickwork.serving import create_engine
     from brickwork.serving.composite import CompositeCache
 
+    vllm_env = {} if args.pin else {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(args.threads)}
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     results: dict[str, Any] = {}
     try:
@@ -161,30 +168,35 @@ def main() -> int:
         composite_build_s = time.perf_counter() - t
         load_start = os.getloadavg()
 
-        def measure(label: str, engine: Any, run) -> None:
+        def measure(label: str, run) -> None:
             run(reqs[:8])  # warm-up: loads every adapter once, first-call allocations
-            results[label] = {"adapters": timed(lambda: run(reqs), args.repeats), "base": timed(lambda: run(bare), args.repeats)}
+            results[label] = {
+                "adapters": timed(lambda: run(reqs), args.repeats),
+                "base": timed(lambda: run(bare), args.repeats),
+            }
             a, b = results[label]["adapters"]["tokens_per_s"], results[label]["base"]["tokens_per_s"]
             results[label]["lora_overhead"] = round(1 - a / b, 3)
             print(f"{label:12s} adapters {a:8.2f} tok/s   base {b:8.2f} tok/s", flush=True)
 
         peft = create_engine("peft", store, composite_cache=cache, num_threads=args.threads, batch_size=32)
-        measure("peft-mixed", peft, peft.generate)
+        measure("peft-mixed", peft.generate)
         peft.close()
         peft = create_engine("peft", store, composite_cache=cache, num_threads=args.threads, adapter_batching="switch")
-        measure("peft-one", peft, lambda rs: one_at_a_time(peft, rs))
+        measure("peft-one", lambda rs: one_at_a_time(peft, rs))
         peft.close()
         t = time.perf_counter()
-        vllm = create_engine("vllm", store, composite_cache=cache, max_loras=8, max_lora_rank=64)
+        vllm = create_engine("vllm", store, composite_cache=cache, max_loras=8, max_lora_rank=64, env=vllm_env)
         vllm_start = time.perf_counter() - t
-        measure("vllm", vllm, vllm.generate)
+        measure("vllm", vllm.generate)
         vllm.close()
         server_start = None
         if args.server:
             t = time.perf_counter()
-            server = create_engine("vllm-server", store, composite_cache=cache, max_loras=8, max_lora_rank=64)
+            server = create_engine(
+                "vllm-server", store, composite_cache=cache, max_loras=8, max_lora_rank=64, env=vllm_env
+            )
             server_start = time.perf_counter() - t
-            measure("vllm-server", server, server.generate)
+            measure("vllm-server", server.generate)
             server.close()
 
         def ratio(a: str, b: str) -> float | None:
@@ -201,6 +213,7 @@ def main() -> int:
                 "loadavg_start": [round(x, 2) for x in load_start],
                 "loadavg_end": [round(x, 2) for x in os.getloadavg()],
                 "peft_torch_threads": args.threads,
+                "vllm_env": vllm_env,
             },
             "workload": {
                 "requests": len(reqs),

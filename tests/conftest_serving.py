@@ -71,9 +71,21 @@ def serving_store(serving_root, base):
             store.add(src, make_manifest(name, base, rank=rank))
         make_foreign(store.get("foreign", 1).path)
         make_misfit(store.get("misfit", 1).path)
+        for src in starter_dirs():
+            store.add(src)
         return store
 
     return shared("store", make)
+
+
+STARTER_DIR = Path(__file__).resolve().parents[1] / "brickwork" / "data" / "starter"
+
+
+def starter_dirs() -> list[Path]:
+    """The trained starter bricks shipped in brickwork/data/starter (sorted; may be none yet)."""
+    if not STARTER_DIR.is_dir():
+        return []
+    return sorted(p for p in STARTER_DIR.iterdir() if (p / "brick.json").is_file() and (p / "adapter_config.json").is_file())
 
 
 def make_foreign(path: Path) -> None:
@@ -127,7 +139,13 @@ def vllm_engine(request, serving_store, composite_cache):
     return shared(
         "vllm",
         lambda: create_engine(
-            "vllm", serving_store, composite_cache=composite_cache, max_lora_rank=MAX_RANK, max_loras=4, env=VLLM_ENV
+            "vllm",
+            serving_store,
+            composite_cache=composite_cache,
+            max_lora_rank=MAX_RANK,
+            max_loras=4,
+            env=VLLM_ENV,
+            kv_cache_gb=0.5,
         ),
     )
 
@@ -138,6 +156,7 @@ def server_engine(request, serving_store, composite_cache, serving_root):
     from brickwork.serving import create_engine
 
     _finalize(request)
+    os.environ.pop("BRICKWORK_VLLM_URL", None)  # these tests need a server of their own
     return shared(
         "server",
         lambda: create_engine(
@@ -147,6 +166,7 @@ def server_engine(request, serving_store, composite_cache, serving_root):
             max_lora_rank=MAX_RANK,
             max_loras=4,
             max_live_adapters=8,
+            kv_cache_gb=0.5,
             env=VLLM_ENV,
             log_dir=str(serving_root / "server-logs"),
         ),

@@ -1,9 +1,10 @@
 """Parity: the same configuration gives the same greedy fp32 output on peft, vllm and vllm-server.
 
-Composites of 2 and 3 bricks and the bare base model, over 20 prompts drawn from the bundled
-tasks, all in one mixed batch per engine. The bricks are random LoRAs (tests/conftest.py) of
-modest scale; the test also checks they really change outputs, so agreement is not just the base
-model agreeing with itself.
+Composites of 2 and 3 trained starter bricks (brickwork/data/starter, when at least 3 are there),
+a composite of 3 random LoRAs with mixed ranks and a negative weight, and the bare base model,
+over 20 prompts drawn from the bundled tasks, all in one mixed batch per engine. The test also
+checks that the bricks really change outputs, so agreement is not just the base model agreeing
+with itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from brickwork.serving import BrickRef, Request, SamplingParams
 from brickwork.tasks import load_tasks, render_prompt, sample
 from tests.conftest_serving import (  # noqa: F401 - fixtures
+    starter_dirs,
     composite_cache,
     peft_engine,
     serving_root,
@@ -25,18 +27,29 @@ pytestmark = pytest.mark.integration
 
 N_PROMPTS = 20
 MAX_TOKENS = 12
-CONFIGS: dict[str, tuple[BrickRef, ...]] = {
-    "base": (),
-    "alpha+delta": (
-        BrickRef(name="alpha", version=1, weight=0.5),
-        BrickRef(name="delta", version=1, weight=0.5),
-    ),  # ranks 8 + 16 = 24, zero-padded to 32
-    "gamma+beta+alpha": (
+
+
+def _configs() -> dict[str, tuple[BrickRef, ...]]:
+    configs: dict[str, tuple[BrickRef, ...]] = {"base": ()}
+    starter = [p.name for p in starter_dirs()][:3]
+    if len(starter) == 3:
+        s0, s1, s2 = (BrickRef(name=n, version=1) for n in starter)
+        configs[f"{s0.name}+{s1.name}"] = (BrickRef(name=s0.name, version=1, weight=0.5), BrickRef(name=s1.name, version=1, weight=0.5))
+        configs[f"{s0.name}+{s1.name}+{s2.name}"] = tuple(
+            BrickRef(name=b.name, version=1, weight=w) for b, w in ((s0, 0.4), (s1, 0.3), (s2, 0.3))
+        )
+    else:  # random bricks until trained starter bricks are bundled
+        configs["alpha+beta"] = (BrickRef(name="alpha", version=1, weight=0.5), BrickRef(name="beta", version=1, weight=0.5))
+    # ranks 8 + 16 + 8 = 32, one weight negative
+    configs["gamma+delta+beta"] = (
         BrickRef(name="gamma", version=1, weight=1.0),
+        BrickRef(name="delta", version=1, weight=0.5),
         BrickRef(name="beta", version=1, weight=-0.5),
-        BrickRef(name="alpha", version=1, weight=0.7),
-    ),  # ranks 8 * 3 = 24, zero-padded to 32; a negative weight
-}
+    )
+    return configs
+
+
+CONFIGS = _configs()
 
 
 def parity_prompts(n: int = N_PROMPTS) -> list[str]:

@@ -238,7 +238,9 @@ class CompositeCache:
         path, rank = cache.get(parts, base)
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, max_entries: int = 64, keep_recent_s: float = 60.0):
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, max_entries: int = 64, keep_recent_s: float = 60.0
+    ) -> None:
         from brickwork.models import cache_dir
 
         if not isinstance(max_entries, int) or max_entries < 1:

@@ -148,7 +148,8 @@ class LoRAIds:
                 self._ids[name] = known
             elif known[1] != path:
                 raise BackendError(
-                    f"adapter name {name!r} already has LoRA id {known[0]} for {known[1]}; refusing to reuse it for {path}"
+                    f"adapter name {name!r} already has LoRA id {known[0]} for {known[1]}; "
+                    f"refusing to reuse it for {path}"
                 )
             return known[0]
 
@@ -232,7 +233,8 @@ class VLLMEngine(EngineBase):
             return None
         from vllm.lora.request import LoRARequest
 
-        return LoRARequest(lora_name=adapter.name, lora_int_id=self.ids.id_for(adapter.name, adapter.path), lora_path=str(adapter.path))
+        lora_id = self.ids.id_for(adapter.name, adapter.path)
+        return LoRARequest(lora_name=adapter.name, lora_int_id=lora_id, lora_path=str(adapter.path))
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         reqs = self._check_batch(requests)

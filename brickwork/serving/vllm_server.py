@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ from brickwork.serving.server_process import ServerProcess
 from brickwork.serving.vllm_engine import check_env, check_vllm_rank, special_token_ids
 
 SERVED_NAME = "brickwork-base"
+URL_ENV = "BRICKWORK_VLLM_URL"  # attach to this server when no url= is given
 _GiB = 1 << 30
 
 
@@ -54,8 +56,9 @@ _GiB = 1 << 30
 class VLLMServerOptions:
     """Options of the ``vllm-server`` engine (``create_engine("vllm-server", store, **options)``).
 
-    With `url` the engine attaches to that server (its `max_lora_rank` must then match the
-    server's ``--max-lora-rank``); without, it launches ``vllm serve`` with the launch options
+    With `url` (or ``$BRICKWORK_VLLM_URL``) the engine attaches to that server (its
+    `max_lora_rank` must then match the server's ``--max-lora-rank``); without, it launches
+    ``vllm serve`` with the launch options
     (`env`: extra environment for the server, see `VLLMOptions`; `extra_args`: more flags).
     """
 
@@ -160,8 +163,9 @@ class VLLMServerEngine(EngineBase):
         self.process: ServerProcess | None = None
         self.client: ServerClient
         self.base_name = SERVED_NAME
+        url = opts.url or os.environ.get(URL_ENV) or None
         try:
-            if opts.url is None:
+            if url is None:
                 self.process = ServerProcess(
                     store.base.path,
                     opts.serve_args(),
@@ -173,7 +177,9 @@ class VLLMServerEngine(EngineBase):
                 self.process.start(timeout=opts.startup_timeout)
                 self._connect(self.process.url)
             else:
-                self._connect(opts.url)
+                if not url.startswith(("http://", "https://")):
+                    raise ConfigError(f"${URL_ENV} should be an http(s) URL, got {url!r}.")
+                self._connect(url)
                 self.base_name = self._find_base()
         except BaseException:
             self.close()
@@ -208,9 +214,10 @@ class VLLMServerEngine(EngineBase):
             bases = [c for c in bases if c.get("id") == wanted]
         if len(bases) != 1:
             have = [c.get("id") for c in cards if not c.get("parent")]
+            if not have:
+                raise BackendError(f"the vLLM server at {self.client.url} serves no model")
             raise ConfigError(
-                f"the vLLM server at {self.client.url} serves base models {have}; "
-                "pass served_model_name= to pick one" if have else f"the vLLM server at {self.client.url} serves no model"
+                f"the vLLM server at {self.client.url} serves base models {have}; pass served_model_name= to pick one"
             )
         card = bases[0]
         root = card.get("root")
@@ -325,7 +332,9 @@ class VLLMServerEngine(EngineBase):
             ordered = sorted(choices["choices"], key=lambda c: c["index"])
             return [Completion(text=c["text"].strip(), n_tokens=len(c.get("token_ids") or [])) for c in ordered]
         except (KeyError, TypeError, AttributeError) as exc:
-            raise BackendError(f"{self.client.url}/v1/completions returned an unexpected body: {str(choices)[:200]}") from exc
+            raise BackendError(
+                f"{self.client.url}/v1/completions returned an unexpected body: {str(choices)[:200]}"
+            ) from exc
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         reqs = self._check_batch(requests)
