@@ -224,3 +224,48 @@ def test_real_model_with_a_lora_brick_sliced_to_half_equals_masking(base, tmp_pa
         (text, n), = generate_greedy(peft_model, tok, [render_prompt("Give the plural form of 'mouse'.")], max_new_tokens=4)
         assert n >= 1
     assert gated_ffns(peft_model)[0].size == 1536
+
+
+def test_slicing_with_starter_style_loras_in_a_mixed_adapter_batch():
+    """Two LoRAs on q/v/o/down_proj of the top layer only (as the starter bricks are), one batch
+    mixing them and the bare base model: sliced == masked for every row."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    model = tiny_llama()
+    targets = ["q_proj", "v_proj", "o_proj", "down_proj"]
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=targets, layers_to_transform=[1], init_lora_weights=False)
+    peft_model: PeftModel = get_peft_model(model, cfg, adapter_name="a")
+    torch.manual_seed(5)
+    peft_model.add_adapter("b", LoraConfig(r=4, lora_alpha=8, target_modules=targets, layers_to_transform=[1], init_lora_weights=False))
+    peft_model.eval()
+    x = ids(batch=3)
+    names = ["a", "b", "__base__"]
+    keep = {0: list(range(0, 48, 3)), 1: list(range(5, 40))}
+
+    def run():
+        with torch.no_grad():
+            return peft_model(input_ids=x, adapter_names=names).logits
+
+    def zero(layer, a):
+        m = torch.zeros(a.shape[-1])
+        m[keep[layer]] = 1
+        return a * m
+
+    with ffn_input_hooks(peft_model, zero):
+        want = run()
+    with slice_ffn(peft_model, keep):
+        got = run()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got[0], got[1])  # the two adapters really differ
+
+
+def test_public_api_is_pinned_and_import_stays_light():
+    import subprocess
+    import sys
+
+    import brickwork.bricks.emergent as emergent
+
+    assert emergent.__all__ == sorted(emergent.__all__)
+    assert {"slice_ffn", "skip_layers", "apply_masks", "load_mask", "NeuronMask", "Patch"} <= set(emergent.__all__)
+    code = "import sys, brickwork.bricks.emergent; print(sorted(m for m in ('torch', 'transformers', 'vllm', 'faiss') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

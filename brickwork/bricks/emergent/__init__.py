@@ -13,14 +13,25 @@ Importing this package is light (no torch); it registers the emergent brick vali
 
 from __future__ import annotations
 
+from brickwork.bricks.emergent.ffn import capture_ffn_inputs, gated_ffns
 from brickwork.bricks.emergent.masks import MASK_FILE, NeuronMask, load_mask, save_mask, validate_emergent_dir
+from brickwork.bricks.emergent.select import apply_masks, keep_from_masks, keep_from_scores
+from brickwork.bricks.emergent.slicing import Patch, skip_layers, slice_ffn
 from brickwork.bricks.validate import KIND_VALIDATORS
 
 __all__ = [
     "MASK_FILE",
     "NeuronMask",
+    "Patch",
+    "apply_masks",
+    "capture_ffn_inputs",
+    "gated_ffns",
+    "keep_from_masks",
+    "keep_from_scores",
     "load_mask",
     "save_mask",
+    "skip_layers",
+    "slice_ffn",
     "validate_emergent_dir",
 ]
 
