@@ -62,13 +62,14 @@ def test_plan_sorts_feedback(tmp_path, library, make_brick):
     used = [{"name": "alpha", "version": 1, "weight": 1.0, "score": 0.8}]
     add_step_feedback(fb, text="fix me", output="wrong", correction="right", bricks=used)
     add_step_feedback(fb, text="keep me", output="fine", correction=None, bricks=used)
+    add_step_feedback(fb, text="no-op", output="same", correction="Same.", bricks=used)  # repeats the output
     add_step_feedback(fb, text="composite", output="wrong", correction="right",
                       bricks=[{"name": "gone", "version": 1, "weight": 0.3}, {"name": "alpha", "version": 1, "weight": 0.7}])
     add_step_feedback(fb, text="nobody", output="base said", correction="new answer", bricks=[])
     add_step_feedback(fb, text="stale", output="x", correction="y", bricks=[{"name": "gone", "version": 2, "weight": 1.0}])
     plan = plan_from_feedback(library, fb.pending())
     assert [c.text for c in plan.updates["alpha"]] == ["fix me", "composite"]  # the heaviest brick owns it
-    assert [it.answer for _, it in plan.good["alpha"]] == ["fine"]
+    assert [it.answer for _, it in plan.good["alpha"]] == ["fine", "same"]
     assert [(g.text, g.answer) for g in plan.grow] == [("nobody", "new answer")]
     assert [r for _, r in plan.skipped] == ["brick 'gone' is no longer in the library"]
 

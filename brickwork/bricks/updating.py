@@ -311,6 +311,7 @@ def _gate_metrics(runner: BaseRunner, old_dir: Path, new_dir: Path, fit: Sequenc
     held_items = [c.item() for c in held]
     reliability = runner.score(new_dir, fit_items)
     fixed = runner.score(new_dir, held_items) if held_items else None
+    fixed_before = runner.score(old_dir, held_items) if held_items else None
     before = runner.score(old_dir, checks)
     after = runner.score(new_dir, checks)
     unchanged = sum(same_output(a, b) for a, b in zip(before.outputs, after.outputs, strict=True))
@@ -321,6 +322,7 @@ def _gate_metrics(runner: BaseRunner, old_dir: Path, new_dir: Path, fit: Sequenc
         "n_holdout": len(held_items),
         "reliability": round(reliability.accuracy, 4),
         "fix_rate_heldout": None if fixed is None else round(fixed.accuracy, 4),
+        "heldout_right_before": None if fixed_before is None else round(fixed_before.accuracy, 4),
         "n_test": before.n,
         "old_test_accuracy": round(before.accuracy, 4),
         "new_test_accuracy": round(after.accuracy, 4),
@@ -380,9 +382,9 @@ def plan_from_feedback(store: BrickStore, events: Sequence[Any], *, bricks: Sequ
         if owner not in have:
             plan.skipped.append((e.id, f"brick {owner!r} is no longer in the library"))
             continue
-        if e.kind == "correction":
+        if e.kind == "correction" and not same_output(e.target, e.output):
             plan.updates.setdefault(owner, []).append(Correction(text=text, answer=e.target, event_id=e.id, output=e.output))
-        else:
+        else:  # a confirmation, or a "correction" that repeats the output: it must stay right
             plan.good.setdefault(owner, []).append((e.id, Item(text=text, answer=e.output)))
     return plan
 
