@@ -19,8 +19,8 @@ def _pct(x: float) -> str:
     return f"{x * 100:+.1f}%"
 
 
-def _matrix_md(cats: list[str], m: list[list[float]], fmt: Any) -> str:
-    head = "| zeroed \\ evaluated | " + " | ".join(cats) + " |\n|---|" + "---|" * len(cats) + "\n"
+def _matrix_md(cats: list[str], m: list[list[float]], fmt: Any, corner: str = "zeroed \\ evaluated") -> str:
+    head = f"| {corner} | " + " | ".join(cats) + " |\n|---|" + "---|" * len(cats) + "\n"
     rows = [f"| **{c}** | " + " | ".join(fmt(v) for v in row) + " |" for c, row in zip(cats, m, strict=True)]
     return head + "\n".join(rows) + "\n"
 
@@ -107,7 +107,7 @@ def write_report(s: dict[str, Any], out: Path, *, plots: bool = True) -> None:
         "",
         "## Overlap of top-5% sets (|A ∩ B| / |A|)",
         "",
-        _matrix_md(cats, s["overlap"], lambda v: f"{v:.3f}"),
+        _matrix_md(cats, s["overlap"], lambda v: f"{v:.3f}", corner="A \\ B"),
         f"Random sets: {s['overlap_random']:.3f}. Sets chosen by mean activation instead of FuncScore overlap "
         f"{s['overlap_summary']['activation_off_diagonal_mean']:.3f} off the diagonal "
         f"(always-on neurons dominate them).",
@@ -163,7 +163,8 @@ def write_plots(s: dict[str, Any], out: Path) -> None:
     def heat(name: str, m: list[list[float]], title: str, fmt: str) -> None:
         fig, ax = plt.subplots(figsize=(6.4, 5.2))
         a = np.array(m)
-        im = ax.imshow(a, cmap="viridis")
+        # log colour scale for the masking matrix: one exploding category would flatten the rest
+        im = ax.imshow(np.log10(1 + np.clip(a, -0.99, None)) if "mask" in name else a, cmap="viridis")
         ax.set_xticks(range(len(cats)), cats, rotation=40, ha="right")
         ax.set_yticks(range(len(cats)), cats)
         ax.set_xlabel("evaluated on" if "mask" in name else "category B")
@@ -172,7 +173,7 @@ def write_plots(s: dict[str, Any], out: Path) -> None:
             for j in range(len(cats)):
                 ax.text(j, i, format(a[i, j], fmt), ha="center", va="center", color="w", fontsize=8)
         ax.set_title(title)
-        fig.colorbar(im, ax=ax)
+        fig.colorbar(im, ax=ax, label="log10(ppl ratio)" if "mask" in name else None)
         fig.tight_layout()
         fig.savefig(out / f"{name}.png", dpi=80)
         plt.close(fig)
@@ -190,9 +191,8 @@ def write_plots(s: dict[str, Any], out: Path) -> None:
     a1.legend()
     a1.set_title("loss vs sparsity")
     edges = np.array(sp["histogram"]["bin_edges"])
-    centers = (edges[:-1] + edges[1:]) / 2
-    a2.plot(centers, np.cumsum(sp["histogram"]["act"]), label="|a|")
-    a2.plot(centers, np.cumsum(sp["histogram"]["act_norm"]), label="|a|·norm")
+    a2.plot(edges[1:], np.cumsum(sp["histogram"]["act"]), label="|a|")
+    a2.plot(edges[1:], np.cumsum(sp["histogram"]["act_norm"]), label="|a|·norm")
     a2.axvline(0.2, color="gray", ls=":")
     a2.set_xlabel("normalised activation (|a| / max per token)")
     a2.set_ylabel("cumulative fraction of neurons")
