@@ -256,6 +256,7 @@ def update_brick(
         reasons = _gate(metrics, config, held_out=bool(held))
         if reasons:
             metrics["seconds"] = round(time.perf_counter() - t0, 1)
+            say(f"{name}: keeping v{old.version}: " + "; ".join(reasons))
             return UpdateOutcome(brick=name, old_version=old.version, new_version=None, accepted=False,
                                  reasons=reasons, metrics=metrics, event_ids=event_ids)
         # Accepted: carry the brick's data forward, with every correction folded in so far.
@@ -315,8 +316,9 @@ def _gate_metrics(runner: BaseRunner, old_dir: Path, new_dir: Path, fit: Sequenc
     before = runner.score(old_dir, checks)
     after = runner.score(new_dir, checks)
     unchanged = sum(same_output(a, b) for a, b in zip(before.outputs, after.outputs, strict=True))
+    right = [(it, a, b) for it, a, b in zip(checks, before.outputs, after.outputs, strict=True) if it.correct(a)]
     broken = [{"input": it.text[:80], "expected": it.answer[:60], "before": a[:60], "after": b[:60]}
-              for it, a, b in zip(checks, before.outputs, after.outputs, strict=True) if it.correct(a) and not it.correct(b)]
+              for it, a, b in right if not it.correct(b)]
     return {
         "n_fit": len(fit_items),
         "n_holdout": len(held_items),
@@ -328,6 +330,7 @@ def _gate_metrics(runner: BaseRunner, old_dir: Path, new_dir: Path, fit: Sequenc
         "new_test_accuracy": round(after.accuracy, 4),
         "test_drop": round(before.accuracy - after.accuracy, 4),
         "locality": round(unchanged / before.n, 4) if before.n else None,
+        "kept_right": round(1 - len(broken) / len(right), 4) if right else None,
         "broken_examples": broken[:5],
     }
 

@@ -55,6 +55,15 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def unseen_train(task: Any) -> list[Any]:
+    """Train examples the starter brick was not trained on (what users would bring), else all."""
+    from brickwork.bricks.library_build import starter_pairs
+
+    seen = {q.strip() for q, _ in starter_pairs(task)}
+    rest = [e for e in task.split("train") if e.input.strip() not in seen]
+    return rest or task.split("train")
+
+
 def _paraphrases(task: Any, inp: str) -> list[str]:
     return [inp, f"{inp}\n{task.definition}"]
 
@@ -76,8 +85,8 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     config = UpdateConfig(test_items=args.test_items, steps=args.steps, seed=args.seed)
 
     # 1. corrections: the brick's wrong answers on train inputs
-    train = sample(task.split("train"), args.scan, seed=args.seed)
-    say(f"[update] scanning {len(train)} train inputs of {name} for wrong answers")
+    train = sample(unseen_train(task), args.scan, seed=args.seed)
+    say(f"[update] scanning {len(train)} train inputs of {name} (not in the starter brick's training) for wrong answers")
     scan_items = [Item(text=task.query(e), answer=e.output, answers=e.answers, task=name) for e in train]
     scan = runner.score(old.path, scan_items)
     wrong = [(it, o, e) for it, o, e in zip(scan_items, scan.outputs, train, strict=True) if not it.correct(o)]
@@ -147,6 +156,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                        "n_heldout": len(held)},
         "locality": {"other_tasks": round(other_tasks_locality, 4) if other_tasks_locality is not None else None,
                      "per_task": loc, "own_test_unchanged": gm.get("locality"), "n_own": gm.get("n_test"),
+                     "own_test_kept_right": gm.get("kept_right"),
                      "own_test_accuracy": [gm.get("old_test_accuracy"), gm.get("new_test_accuracy")],
                      "other_bricks_untouched": others_before == others_after},
         "harmful": harmful,
@@ -171,6 +181,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| generality: held-out corrections ({g['n_heldout']}, never trained on) | {_f(g['heldout_corrections'])} | - |",
         f"| locality: other tasks' inputs through the brick, outputs unchanged | {_f(loc['other_tasks'])} | >= 0.98 |",
         f"| locality: own test inputs, outputs unchanged ({loc['n_own']}) | {_f(loc['own_test_unchanged'])} | - |",
+        f"| locality: own test inputs it got right, still right | {_f(loc.get('own_test_kept_right'))} | >= 0.98 |",
         f"| own test accuracy old -> new | {_f(loc['own_test_accuracy'][0])} -> {_f(loc['own_test_accuracy'][1])} | drop <= 0.01 |",
         f"| other bricks untouched | {loc['other_bricks_untouched']} | True |",
         "",

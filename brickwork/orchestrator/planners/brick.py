@@ -38,9 +38,13 @@ def planner_user_text(instruction: str) -> str:
     return instruction.strip()
 
 
+PLAN_MAX_TOKENS = 256
+
+
 def max_plan_tokens(instruction: str) -> int:
-    """Enough for the JSON around a copy of the instruction; a runaway plan is cut and falls back."""
-    return min(768, 48 + len(instruction) // 2)
+    """One budget for every plan, so all plans of a batch share sampling parameters (engines batch
+    requests by them); the grammar ends a plan long before, a runaway plan is cut and falls back."""
+    return PLAN_MAX_TOKENS
 
 
 class PlannerLibrary(BrickStore):
