@@ -116,7 +116,7 @@ def main() -> int:
     results = {
         "benchmark": "retrieval",
         "command": "nice -n 10 .venv/bin/python bench/bench_retrieval.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("sizes", "rows_per_brick", "queries")),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "note": "2 shared cores; other jobs were running"},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "note": "2 cores"},
         "dim": dim,
         "ann_config": cfg.to_json(),
         "k": args.k,
@@ -151,14 +151,20 @@ def main() -> int:
                 e["speedup_vs_flat_p50"] = round(flat / e["search_ms_p50"], 2)
         results["sizes"].append(row)
         del vectors
+        write(results, Path(args.out))  # after every size: a long run that is stopped keeps what it measured
     if not args.no_embedding:
         results["embedding"] = bench_embedding()
         print(results["embedding"], flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write(results, Path(args.out))
     return 0
+
+
+def write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}", flush=True)
 
 
 if __name__ == "__main__":
