@@ -194,11 +194,13 @@ class Variant:
     lexical_weight: float
     fields: str = "all"  # "all" | "description"
     aggregate: str = "max"  # "max" | "top3"
+    classifier_weight: float = 0.0  # beta of the brick classifier blended in (retrieval_index/classifier.py)
 
 
 def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """(queries, bricks) scores under variant `v`, and the field (0 description, 1 example) of the
     top brick's best row for each query."""
+    from brickwork.retrieval_index import classifier as clf
     from brickwork.retrieval_index.features import FeatureConfig, combine
 
     cfg = FeatureConfig(lexical_weight=v.lexical_weight, lexical_dim=lexical_dim)
@@ -220,6 +222,10 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
         else:
             m = min(3, cols.shape[1])
             out[:, b] = np.sort(cols, axis=1)[:, -m:].mean(1)
+    if v.classifier_weight > 0:  # exactly what BrickIndex fits: rows + description+example texts
+        av = combine(rows["aug_sem"], rows["aug_texts"], cfg)
+        w = clf.fit(np.concatenate([rv, av]), np.concatenate([owner, rows["aug_owner"]]), len(rows["names"]))
+        out = clf.blend(out, clf.probabilities(w, qv), v.classifier_weight)
     return out, best_field[np.arange(len(qv)), out.argmax(1)]
 
 
@@ -304,6 +310,9 @@ VARIANTS = (
     Variant(name="hybrid w=0.5, all rows, max", lexical_weight=0.5),
     Variant(name="hybrid w=0.7, all rows, max", lexical_weight=0.7),
     Variant(name="hybrid w=0.5, all rows, mean of top 3", lexical_weight=0.5, aggregate="top3"),
+    Variant(name="hybrid w=0.5, max + classifier beta=0.2", lexical_weight=0.5, classifier_weight=0.2),
+    Variant(name="hybrid w=0.5, max + classifier beta=0.4", lexical_weight=0.5, classifier_weight=0.4),
+    Variant(name="hybrid w=0.5, max + classifier beta=0.8", lexical_weight=0.5, classifier_weight=0.8),
 )
 
 
@@ -340,7 +349,7 @@ def run(
     from brickwork.bricks import BrickStore
     from brickwork.retrieval_index import BrickIndex, Router
     from brickwork.retrieval_index.cache import EmbeddingCache
-    from brickwork.retrieval_index.index import brick_texts, embedding_cache_path
+    from brickwork.retrieval_index.index import brick_texts, classifier_texts, embedding_cache_path
     from brickwork.tasks import load_tasks
 
     t0 = time.time()
@@ -360,9 +369,12 @@ def run(
             raise SystemExit("the library has no bricks named after bundled tasks; the routing eval needs them")
         indexed = {n: {e.strip() for e in b.manifest.examples} for n, b in bricks.items()}
         names = index.names
-        texts, fields, owner = [], [], []
+        texts, fields, owner, aug_texts, aug_owner = [], [], [], [], []
         for i, n in enumerate(names):
             tx, fx = brick_texts(store.get(n).manifest)
+            aug = classifier_texts(store.get(n).manifest)
+            aug_texts += aug
+            aug_owner += [i] * len(aug)
             texts += tx
             fields += fx
             owner += [i] * len(tx)
@@ -374,6 +386,9 @@ def run(
             "fields": np.asarray(fields),
             "owner": np.asarray(owner),
             "sem": cache.embed(emb, texts),
+            "aug_texts": aug_texts,
+            "aug_owner": np.asarray(aug_owner, dtype=np.int64),
+            "aug_sem": cache.embed(emb, aug_texts),
         }
         halves = {
             h: build_queries(tasks, indexed, split=h, per_template=per_template, bare_per_task=bare_per_task, seed=seed)
@@ -381,7 +396,7 @@ def run(
         }
         qsem = {h: cache.embed(emb, [q.text for q in qs]) for h, qs in halves.items()}
         # Consistency: the shipped index must score exactly as the eval's own computation of its variant.
-        shipped = Variant(name="shipped", lexical_weight=index.features.lexical_weight)
+        shipped = Variant(name="shipped", lexical_weight=index.features.lexical_weight, classifier_weight=index.features.classifier_weight)
         router = Router.for_index(index)
         dim = index.features.lexical_dim
         for h, qs in halves.items():

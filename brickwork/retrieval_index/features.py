@@ -38,12 +38,16 @@ class FeatureConfig:
 
     lexical_weight: float = 0.5
     lexical_dim: int = 512
+    #: beta of the brick classifier blended into each brick's score (classifier.py); 0: off
+    classifier_weight: float = 0.4
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lexical_weight < 1.0:
             raise ConfigError(f"`lexical_weight` should be in [0, 1), got {self.lexical_weight!r}.")
         if self.lexical_dim < 16:
             raise ConfigError(f"`lexical_dim` should be at least 16, got {self.lexical_dim!r}.")
+        if not 0.0 <= self.classifier_weight <= 10.0:
+            raise ConfigError(f"`classifier_weight` should be in [0, 10], got {self.classifier_weight!r}.")
 
     def dim(self, embed_dim: int) -> int:
         return embed_dim + (self.lexical_dim if self.lexical_weight > 0 else 0)
@@ -53,7 +57,8 @@ class FeatureConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureConfig:
-        return cls(lexical_weight=float(d["lexical_weight"]), lexical_dim=int(d["lexical_dim"]))
+        # a missing key is an index from before the classifier: incomplete, so it gets rebuilt
+        return cls(lexical_weight=float(d["lexical_weight"]), lexical_dim=int(d["lexical_dim"]), classifier_weight=float(d["classifier_weight"]))
 
 
 def _grams(text: str) -> list[str]:

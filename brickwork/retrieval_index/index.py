@@ -30,6 +30,7 @@ from brickwork import _atomic
 from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
 from brickwork.bricks.store import BrickStore
 from brickwork.errors import BrickworkError, ConfigError, IndexError_
+from brickwork.retrieval_index import classifier as clf
 from brickwork.retrieval_index import persist
 from brickwork.retrieval_index.ann import Ann, AnnConfig
 from brickwork.retrieval_index.cache import EmbeddingCache
@@ -42,6 +43,9 @@ log = logging.getLogger("brickwork.retrieval_index")
 INDEX_DIRNAME = "index"
 FIELD_DESCRIPTION, FIELD_EXAMPLE = 0, 1
 MAX_EXAMPLES = 256
+#: above this many rows the brick classifier is not fitted (its fit grows with rows x bricks);
+#: scores are then plain best-row cosines and the router needs its own calibration
+MAX_CLASSIFIER_ROWS = 20_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +117,13 @@ def brick_texts(manifest: Manifest, *, max_examples: int = MAX_EXAMPLES) -> tupl
     return texts, fields
 
 
+def classifier_texts(manifest: Manifest) -> list[str]:
+    """The brick classifier's extra training texts of a brick: description + each example."""
+    texts, fields = brick_texts(manifest)
+    desc = next((t for t, f in zip(texts, fields, strict=True) if f == FIELD_DESCRIPTION), "")
+    return clf.training_texts(desc, [t for t, f in zip(texts, fields, strict=True) if f == FIELD_EXAMPLE])
+
+
 def _stamp(store: BrickStore, name: str, version: int) -> str:
     """Identifies the exact bytes of a brick version's manifest (a removed then re-added brick reuses numbers)."""
     p = store.bricks_dir / name / "versions" / str(version) / MANIFEST_NAME
@@ -148,6 +159,7 @@ class BrickIndex:
         self._names: list[str] = []
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._fields = np.zeros(0, dtype=np.int8)
+        self._classifier: np.ndarray | None = None
         self._table = _empty_table()
         self._generation: str | None = None
         self._problem: str | None = None
@@ -228,6 +240,7 @@ class BrickIndex:
         self._entries, self._names = {}, []
         self._vectors = np.zeros((0, self._dim_or_zero()), dtype=np.float32)
         self._fields = np.zeros(0, dtype=np.int8)
+        self._classifier = None
         self._table = _empty_table()
 
     def _dim_or_zero(self) -> int:
@@ -276,6 +289,11 @@ class BrickIndex:
         if expected != len(gen.vectors) or gen.vectors.shape[1] != recorded_features.dim(recorded.dim):
             self._problem = f"corrupt index: {gen.name} holds {gen.vectors.shape} vectors, meta says {expected} rows"
             return
+        if _wants_classifier(recorded_features, len(names), expected) and (
+            gen.classifier is None or gen.classifier.shape != (len(names), gen.vectors.shape[1] + 1)
+        ):
+            self._problem = f"corrupt index: {gen.name} lacks the brick classifier its features ask for"
+            return
         try:
             ann_obj = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
         except IndexError_ as exc:
@@ -285,13 +303,21 @@ class BrickIndex:
         self._names = names
         self._vectors = gen.vectors
         self._fields = gen.fields
+        self._classifier = gen.classifier if _wants_classifier(recorded_features, len(names), expected) else None
         self._generation = gen.name
         self._table = self._make_table(ann_obj)
 
     def _make_table(self, ann: Ann) -> BrickTable:
         e = self._entries
         return BrickTable(
-            self._names, [e[n]["version"] for n in self._names], [e[n]["end"] - e[n]["start"] for n in self._names], self._vectors, ann, self._fields
+            self._names,
+            [e[n]["version"] for n in self._names],
+            [e[n]["end"] - e[n]["start"] for n in self._names],
+            self._vectors,
+            ann,
+            self._fields,
+            classifier=self._classifier,
+            classifier_weight=self.features.classifier_weight,
         )
 
     # -- embedding ---------------------------------------------------------------------------
@@ -430,6 +456,7 @@ class BrickIndex:
         vectors = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dim), dtype=np.float32)
         fields_arr = np.concatenate(fblocks).astype(np.int8) if fblocks else np.zeros(0, dtype=np.int8)
         ann = Ann.build(vectors, self.ann_config)
+        weights = self._fit_classifier(names, current, vectors, entries) if _wants_classifier(self.features, len(names), len(vectors)) else None
         meta = {
             "embedder": identity.to_json(),
             "embedder_spec": self.embedder_spec,
@@ -440,7 +467,7 @@ class BrickIndex:
             "rows": len(vectors),
         }
         try:
-            self._generation = persist.write(self.dir, meta, vectors, fields_arr, ann.to_bytes())
+            self._generation = persist.write(self.dir, meta, vectors, fields_arr, ann.to_bytes(), weights)
         except OSError as exc:  # a read-only library: serve the repaired index from memory
             log.warning("cannot write the index to %s (%s); using it in memory only", self.dir, exc)
             self._generation = self._generation or "memory"
@@ -449,8 +476,23 @@ class BrickIndex:
         self._names = names
         self._vectors = vectors
         self._fields = fields_arr
+        self._classifier = weights
         self._table = self._make_table(ann)
         return SyncReport(added=added, updated=updated, removed=removed)
+
+    def _fit_classifier(
+        self, names: list[str], current: dict[str, tuple[int, str]], vectors: np.ndarray, entries: dict[str, dict[str, Any]]
+    ) -> np.ndarray:
+        """Refit the brick classifier on every active brick's rows and description+example texts
+        (classifier.py); the extra texts come from the embedding cache after the first time."""
+        extra, extra_y = [], []
+        for b, n in enumerate(names):
+            aug = classifier_texts(self.store.get(n, current[n][0]).manifest)
+            extra += aug
+            extra_y += [b] * len(aug)
+        owner = np.concatenate([np.full(entries[n]["end"] - entries[n]["start"], b) for b, n in enumerate(names)])
+        x = np.concatenate([vectors, self._embed_texts(extra)]) if extra else vectors
+        return clf.fit(x, np.concatenate([owner, np.asarray(extra_y, dtype=np.int64)]), len(names))
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -505,6 +547,10 @@ class BrickIndex:
         return list(self._names)
 
 
+def _wants_classifier(features: FeatureConfig, bricks: int, rows: int) -> bool:
+    return features.classifier_weight > 0 and bricks >= 2 and rows <= MAX_CLASSIFIER_ROWS
+
+
 def _empty_table() -> BrickTable:
     empty = np.zeros((0, 1), dtype=np.float32)
     return BrickTable([], [], [], empty, Ann("flat", empty))
@@ -532,4 +578,4 @@ def index_dir(store: BrickStore) -> Path:
     return Path(store.root) / INDEX_DIRNAME
 
 
-__all__ = ["BrickIndex", "Hit", "IndexReport", "SyncReport", "brick_texts", "index_dir"]
+__all__ = ["BrickIndex", "Hit", "IndexReport", "SyncReport", "brick_texts", "classifier_texts", "index_dir"]

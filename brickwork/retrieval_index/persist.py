@@ -8,6 +8,7 @@ Layout under ``<library>/index/``::
     g000007/vectors.npy     float32 (rows, dim), rows grouped by brick in name order
     g000007/fields.npy      int8 (rows,): 0 description, 1 example
     g000007/ann.faiss       the approximate structure, when one is used
+    g000007/classifier.npy  float32 (bricks, dim + 1): the brick classifier's weights, when used
     .lock                   flock held by writers
 
 A writer builds a complete generation in a temporary folder, fsyncs it, renames it into place and
@@ -47,6 +48,7 @@ class Generation:
     vectors: np.ndarray
     fields: np.ndarray
     ann: bytes | None
+    classifier: np.ndarray | None = None
 
 
 def _sha256(data: bytes) -> str:
@@ -104,15 +106,25 @@ def read(index_dir: Path) -> Generation | None:
         raise CorruptIndex(f"{gdir}: unreadable arrays ({exc})") from exc
     if vectors.ndim != 2 or vectors.dtype != np.float32 or fields.shape != (len(vectors),):
         raise CorruptIndex(f"{gdir}: arrays have unexpected shapes {vectors.shape}, {fields.shape}")
-    return Generation(name=name, meta=meta, vectors=vectors, fields=fields, ann=blobs.get("ann.faiss"))
+    classifier = None
+    if "classifier.npy" in blobs:
+        try:
+            classifier = np.load(io.BytesIO(blobs["classifier.npy"]), allow_pickle=False)
+        except ValueError as exc:
+            raise CorruptIndex(f"{gdir}: unreadable classifier ({exc})") from exc
+    return Generation(name=name, meta=meta, vectors=vectors, fields=fields, ann=blobs.get("ann.faiss"), classifier=classifier)
 
 
-def write(index_dir: Path, meta: dict[str, Any], vectors: np.ndarray, fields: np.ndarray, ann: bytes | None) -> str:
+def write(
+    index_dir: Path, meta: dict[str, Any], vectors: np.ndarray, fields: np.ndarray, ann: bytes | None, classifier: np.ndarray | None = None
+) -> str:
     """Write a new generation and make it live; returns its name. Caller holds the index lock."""
     index_dir.mkdir(parents=True, exist_ok=True)
     files = {"vectors.npy": _npy_bytes(vectors.astype(np.float32, copy=False)), "fields.npy": _npy_bytes(fields.astype(np.int8))}
     if ann is not None:
         files["ann.faiss"] = ann
+    if classifier is not None:
+        files["classifier.npy"] = _npy_bytes(classifier.astype(np.float32, copy=False))
     meta = {**meta, "format_version": FORMAT_VERSION, "checksums": {k: _sha256(v) for k, v in files.items()}}
     prev = current_name(index_dir)
     seq = 1 + max([int(p.name[1:]) for p in index_dir.iterdir() if p.name.startswith("g") and p.name[1:].isdigit()] or [0])

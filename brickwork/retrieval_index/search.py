@@ -4,6 +4,10 @@
 (`Ann`). Exact search scores every row (one matrix product) and takes each brick's maximum;
 approximate search asks the ANN structure for the top rows and keeps each brick's first
 (= best) row, widening the request until `k` distinct bricks are found.
+
+With a brick classifier (`classifier.py`), a brick's score is its best row's cosine blended with
+the classifier's probability of the brick; approximate search blends the scores of 4k candidate
+bricks and keeps the best k.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from brickwork.retrieval_index import classifier as clf
 from brickwork.retrieval_index.ann import Ann, AnnConfig, single_threaded_blas
 
 
@@ -44,8 +49,14 @@ class BrickTable:
         vectors: np.ndarray,
         ann: Ann,
         fields: np.ndarray | None = None,
+        classifier: np.ndarray | None = None,
+        classifier_weight: float = 0.0,
     ) -> None:
         self.names = list(names)
+        self.classifier = classifier if classifier_weight > 0 else None
+        self.classifier_weight = classifier_weight
+        if self.classifier is not None and self.classifier.shape != (len(self.names), vectors.shape[1] + 1):
+            raise ValueError(f"classifier weights {self.classifier.shape} do not fit {len(self.names)} bricks of dim {vectors.shape[1]}")
         self.fields = np.ones(len(vectors), np.int8) if fields is None else np.asarray(fields, np.int8)
         self.versions = [int(v) for v in versions]
         counts = np.asarray(counts, dtype=np.int64)
@@ -89,7 +100,17 @@ class BrickTable:
         is_best = rows == best[:, self.row_brick]
         first = np.where(is_best, np.arange(rows.shape[1])[None, :], rows.shape[1])
         arg = np.minimum.reduceat(first, self.starts, axis=1)
-        return best, self.fields[arg]
+        return self._blend(qvecs, best), self.fields[arg]
+
+    def _blend(self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """Scores of bricks (all, or `cols` of each query) from their best-row cosines."""
+        if self.classifier is None:
+            return cos
+        with single_threaded_blas():
+            p = clf.probabilities(self.classifier, qvecs)
+        if cols is not None:
+            p = np.take_along_axis(p, cols, axis=1)
+        return clf.blend(cos, p, self.classifier_weight)
 
     def search(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
         if not self.names:
@@ -117,6 +138,9 @@ class BrickTable:
     def _approximate(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
         qvecs = np.asarray(qvecs, dtype=np.float32)
         n_rows = len(self.vectors)
+        k_out = k
+        if self.classifier is not None:  # blended scores can reorder: take more candidates
+            k = min(len(self.names), 4 * k)
         want = min(n_rows, max(32, 8 * k))
         results: list[list[Hit] | None] = [None] * len(qvecs)
         pending = np.arange(len(qvecs))
@@ -138,7 +162,11 @@ class BrickTable:
                 if len(seen) < k and want < n_rows:
                     retry.append(qi)
                     continue
-                order = sorted(seen, key=lambda b: (-seen[b], b))
+                if self.classifier is not None:
+                    cand = np.asarray(sorted(seen), dtype=np.int64)
+                    blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :])[0]
+                    seen = {int(b): float(s) for b, s in zip(cand, blended, strict=True)}
+                order = sorted(seen, key=lambda b: (-seen[b], b))[:k_out]
                 results[qi] = self._hits(order, [seen[b] for b in order], [field_of[b] for b in order])
             pending = np.asarray(retry, dtype=np.int64)
             want = min(n_rows, want * 4)
