@@ -1,0 +1,145 @@
+"""The brick classifier blended into brick scores: the fit itself, the score formula as the index
+computes it, persistence and upgrade of indexes built before it, and the routing eval's
+agreement with the index (the eval refuses to report when its scoring differs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from brickwork.retrieval_index import BrickIndex, FeatureConfig, classifier as clf, persist
+from brickwork.retrieval_index.ann import Ann
+from brickwork.retrieval_index.index import classifier_texts
+from brickwork.retrieval_index.search import BrickTable
+
+
+def _clusters(n_per: int = 30, dim: int = 24, k: int = 3, noise: float = 0.6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim))
+    x = np.concatenate([c + noise * rng.normal(size=(n_per, dim)) for c in centres])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), np.repeat(np.arange(k), n_per)
+
+
+# -- the fit ---------------------------------------------------------------------------------------
+def test_fit_separates_classes_and_generalises():
+    x, y = _clusters(seed=0)
+    w = clf.fit(x, y, 3)
+    assert w.shape == (3, x.shape[1] + 1) and w.dtype == np.float32
+    xt, yt = _clusters(seed=0, n_per=200)[0][::7], _clusters(seed=0, n_per=200)[1][::7]  # same centres, new points
+    p = clf.probabilities(w, xt)
+    assert np.allclose(p.sum(1), 1.0, atol=1e-5)
+    assert (p.argmax(1) == yt).mean() > 0.9
+
+
+def test_fit_is_deterministic_and_l2_shrinks_weights():
+    x, y = _clusters(seed=1)
+    assert np.array_equal(clf.fit(x, y, 3), clf.fit(x, y, 3))
+    assert np.abs(clf.fit(x, y, 3, l2=1.0)[:, :-1]).sum() < np.abs(clf.fit(x, y, 3, l2=0.001)[:, :-1]).sum()
+
+
+def test_one_class_needs_no_fit():
+    x, y = _clusters(k=1)
+    w = clf.fit(x, y, 1)
+    assert np.allclose(clf.probabilities(w, x), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("cos", "p", "beta", "expected"),
+    [(0.5, 1.0, 0.4, (0.5 + 0.4) / 1.4), (0.5, 0.0, 0.4, 0.5 / 1.4), (0.7, 0.3, 0.0, 0.7), (1.0, 1.0, 2.0, 1.0)],
+)
+def test_blend_formula(cos, p, beta, expected):
+    assert clf.blend(np.array([[cos]]), np.array([[p]]), beta)[0, 0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_training_texts_pair_description_with_each_example():
+    assert clf.training_texts(" Add two numbers. ", ["1 + 2", "3 + 4"]) == ["Add two numbers. 1 + 2", "Add two numbers. 3 + 4"]
+    assert clf.training_texts("", ["x"]) == []
+
+
+def test_feature_config_validates_and_requires_the_classifier_key():
+    from brickwork.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="classifier_weight"):
+        FeatureConfig(classifier_weight=-0.1)
+    with pytest.raises(KeyError):  # an index from before the classifier is incomplete, hence rebuilt
+        FeatureConfig.from_json({"lexical_weight": 0.5, "lexical_dim": 512})
+
+
+# -- the table -------------------------------------------------------------------------------------
+def test_table_scores_are_the_blend_of_best_row_and_probability():
+    x, y = _clusters(n_per=5, k=3, seed=2)
+    w = clf.fit(x, y, 3)
+    plain = BrickTable(["a", "b", "c"], [1, 1, 1], [5, 5, 5], x, Ann("flat", x))
+    blended = BrickTable(["a", "b", "c"], [1, 1, 1], [5, 5, 5], x, Ann("flat", x), classifier=w, classifier_weight=0.4)
+    q = _clusters(n_per=3, k=3, seed=2, noise=0.9)[0]
+    cos, _ = plain.scores(q)
+    got, _ = blended.scores(q)
+    assert np.allclose(got, clf.blend(cos, clf.probabilities(w, q), 0.4), atol=1e-6)
+    hits = blended.search(q, 3)
+    assert [h.score for h in hits[0]] == sorted((h.score for h in hits[0]), reverse=True)
+    assert hits[0][0].score == pytest.approx(float(got[0].max()), abs=1e-6)
+    with pytest.raises(ValueError, match="classifier weights"):
+        BrickTable(["a", "b"], [1, 1], [5, 10], x, Ann("flat", x), classifier=w, classifier_weight=0.4)
+
+
+# -- the index (hash embedder: no model) ----------------------------------------------------------
+@pytest.fixture
+def lib(library, base):
+    from brickwork.evals.routing import starter_manifest, write_placeholder_adapter
+    from brickwork.tasks import load_tasks
+
+    src = write_placeholder_adapter(library.root.parent / "adapter", base)
+    tasks = load_tasks()
+    for tid in ("english_plural", "two_digit_subtraction", "country_capital", "sms_spam"):
+        library.add(src, starter_manifest(tasks[tid], base))
+    return library
+
+
+def test_index_fits_persists_and_uses_the_classifier(lib):
+    index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
+    gen = persist.read(index.dir)
+    assert gen is not None and gen.classifier is not None
+    assert gen.classifier.shape == (4, index.features.dim(64) + 1)
+    reopened = BrickIndex.open(lib, use_cache=False)
+    assert not reopened.repairs
+    qs = ["What's 91 minus 17?", "Peru", "WIN a FREE iPhone now, txt 8080"]
+    qv = reopened.embed_queries(qs)
+    got, _ = reopened.scores(qv)
+    plain = BrickIndex.build(lib, embedder="hash:64", features=FeatureConfig(classifier_weight=0.0), use_cache=False)
+    assert persist.read(plain.dir).classifier is None  # type: ignore[union-attr]
+    cos, _ = plain.scores(qv)
+    assert np.allclose(got, clf.blend(cos, clf.probabilities(gen.classifier, qv), 0.4), atol=1e-5)
+    # every brick's classifier training texts come from its manifest, one per example
+    m = lib.get("english_plural").manifest
+    assert len(classifier_texts(m)) == len({e.strip() for e in m.examples})
+
+
+def test_index_from_before_the_classifier_is_rebuilt(lib):
+    index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
+    meta_path = index.dir / persist.current_name(index.dir) / "meta.json"  # type: ignore[operator]
+    meta = json.loads(meta_path.read_text())
+    del meta["features"]["classifier_weight"]
+    meta_path.write_text(json.dumps(meta))
+    assert not BrickIndex.open(lib, repair=False, use_cache=False).check().ok
+    again = BrickIndex.open(lib, use_cache=False)
+    assert again.repairs and again.check().ok
+    assert persist.read(again.dir).classifier is not None  # type: ignore[union-attr]
+
+
+# -- the eval agrees with the index ---------------------------------------------------------------
+@pytest.mark.integration
+def test_routing_eval_scores_exactly_as_the_index(lib, tmp_path):
+    from brickwork.evals.routing import run
+
+    BrickIndex.build(lib)  # the default embedder and features (classifier on)
+    r = run(library=lib.root, out=tmp_path / "out", bare_per_task=10, per_template=1)  # raises if scoring differs
+    shipped = r["shipped"]
+    assert shipped["index"]["features"]["classifier_weight"] == 0.4
+    assert shipped["report"]["instruction"]["top1"] > 0.8 and shipped["report"]["bare"]["top1"] > 0.5
+    names = set(r["variants"])
+    assert {"hybrid w=0.5, max + classifier beta=0.4", "hybrid w=0.5, all rows, max"} <= names
+    saved = json.loads((tmp_path / "out" / "router.json").read_text())
+    assert saved["calibration"]["features"]["classifier_weight"] == 0.4
