@@ -17,7 +17,8 @@ base model (out-of-scope recall) and, over all sets, the precision of "base mode
 
 Configurations side by side: the plain baseline (description vectors only, embedding only, no
 threshold), the shipped index + router, and ablations (embedding only; aggregation of a brick's
-rows by max vs mean of top 3; lexical weight). The library is ``--library``; when it holds no
+rows by max vs mean of top 3; lexical weight; weight of the brick classifier, refitted here from
+the library's manifests exactly as the index fits it). The library is ``--library``; when it holds no
 bricks, a temporary manifest-only starter library is built (placeholder adapters; routing only
 reads manifests) and the report says so.
 
