@@ -287,6 +287,50 @@ def test_prefix_cached_pass_equals_full_sequence_forward(tokenizer):
         h.remove()
 
 
+def test_record_all_averages_every_suffix_token_and_task_context_wraps_each_task(tokenizer):
+    """record="all": a neuron's value is its mean |a| over definition + the whole suffix (input,
+    assistant header, answer); task_context is entered once around each task's instances."""
+    import contextlib
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from brickwork.bricks.emergent.data import build_instances
+    from brickwork.bricks.emergent.runner import Recorder, run_pass
+
+    torch.manual_seed(2)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    model = LlamaForCausalLM(cfg).eval()
+    cats = {"a": ("sentence_negation",), "b": ("antonym",)}
+    pre, inst = build_instances(tokenizer, split="test", per_category=2, categories=cats)
+    entered = []
+
+    @contextlib.contextmanager
+    def ctx(task_id):
+        entered.append(task_id)
+        yield
+
+    rec = Recorder(len(inst), [40, 40], torch.ones(2, 40))
+    with rec.attached(model):
+        run_pass(model, pre, inst, batch_size=2, recorder=rec, record="all", task_context=ctx)
+    assert sorted(entered) == ["antonym", "sentence_negation"]
+    acts = {}
+    hooks = [model.model.layers[i].mlp.down_proj.register_forward_pre_hook(lambda m, a, i=i: acts.__setitem__(i, a[0])) for i in range(2)]
+    for k, x in enumerate(inst):
+        p = pre[x.task_id]
+        with torch.no_grad():
+            model(input_ids=torch.tensor([list(p.ids) + list(x.ids)]))
+        off = len(p.ids)
+        positions = list(range(p.prompt_from, off)) + [off + t for t in range(len(x.ids))]
+        assert len(x.answer) > 0 and set(x.answer) <= set(range(len(x.ids)))
+        for layer in range(2):
+            torch.testing.assert_close(rec.values()[k, layer], acts[layer][0, positions].abs().mean(0), atol=1e-4, rtol=1e-4)
+    for h in hooks:
+        h.remove()
+    with pytest.raises(ValueError, match="`record`"):
+        run_pass(model, pre, inst, record="answers")
+
+
 @pytest.mark.integration
 @pytest.mark.slow  # ~25 s idle, ~70 s on a busy machine: outside the default run's budget
 def test_eval_suite_runs_end_to_end_on_one_task(tmp_path):

@@ -47,6 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated task ids (default: all 17)")
     p.add_argument("--configs", default=None, help=f"comma-separated subset of {[c[0] for c in CONFIGS]}")
     p.add_argument("--no-starter", action="store_true", help="ignore starter bricks, use the base model")
+    p.add_argument(
+        "--selection", choices=("answer", "prompt"), default="answer",
+        help="rank neurons by activations over prompt + answer tokens with the task's brick active "
+        "(answer, default) or over the prompt tokens of the base model (prompt: the paper's measure)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
 
 
@@ -66,9 +71,22 @@ def main(args: argparse.Namespace) -> int:
         tasks=args.tasks.split(",") if args.tasks else None,
         configs=args.configs.split(",") if args.configs else None,
         use_starter=not args.no_starter,
+        selection=args.selection,
     )
     print_json({"out": args.out, "summary": report["summary"]})
     return 0
+
+
+def _with_brick(runner: Any, task_id: str, starters: dict[str, Path]) -> Any:
+    """Context: `runner` with `task_id`'s starter brick active (or the bare base model)."""
+    import contextlib
+
+    if not starters:
+        return contextlib.nullcontext()
+    if task_id in starters:
+        runner.set_adapter(task_id)
+        return contextlib.nullcontext()
+    return runner.disable_adapter()
 
 
 def starter_adapters(task_ids: list[str]) -> dict[str, Path]:
@@ -76,11 +94,20 @@ def starter_adapters(task_ids: list[str]) -> dict[str, Path]:
     return {t: STARTER_DIR / t for t in task_ids if (STARTER_DIR / t / "adapter_config.json").is_file()}
 
 
-def _importance(model: Any, tok: Any, analysis_dir: Path | None, n_importance: int, tasks: list[str]) -> dict[str, Any]:
+def _importance(
+    model: Any, tok: Any, analysis_dir: Path | None, n_importance: int, tasks: list[str], *, selection: str, starters: dict[str, Path]
+) -> dict[str, Any]:
     from brickwork.bricks.emergent.analysis import collect_task_importance, load_analysis
 
     if analysis_dir is None:
-        return collect_task_importance(model, tok, n_per_task=n_importance, tasks=tasks, progress=True)
+        if selection == "prompt":  # the base model's activations on the prompt tokens
+            import contextlib
+
+            with model.disable_adapter() if starters else contextlib.nullcontext():
+                return collect_task_importance(model, tok, n_per_task=n_importance, tasks=tasks, progress=True)
+        return collect_task_importance(
+            model, tok, n_per_task=n_importance, tasks=tasks, progress=True, record="all", task_context=lambda t: _with_brick(model, t, starters)
+        )
     a = load_analysis(analysis_dir)
     return {
         "tasks": a.summary["tasks"],
@@ -101,6 +128,7 @@ def run(
     tasks: list[str] | None = None,
     configs: list[str] | None = None,
     use_starter: bool = True,
+    selection: str = "answer",
 ) -> dict[str, Any]:
     """Run the suite; write ``emergent.json``, ``emergent.md`` and ``emergent.png`` into `out`."""
     import torch
@@ -123,7 +151,6 @@ def run(
         raise ConfigError(f"unknown configs {sorted(set(configs) - {c[0] for c in CONFIGS})}; known: {[c[0] for c in CONFIGS]}")
     base = resolve_base_model(model_name)
     model, tok = load_base_model(base)
-    imp = _importance(model, tok, analysis_dir, n_importance, task_ids)
     starters = starter_adapters(task_ids) if use_starter else {}
     runner = model
     if starters:
@@ -134,6 +161,7 @@ def run(
         for name, path in items[1:]:
             runner.load_adapter(str(path), adapter_name=name, is_trainable=False)
         runner.eval()
+    imp = _importance(runner, tok, analysis_dir, n_importance, task_ids, selection=selection, starters=starters)
     skip_order = [int(i) for i in torch.argsort(imp["block_influence"]).tolist() if i != 0]
 
     per_task_data = {}
@@ -186,6 +214,7 @@ def run(
         print(f"[emergent eval] {name}: accuracy {row['mean_accuracy']:.3f}, generate {gen_s:.1f} s, ppl pass {ppl_s:.1f} s", flush=True)
 
     report = _summarise(results, task_ids, starters, base.to_json(), n_per_task, analysis_dir)
+    report["selection"] = selection
     _write(out, report)
     return report
 
@@ -230,7 +259,8 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         "",
         f"Model `{report['model']['id']}`; {report['n_per_task']} test examples per task; bricks: "
         f"{len(report['bricks']['starter'])} tasks with starter LoRA bricks, {len(report['bricks']['base'])} with the base model. "
-        f"Neuron ranking: {report['neuron_ranking']}.",
+        f"Neuron ranking: {report['neuron_ranking']}, "
+        + ("over prompt + answer tokens with each task's brick active." if report.get("selection") == "answer" else "over the prompt tokens of the base model (the paper's measure)."),
         "",
         "| config | kept FFN | skipped layers | mean accuracy | Δ vs dense | tasks within 5 pts | answer ppl / dense | speed-up (ppl pass) | speed-up (generate, per token) |",
         "|---|---|---|---|---|---|---|---|---|",

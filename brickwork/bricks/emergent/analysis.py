@@ -421,10 +421,16 @@ def collect_task_importance(
     resident_min_freq: float = 0.9,
     tasks: list[str] | None = None,
     progress: bool = False,
+    record: str = "prompt",
+    task_context: Any = None,
 ) -> dict[str, Any]:
     """Per-task neuron importance (mean |a| x ||down col|| on `n_per_task` train instances of each
     task), the task-agnostic mean, resident neurons and block influence: what running a task with
-    part of the model needs, without the full analysis."""
+    part of the model needs, without the full analysis.
+
+    `record` and `task_context` are `run_pass`'s: ``record="all"`` with the task's LoRA brick
+    active (``task_context``) ranks neurons by what the brick uses while answering, not only
+    while reading the prompt."""
     import torch
     from tqdm.auto import tqdm
 
@@ -440,7 +446,9 @@ def collect_task_importance(
     bar = tqdm(total=count_batches(inst, batch_size), desc="neuron importance", disable=not progress, mininterval=2.0)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with rec.attached(model):
-        run_pass(model, pre, inst, recorder=rec, batch_size=batch_size, progress=bar, pad_id=pad_id)
+        run_pass(
+            model, pre, inst, recorder=rec, batch_size=batch_size, progress=bar, pad_id=pad_id, record=record, task_context=task_context
+        )
     bar.close()
     values = rec.values()
     weighted = values * norms.unsqueeze(0)

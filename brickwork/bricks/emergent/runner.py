@@ -157,10 +157,23 @@ def run_pass(
     recorder: Recorder | None = None,
     progress: Any = None,
     pad_id: int = 0,
+    record: str = "prompt",
+    task_context: Any = None,
 ) -> PassResult:
-    """Teacher-forced pass over `instances`; returns per-instance NLL sums (and fills `recorder`)."""
+    """Teacher-forced pass over `instances`; returns per-instance NLL sums (and fills `recorder`).
+
+    `record` says which suffix tokens the recorder averages over: ``"prompt"`` (the input tokens,
+    the paper's definition) or ``"all"`` (input, the assistant header and the answer: the tokens a
+    model reads while it *writes* the answer). `task_context(task_id)`, if given, is a context
+    manager entered around each task's instances (e.g. to switch to that task's LoRA brick).
+    """
+    import contextlib
+
     import torch
     import torch.nn.functional as F
+
+    if record not in ("prompt", "all"):
+        raise ValueError(f"`record` should be 'prompt' or 'all', got {record!r}")
 
     body, head = _body_and_head(model)
     n = len(instances)
@@ -168,8 +181,11 @@ def run_pass(
     by_task: dict[str, list[int]] = defaultdict(list)
     for i, inst in enumerate(instances):
         by_task[inst.task_id].append(i)
-    with torch.inference_mode():
+    with torch.inference_mode(), contextlib.ExitStack() as stack:
         for tid, rows in by_task.items():
+            stack.close()
+            if task_context is not None:
+                stack.enter_context(task_context(tid))
             pre = prefixes[tid]
             p_ids = torch.tensor([pre.ids], dtype=torch.long)
             if recorder is not None:
@@ -196,7 +212,10 @@ def run_pass(
                     inst = instances[r]
                     ids[b, : len(inst.ids)] = torch.tensor(inst.ids)
                     attn[b, lp : lp + len(inst.ids)] = 1
-                    w[b, list(inst.prompt)] = 1
+                    if record == "all":
+                        w[b, : len(inst.ids)] = 1
+                    else:
+                        w[b, list(inst.prompt)] = 1
                 if recorder is not None:
                     recorder.begin(w)
                 pos = (torch.arange(width) + lp).unsqueeze(0).expand(len(chunk), -1)
