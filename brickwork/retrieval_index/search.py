@@ -24,7 +24,8 @@ from brickwork.retrieval_index.ann import Ann, AnnConfig, single_threaded_blas
 
 @dataclass(frozen=True, order=True)
 class Hit:
-    """One retrieved brick: the active version the index mirrors and its score (cosine, higher is closer)."""
+    """One retrieved brick: the active version the index mirrors and its score (higher is closer):
+    the cosine of its best row, blended with the brick classifier's probability when the index has one."""
 
     name: str
     version: int
