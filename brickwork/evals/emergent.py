@@ -48,9 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", default=None, help=f"comma-separated subset of {[c[0] for c in CONFIGS]}")
     p.add_argument("--no-starter", action="store_true", help="ignore starter bricks, use the base model")
     p.add_argument(
-        "--selection", choices=("answer", "prompt"), default="answer",
-        help="rank neurons by activations over prompt + answer tokens with the task's brick active "
-        "(answer, default) or over the prompt tokens of the base model (prompt: the paper's measure)",
+        "--selection", choices=("prompt", "answer"), default="prompt",
+        help="rank neurons by the base model's activations on the prompt tokens (prompt, default: the "
+        "paper's measure) or on prompt + answer tokens with the task's brick active (answer)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
 
@@ -128,7 +128,7 @@ def run(
     tasks: list[str] | None = None,
     configs: list[str] | None = None,
     use_starter: bool = True,
-    selection: str = "answer",
+    selection: str = "prompt",
 ) -> dict[str, Any]:
     """Run the suite; write ``emergent.json``, ``emergent.md`` and ``emergent.png`` into `out`."""
     import torch
