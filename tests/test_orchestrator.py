@@ -115,6 +115,37 @@ def test_brick_planner_falls_back_to_rules_on_malformed_output():
     assert engine.calls[0][0].sampling.json_schema == PLAN_SCHEMA
 
 
+_SAME_INPUT = "Name the capital of Peru; which region is it in?"
+
+
+@pytest.mark.parametrize(
+    ("raw", "cross_check", "planner", "why"),
+    [
+        # agrees with the rules' segmentation: kept, with the brick's reading of "it" (the input)
+        ('[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"}]', True, "brick", None),
+        # grounded and well-formed, but one step too many: rejected by the cross-check
+        ('[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"},'
+         '{"subgoal":"Name {x}","input":"{1}"}]', True, "rules", "3 steps, the rules splitter finds 2"),
+        # ... and kept without it
+        ('[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"},'
+         '{"subgoal":"Name {x}","input":"{1}"}]', False, "brick", None),
+        # same count, steps that are not the instruction's clauses in order
+        ('[{"subgoal":"which region is {x} in?","input":"Peru"},{"subgoal":"Name the capital of {x}","input":"Peru"}]',
+         True, "rules", "is not the rules splitter's"),
+    ],
+)
+def test_brick_planner_cross_checks_segmentation(raw, cross_check, planner, why):
+    engine = FakeEngine(respond=lambda req: raw)
+    [plan] = BrickPlanner(engine, cross_check=cross_check, check_grounding=False).plan_batch([_SAME_INPUT])
+    assert plan.planner == planner
+    if why is None:
+        assert plan.fallback_reason is None
+    else:
+        assert why in plan.fallback_reason and plan.raw == raw
+    if planner == "brick" and len(plan.steps) == 2:
+        assert plan.steps[1].input == "Peru" and plan.steps[1].depends_on == ()
+
+
 def test_brick_planner_engine_failure_falls_back():
     class Broken:
         name = "broken"

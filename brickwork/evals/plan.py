@@ -120,6 +120,14 @@ def evaluate_planner(planner: Any, items: list[tuple[str, Plan, str]], *, batch:
         if not s.correct
     ]
     n = max(1, len(items))
+    extra: dict[str, Any] = {}
+    if getattr(planner, "cross_check", False):
+        # the same raw plans without the cross-check against the rules splitter (an ablation)
+        unchecked = _without_cross_check(planner, preds, items)
+        extra["accuracy_without_cross_check"] = sum(score_plan(p, g).correct for p, (_, g, _) in zip(unchecked, items, strict=True)) / n
+        extra["rejected_by_cross_check"] = sum(
+            p.fallback_reason is not None and u.fallback_reason is None for p, u in zip(preds, unchecked, strict=True)
+        ) / n
     return {
         "n": len(items),
         "plan_accuracy": sum(s.correct for s in scores) / n,
@@ -129,8 +137,18 @@ def evaluate_planner(planner: Any, items: list[tuple[str, Plan, str]], *, batch:
         "accuracy_without_fallback": sum(s.correct and p.fallback_reason is None for s, p in zip(scores, preds, strict=True)) / n,
         "seconds_per_instruction": seconds / n,
         "by_structure": {k: {"n": len(v), "plan_accuracy": sum(v) / len(v)} for k, v in sorted(by_struct.items())},
+        **extra,
         "failures": failures[:40],
     }
+
+
+def _without_cross_check(planner: Any, preds: list[Plan], items: list[tuple[str, Plan, str]]) -> list[Plan]:
+    saved = planner.cross_check
+    planner.cross_check = False
+    try:
+        return [planner.from_output(inst, p.raw) if p.raw is not None else p for p, (inst, _, _) in zip(preds, items, strict=True)]
+    finally:
+        planner.cross_check = saved
 
 
 # -- the suite ----------------------------------------------------------------------------------
@@ -179,18 +197,22 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _opt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Planner accuracy (held-out phrasings, test-split inputs)",
         "",
-        "| planner | set | n | plan accuracy | its own plans only | step count | inputs exact | fell back to rules | s / instruction |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| planner | set | n | plan accuracy | its own plans only | step count | inputs exact | fell back to rules | without cross-check | s / instruction |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, sets in report["planners"].items():
         for set_name, r in sets.items():
             lines.append(
                 f"| {name} | {set_name} | {r['n']} | {r['plan_accuracy']:.3f} | {r['accuracy_without_fallback']:.3f} | {r['step_count_accuracy']:.3f} | "
-                f"{r['input_exact']:.3f} | {r['fallback_rate']:.3f} | {r['seconds_per_instruction']:.3f} |"
+                f"{r['input_exact']:.3f} | {r['fallback_rate']:.3f} | {_opt(r.get('accuracy_without_cross_check'))} | {r['seconds_per_instruction']:.3f} |"
             )
     lines += ["", "Plan accuracy by structure (bundled set):", "", "| planner | structure | n | plan accuracy |", "|---|---|---:|---:|"]
     for name, sets in report["planners"].items():

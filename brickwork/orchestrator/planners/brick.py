@@ -5,7 +5,13 @@ it is not a library brick, so retrieval never routes a subgoal to it. `PlannerLi
 library's `BrickStore` that also resolves the planner brick, so every engine serves it like any
 brick. Output is constrained to `PLAN_SCHEMA` (the engine's JSON-schema decoding), then parsed and
 checked against the instruction (`parse_plan`); anything malformed or ungrounded falls back to
-the rules splitter, with the reason in `Plan.fallback_reason`.
+the rules splitter, with the reason in `Plan.fallback_reason`. With `cross_check` (the default)
+the brick's plan must also segment the instruction the way the rules splitter does (same number
+of steps, each subgoal sharing at least half its words with the rules step at its place): a
+135M-parameter planner sometimes writes a well-formed, grounded plan with a step too many or too
+few, and two independent planners agreeing on the segmentation is the cheapest check that
+catches it. The brick's plan is kept where they agree, for what the rules cannot do: clean
+inputs, and telling "it" = the previous output from "it" = the input named earlier.
 
 The user text is the instruction itself, the reply the compact plan JSON; see
 `planners/train.py` for how the brick is built.
@@ -13,7 +19,9 @@ The user text is the instruction itself, the reply the compact plan JSON; see
 
 from __future__ import annotations
 
+import collections
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +87,20 @@ class BrickPlanner:
 
     name = "brick"
 
-    def __init__(self, engine: Any, *, version: int = 1, fallback: Planner | None = None, check_grounding: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        version: int = 1,
+        fallback: Planner | None = None,
+        check_grounding: bool = True,
+        cross_check: bool = True,
+    ) -> None:
         self.engine = engine
         self.version = version
         self.fallback = fallback or RulesPlanner()
         self.check_grounding = check_grounding
+        self.cross_check = cross_check
 
     def requests(self, instructions: list[str]) -> list[Any]:
         from brickwork.serving.engine import BrickRef, Request, SamplingParams
@@ -110,13 +127,44 @@ class BrickPlanner:
 
     def from_output(self, instruction: str, text: str) -> Plan:
         try:
-            return parse_plan(text, planner=self.name, instruction=instruction, check_grounding=self.check_grounding)
+            plan = parse_plan(text, planner=self.name, instruction=instruction, check_grounding=self.check_grounding)
         except PlanError as exc:
             return self._fallback(instruction, str(exc), text)
+        if self.cross_check:
+            [other] = self.fallback.plan_batch([instruction])
+            why = segmentation_disagreement(plan, other)
+            if why is not None:
+                return Plan(steps=other.steps, planner=other.planner, fallback_reason=why, raw=text)
+        return plan
 
     def _fallback(self, instruction: str, reason: str, raw: str | None) -> Plan:
         [p] = self.fallback.plan_batch([instruction])
         return Plan(steps=p.steps, planner=p.planner, fallback_reason=reason, raw=raw)
+
+
+SEGMENT_F1 = 0.5
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+|REF", re.sub(r"\{s?\d+\}", " REF ", text.lower()), re.UNICODE)
+
+
+def _f1(a: str, b: str) -> float:
+    ta, tb = _tokens(a), _tokens(b)
+    common = sum((collections.Counter(ta) & collections.Counter(tb)).values())
+    return 2 * common / (len(ta) + len(tb)) if common else float(ta == tb)
+
+
+def segmentation_disagreement(plan: Plan, other: Plan, *, min_f1: float = SEGMENT_F1) -> str | None:
+    """Why `plan` segments the instruction differently from `other` (None if they agree): the
+    step counts differ, or a step's subgoal shares less than `min_f1` (token F1) with `other`'s."""
+    if len(plan.steps) != len(other.steps):
+        return f"the plan has {len(plan.steps)} steps, the rules splitter finds {len(other.steps)}"
+    for a, b in zip(plan.steps, other.steps, strict=True):
+        f1 = _f1(a.subgoal, b.subgoal)
+        if f1 < min_f1:
+            return f"step {a.id} ({a.subgoal!r}) is not the rules splitter's {b.subgoal!r} (F1 {f1:.2f})"
+    return None
 
 
 def planner_manifest() -> dict[str, Any] | None:

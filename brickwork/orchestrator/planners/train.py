@@ -45,17 +45,18 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=PLANNER_DIR, help="folder for brick/ and train.jsonl (default: the package's)")
-    p.add_argument("--examples", type=int, default=400, help="composite instructions to train on (default: %(default)s)")
+    p.add_argument("--examples", type=int, default=1200, help="composite instructions to train on (default: %(default)s)")
     p.add_argument("--max-chars", type=int, default=140, help="longest instruction trained on (default: %(default)s)")
     p.add_argument("--other-share", type=float, default=0.3, help="share of steps of tasks no brick covers")
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--top-layers", type=int, default=6)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--max-len", type=int, default=160)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s; 1 is fastest on a shared 2-core box)")
     args = p.parse_args(argv)
 
     base = resolve_base_model()
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_steps=args.warmup,
         max_len=args.max_len,
         seed=args.seed,
+        threads=args.threads,
         save_dtype="float16",
     )
     t0 = time.perf_counter()
