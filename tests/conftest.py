@@ -112,3 +112,19 @@ def make_brick(tmp_path, base):
         return d
 
     return _make
+
+
+ROUTING_TASKS = ("english_plural", "two_digit_subtraction", "country_capital", "sms_spam")
+
+
+def add_starter_manifests(library, base, tasks=ROUTING_TASKS):
+    """Add starter-style bricks (real manifests, one placeholder adapter) for `tasks`; no training."""
+    from brickwork.evals.routing import starter_manifest, write_placeholder_adapter
+    from brickwork.tasks import load_tasks
+
+    src = write_placeholder_adapter(library.root.parent / "adapter", base)
+    all_tasks = load_tasks()
+    for tid in tasks:
+        library.add(src, starter_manifest(all_tasks[tid], base))
+    return library
+

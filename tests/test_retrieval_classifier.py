@@ -88,14 +88,9 @@ def test_table_scores_are_the_blend_of_best_row_and_probability():
 # -- the index (hash embedder: no model) ----------------------------------------------------------
 @pytest.fixture
 def lib(library, base):
-    from brickwork.evals.routing import starter_manifest, write_placeholder_adapter
-    from brickwork.tasks import load_tasks
+    from tests.conftest import add_starter_manifests
 
-    src = write_placeholder_adapter(library.root.parent / "adapter", base)
-    tasks = load_tasks()
-    for tid in ("english_plural", "two_digit_subtraction", "country_capital", "sms_spam"):
-        library.add(src, starter_manifest(tasks[tid], base))
-    return library
+    return add_starter_manifests(library, base)
 
 
 def test_index_fits_persists_and_uses_the_classifier(lib):
