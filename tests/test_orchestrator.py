@@ -116,33 +116,45 @@ def test_brick_planner_falls_back_to_rules_on_malformed_output():
 
 
 _SAME_INPUT = "Name the capital of Peru; which region is it in?"
+_CHAIN = "Negate 'Cats are big.', then name the language of that sentence."
+_OWN = "Which continent is Chile on? Next, spell the word corner one letter at a time."
+_THREE = (
+    '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"},'
+    '{"subgoal":"Name {x}","input":"{1}"}]'
+)
 
 
 @pytest.mark.parametrize(
-    ("raw", "cross_check", "planner", "why"),
+    ("instruction", "raw", "cross_check", "planner", "why"),
     [
         # agrees with the rules' segmentation: kept, with the brick's reading of "it" (the input)
-        ('[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"}]', True, "brick", None),
-        # grounded and well-formed, but one step too many: rejected by the cross-check
-        ('[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"},'
-         '{"subgoal":"Name {x}","input":"{1}"}]', True, "rules", "3 steps, the rules splitter finds 2"),
-        # ... and kept without it
-        ('[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"},'
-         '{"subgoal":"Name {x}","input":"{1}"}]', False, "brick", None),
+        (_SAME_INPUT, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"}]',
+         True, "brick", None),
+        # grounded and well-formed, but one step too many: rejected by the cross-check, kept without it
+        (_SAME_INPUT, _THREE, True, "rules", "3 steps, the rules splitter finds 2"),
+        (_SAME_INPUT, _THREE, False, "brick", None),
         # same count, steps that are not the instruction's clauses in order
-        ('[{"subgoal":"which region is {x} in?","input":"Peru"},{"subgoal":"Name the capital of {x}","input":"Peru"}]',
+        (_SAME_INPUT, '[{"subgoal":"which region is {x} in?","input":"Peru"},{"subgoal":"Name the capital of {x}","input":"Peru"}]',
          True, "rules", "is not the rules splitter's"),
+        # an input lifted from another clause
+        (_CHAIN, '[{"subgoal":"Negate \'{x}\'","input":"Cats are big."},{"subgoal":"name the language of {x}","input":"Cats"}]',
+         True, "rules", "from outside its clause"),
+        (_CHAIN, '[{"subgoal":"Negate \'{x}\'","input":"Cats are big."},{"subgoal":"name the language of {x}","input":"{1}"}]',
+         True, "brick", None),
+        # a chain where the clause names its own input
+        (_OWN, '[{"subgoal":"Which continent is {x} on?","input":"Chile"},{"subgoal":"spell {x} one letter at a time","input":"{1}"}]',
+         True, "rules", "names its own input 'corner'"),
     ],
 )
-def test_brick_planner_cross_checks_segmentation(raw, cross_check, planner, why):
+def test_brick_planner_cross_checks_segmentation(instruction, raw, cross_check, planner, why):
     engine = FakeEngine(respond=lambda req: raw)
-    [plan] = BrickPlanner(engine, cross_check=cross_check, check_grounding=False).plan_batch([_SAME_INPUT])
-    assert plan.planner == planner
+    [plan] = BrickPlanner(engine, cross_check=cross_check, check_grounding=False).plan_batch([instruction])
+    assert plan.planner == planner, plan.fallback_reason
     if why is None:
         assert plan.fallback_reason is None
     else:
         assert why in plan.fallback_reason and plan.raw == raw
-    if planner == "brick" and len(plan.steps) == 2:
+    if planner == "brick" and instruction == _SAME_INPUT and len(plan.steps) == 2:
         assert plan.steps[1].input == "Peru" and plan.steps[1].depends_on == ()
 
 

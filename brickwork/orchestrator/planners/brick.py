@@ -157,14 +157,31 @@ def _f1(a: str, b: str) -> float:
 
 def segmentation_disagreement(plan: Plan, other: Plan, *, min_f1: float = SEGMENT_F1) -> str | None:
     """Why `plan` segments the instruction differently from `other` (None if they agree): the
-    step counts differ, or a step's subgoal shares less than `min_f1` (token F1) with `other`'s."""
+    step counts differ; a step's subgoal shares less than `min_f1` (token F1) with `other`'s; a
+    step's input is not in its clause (unless the clause refers back and the input was named by
+    an earlier step: "Name the capital of Peru; which region is it in?"); or a step works on an
+    earlier output while its clause names an input of its own."""
     if len(plan.steps) != len(other.steps):
         return f"the plan has {len(plan.steps)} steps, the rules splitter finds {len(other.steps)}"
+    earlier_inputs: set[str] = set()
     for a, b in zip(plan.steps, other.steps, strict=True):
         f1 = _f1(a.subgoal, b.subgoal)
         if f1 < min_f1:
             return f"step {a.id} ({a.subgoal!r}) is not the rules splitter's {b.subgoal!r} (F1 {f1:.2f})"
+        own = a.input if a.input and not a.depends_on else None
+        if own is not None and _squash(own) not in _squash(f"{b.subgoal} {b.input or ''}"):
+            # an input taken from another clause is only right when this clause points back at it
+            if not (b.depends_on and _squash(own) in earlier_inputs):
+                return f"step {a.id} takes input {own!r} from outside its clause {b.subgoal!r}"
+        if a.depends_on and not b.depends_on and b.input:
+            return f"step {a.id} works on an earlier output, but its clause names its own input {b.input!r}"
+        if own is not None:
+            earlier_inputs.add(_squash(own))
     return None
+
+
+def _squash(text: str) -> str:
+    return " ".join(_tokens(text))
 
 
 def planner_manifest() -> dict[str, Any] | None:
