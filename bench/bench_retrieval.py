@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,8 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--kinds", default="flat,hnsw,ivf")
     ap.add_argument("--no-embedding", action="store_true")
+    ap.add_argument("--ef-search", default="", help="extra HNSW efSearch values to measure on the same build, e.g. 128,256")
+    ap.add_argument("--nprobe", default="", help="extra IVF nprobe values to measure on the same build, e.g. 64,128")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
 
@@ -115,7 +118,7 @@ def main() -> int:
     cfg = AnnConfig()
     results = {
         "benchmark": "retrieval",
-        "command": "nice -n 10 .venv/bin/python bench/bench_retrieval.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("sizes", "rows_per_brick", "queries")),
+        "command": "nice -n 10 .venv/bin/python bench/bench_retrieval.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("sizes", "rows_per_brick", "queries", "ef_search", "nprobe") and v),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "note": "2 cores"},
         "dim": dim,
         "ann_config": cfg.to_json(),
@@ -144,6 +147,19 @@ def main() -> int:
                 entry["recall_at_k_vs_flat"] = round(recall(got, exact_names), 4)
             row["kinds"][kind] = entry
             print(n, kind, entry, flush=True)
+            # other search-time settings on the same structure (no rebuild)
+            knob, values = {"hnsw": ("hnsw_ef_search", args.ef_search), "ivf": ("ivf_nprobe", args.nprobe)}.get(kind, ("", ""))
+            for v in [int(x) for x in values.split(",") if x]:
+                table.ann.cfg = replace(cfg, **{knob: v})
+                got, lat = time_search(table, qs, args.k)
+                e = {
+                    "build_s": entry["build_s"],
+                    "search_ms_p50": round(float(np.percentile(lat, 50)), 3),
+                    "search_ms_p99": round(float(np.percentile(lat, 99)), 3),
+                    "recall_at_k_vs_flat": round(recall(got, exact_names), 4) if exact_names is not None else None,
+                }
+                row["kinds"][f"{kind}({knob}={v})"] = e
+                print(n, kind, knob, v, e, flush=True)
             del table
         flat = row["kinds"].get("flat", {}).get("search_ms_p50")
         for kind, e in row["kinds"].items():
