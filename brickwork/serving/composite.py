@@ -174,15 +174,26 @@ def cat_tensors(parts: Sequence[tuple[Path, float]], base: BaseModel) -> tuple[d
         out[f"base_model.model.{mod}.lora_A.weight"] = a.contiguous()
         out[f"base_model.model.{mod}.lora_B.weight"] = b.contiguous()
     first = loaded[0][0]
-    config = {
+    config = lora_config(
+        rank, sorted(leaves), layers_to_transform,
+        base_name=first.get("base_model_name_or_path"), task_type=first.get("task_type", "CAUSAL_LM"),
+    )  # fmt: skip
+    return out, config
+
+
+def lora_config(
+    rank: int, target_modules: list[str], layers_to_transform: list[int] | None, *, base_name: Any, task_type: str = "CAUSAL_LM"
+) -> dict[str, Any]:
+    """A plain PEFT LoRA config with scaling 1 (alpha = rank): what composites and the zero adapter use."""
+    return {
         "peft_type": "LORA",
-        "task_type": first.get("task_type", "CAUSAL_LM"),
-        "base_model_name_or_path": first.get("base_model_name_or_path"),
+        "task_type": task_type,
+        "base_model_name_or_path": base_name,
         "r": rank,
         "lora_alpha": rank,
         "lora_dropout": 0.0,
         "bias": "none",
-        "target_modules": sorted(leaves),
+        "target_modules": target_modules,
         "layers_to_transform": layers_to_transform,
         "use_dora": False,
         "use_rslora": False,
@@ -191,24 +202,27 @@ def cat_tensors(parts: Sequence[tuple[Path, float]], base: BaseModel) -> tuple[d
         "init_lora_weights": True,
         "inference_mode": True,
     }
-    return out, config
+
+
+def _write_adapter(out: Path, tensors: dict[str, Any], config: dict[str, Any], info: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / ADAPTER_WEIGHTS))
+    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (out / COMPOSITE_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
 
 def write_composite(parts: Sequence[Part], base: BaseModel, out: Path) -> int:
     """Write the composite of `parts` into the (new, empty) directory `out`; return its rank."""
-    from safetensors.torch import save_file
-
     tensors, config = cat_tensors([(p.path, p.weight) for p in parts], base)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / ADAPTER_WEIGHTS))
-    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     info = {
         "format_version": COMPOSITE_FORMAT,
         "base_model": base.to_json(),
         "rank": config["r"],
         "parts": [{"name": p.name, "version": p.version, "weight": p.weight, "digest": p.digest} for p in parts],
     }
-    (out / COMPOSITE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    _write_adapter(out, tensors, config, info)
     return int(config["r"])
 
 
@@ -221,7 +235,6 @@ def write_zero_adapter(base: BaseModel, out: Path) -> int:
     sits there (see `VLLMOptions.zero_adapter_for_base`).
     """
     import torch
-    from safetensors.torch import save_file
 
     shapes = _shapes(base)
     modules = sorted(k[: -len(".weight")] for k in shapes if k.endswith(".q_proj.weight"))
@@ -232,17 +245,8 @@ def write_zero_adapter(base: BaseModel, out: Path) -> int:
         out_f, in_f = shapes[mod + ".weight"][0], shapes[mod + ".weight"][-1]
         tensors[f"base_model.model.{mod}.lora_A.weight"] = torch.zeros(1, in_f, dtype=torch.float32)
         tensors[f"base_model.model.{mod}.lora_B.weight"] = torch.zeros(out_f, 1, dtype=torch.float32)
-    config = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base.id, "r": 1,
-        "lora_alpha": 1, "lora_dropout": 0.0, "bias": "none", "target_modules": ["q_proj"],
-        "layers_to_transform": None, "use_dora": False, "use_rslora": False, "modules_to_save": None,
-        "fan_in_fan_out": False, "init_lora_weights": True, "inference_mode": True,
-    }  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / ADAPTER_WEIGHTS))
-    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     info = {"format_version": COMPOSITE_FORMAT, "base_model": base.to_json(), "rank": 1, "parts": []}
-    (out / COMPOSITE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    _write_adapter(out, tensors, lora_config(1, ["q_proj"], None, base_name=base.id), info)
     return 1
 
 
