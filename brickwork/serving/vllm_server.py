@@ -45,7 +45,13 @@ from brickwork.serving.engine import (
 )
 from brickwork.serving.server_client import ServerClient
 from brickwork.serving.server_process import ServerProcess
-from brickwork.serving.vllm_engine import check_env, check_vllm_rank, special_token_ids, zero_adapter_default
+from brickwork.serving.vllm_engine import (
+    check_env,
+    check_optional_bool,
+    check_vllm_rank,
+    special_token_ids,
+    zero_adapter_default,
+)
 
 SERVED_NAME = "brickwork-base"
 URL_ENV = "BRICKWORK_VLLM_URL"  # attach to this server when no url= is given
@@ -100,6 +106,7 @@ class VLLMServerOptions:
         positive_int("port", self.port, allow_none=True)
         positive_int("max_loras", self.max_loras)
         check_vllm_rank("max_lora_rank", self.max_lora_rank)
+        check_optional_bool("zero_adapter_for_base", self.zero_adapter_for_base)
         positive_int("max_model_len", self.max_model_len)
         positive_float("kv_cache_gb", self.kv_cache_gb, allow_none=True)
         positive_float("gpu_memory_utilization", self.gpu_memory_utilization)
