@@ -14,7 +14,7 @@ class KeywordRetriever:
     def __init__(self) -> None:
         self.queries: list[str] = []
 
-    def route(self, queries):
+    def route(self, queries, inputs=None):
         self.queries += list(queries)
         out = []
         for q in queries:

@@ -44,6 +44,7 @@ def test_description_comes_from_the_data():
     assert name == "reformat_yyyy_mm"
     assert desc == "Reformat the given YYYY-MM-DD date as !MM!DD!YYYY!."
     assert examples[0] == "Reformat the given YYYY-MM-DD date as !MM!DD!YYYY!." and exs[0].text in examples
+    assert "2020-01-01" in examples  # the bare input too: bare requests must reach the brick
     labels = [GrowExample(text=f"Is {w} a fruit?", answer="yes" if i % 2 else "no") for i, w in enumerate(WORDS[:10])]
     name, desc, _ = describe(labels)
     assert desc.startswith("Maps inputs such as 'Is apple a fruit?'") and desc.endswith("Answers with one of: no, yes.")

@@ -82,7 +82,45 @@ def test_table_scores_are_the_blend_of_best_row_and_probability():
     assert [h.score for h in hits[0]] == sorted((h.score for h in hits[0]), reverse=True)
     assert hits[0][0].score == pytest.approx(float(got[0].max()), abs=1e-6)
     with pytest.raises(ValueError, match="classifier weights"):
-        BrickTable(["a", "b"], [1, 1], [5, 10], x, Ann("flat", x), classifier=w, classifier_weight=0.4)
+        BrickTable(["a"], [1], [15], x, Ann("flat", x), classifier=w, classifier_weight=0.4)  # 3 classes: not 1 (+ none)
+    # a last "none" class is not a brick: scores blend the bricks' probabilities under it
+    with_none = BrickTable(["a", "b"], [1, 1], [5, 10], x, Ann("flat", x), classifier=w, classifier_weight=0.4)
+    cos2, _ = BrickTable(["a", "b"], [1, 1], [5, 10], x, Ann("flat", x)).scores(q)
+    assert np.allclose(with_none.scores(q)[0], clf.blend(cos2, clf.probabilities(w, q)[:, :2], 0.4), atol=1e-6)
+
+
+def test_none_class_lowers_brick_probabilities_off_scope_and_yields_to_bricks():
+    x, y = _clusters(n_per=40, k=4, seed=3)
+    bricks, none = y < 3, y == 3
+    half = np.arange(len(y)) % 2 == 0
+    w = clf.fit_library(x[bricks & half], y[bricks & half], x[:0], y[:0], 3, x[none & half])
+    assert w.shape == (4, x.shape[1] + 1)
+    p = clf.probabilities(w, x[~half])
+    held_y = y[~half]
+    assert (p[held_y == 3, 3] > 0.5).mean() > 0.9  # unseen out-of-scope points: mostly "none"
+    assert (p[held_y < 3].argmax(1) == held_y[held_y < 3]).mean() > 0.9  # bricks still win their own
+    # a none text a brick's rows describe (cosine >= NONE_MAX_COS) is left out: the brick keeps it
+    rows = x[bricks & half]
+    w2 = clf.fit_library(rows, y[bricks & half], x[:0], y[:0], 3, rows[:20])
+    assert (clf.probabilities(w2, rows[:20]).argmax(1) == y[bricks & half][:20]).all()
+
+
+def test_none_class_setting_is_validated():
+    from brickwork.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="none_class"):
+        FeatureConfig(none_class="yes")  # type: ignore[arg-type]
+
+
+def test_shipped_none_data_is_apart_from_the_eval():
+    from brickwork.evals.routing import ROUTING_DATA
+
+    texts = clf.none_texts()
+    assert len(texts) >= 300 and len(set(texts)) == len(texts)
+    evals = set()
+    for f in ("out_of_scope.jsonl", "instructions.jsonl"):
+        evals |= {json.loads(line)["text"].strip().lower() for line in (ROUTING_DATA / f).read_text().splitlines() if line.strip()}
+    assert not {t.strip().lower() for t in texts} & evals
 
 
 # -- the index (hash embedder: no model) ----------------------------------------------------------
@@ -97,7 +135,7 @@ def test_index_fits_persists_and_uses_the_classifier(lib):
     index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
     gen = persist.read(index.dir)
     assert gen is not None and gen.classifier is not None
-    assert gen.classifier.shape == (4, index.features.dim(64) + 1)
+    assert gen.classifier.shape == (4 + 1, index.features.dim(64) + 1)  # 4 bricks and the none class
     reopened = BrickIndex.open(lib, use_cache=False)
     assert not reopened.repairs
     qs = ["What's 91 minus 17?", "Peru", "WIN a FREE iPhone now, txt 8080"]
@@ -106,7 +144,9 @@ def test_index_fits_persists_and_uses_the_classifier(lib):
     plain = BrickIndex.build(lib, embedder="hash:64", features=FeatureConfig(classifier_weight=0.0), use_cache=False)
     assert persist.read(plain.dir).classifier is None  # type: ignore[union-attr]
     cos, _ = plain.scores(qv)
-    assert np.allclose(got, clf.blend(cos, clf.probabilities(gen.classifier, qv), 0.4), atol=1e-5)
+    assert np.allclose(got, clf.blend(cos, clf.probabilities(gen.classifier, qv)[:, :4], index.features.classifier_weight), atol=1e-5)
+    without_none = BrickIndex.build(lib, embedder="hash:64", features=FeatureConfig(none_class=False), use_cache=False)
+    assert persist.read(without_none.dir).classifier.shape == (4, index.features.dim(64) + 1)  # type: ignore[union-attr]
     # every brick's classifier training texts come from its manifest, one per example
     m = lib.get("english_plural").manifest
     assert len(classifier_texts(m)) == len({e.strip() for e in m.examples})
@@ -132,9 +172,34 @@ def test_routing_eval_scores_exactly_as_the_index(lib, tmp_path):
     BrickIndex.build(lib)  # the default embedder and features (classifier on)
     r = run(library=lib.root, out=tmp_path / "out", bare_per_task=10, per_template=1)  # raises if scoring differs
     shipped = r["shipped"]
-    assert shipped["index"]["features"]["classifier_weight"] == 0.4
+    assert shipped["index"]["features"]["classifier_weight"] == 0.8 and shipped["index"]["features"]["none_class"]
     assert shipped["report"]["instruction"]["top1"] > 0.8 and shipped["report"]["bare"]["top1"] > 0.5
     names = set(r["variants"])
     assert {"hybrid w=0.5, max + classifier beta=0.4", "hybrid w=0.5, all rows, max"} <= names
     saved = json.loads((tmp_path / "out" / "router.json").read_text())
-    assert saved["calibration"]["features"]["classifier_weight"] == 0.4
+    assert saved["calibration"]["features"]["classifier_weight"] == 0.8
+
+
+# -- a step's input masked: what is asked counts as much as what it is about -----------------------
+def test_mask_input_only_when_something_else_is_asked():
+    from brickwork.retrieval_index.index import mask_input
+
+    assert mask_input("spell out Kabul", "Kabul") == "spell out X"
+    assert mask_input("Kabul", "Kabul") is None and mask_input(" Kabul ", "Kabul") is None  # the bare input
+    assert mask_input("spell out Kabul", None) is None and mask_input("spell out Kabul", "Lima") is None
+
+
+def test_search_with_inputs_blends_the_masked_request(lib):
+    from brickwork.errors import ConfigError
+
+    index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
+    q, inp = "give the plural of Peru", "Peru"
+    full = {h.name: h.score for h in index.search(q, k=4)}
+    masked = {h.name: h.score for h in index.search("give the plural of X", k=4)}
+    [blended] = index.search_batch([q], k=4, inputs=[inp])
+    for h in blended:
+        assert h.score == pytest.approx((full[h.name] + masked[h.name]) / 2, abs=1e-5)
+    assert [h.score for h in blended] == sorted((h.score for h in blended), reverse=True)
+    assert index.search_batch([q, "Peru"], k=2, inputs=[None, "Peru"]) == index.search_batch([q, "Peru"], k=2)
+    with pytest.raises(ConfigError, match="one entry per query"):
+        index.search_batch([q], inputs=[])

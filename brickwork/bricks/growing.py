@@ -58,13 +58,13 @@ class GrowConfig:
     min_holdout: int = 4
     min_gain: float = 0.05
     epochs: float = 4.0
-    min_steps: int = 30
+    min_steps: int = 60
     max_steps: int = 200
     steps: int | None = None
     batch_size: int = 16
     lr: float = 2e-3
     rank: int = 8
-    top_layers: int | None = 6
+    top_layers: int | None = 12  # the starter bricks' recipe (training.TrainConfig)
     embedder: str | None = None
     seed: int = 0
 
@@ -208,12 +208,15 @@ def describe(examples: Sequence[GrowExample]) -> tuple[str, str, list[str]]:
     if 1 < len(labels) <= 12 and len(examples) >= 2 * len(labels):
         parts.append("Answers with one of: " + ", ".join(labels) + ".")
     description = " ".join(p if p.endswith((".", "?", "!", ":")) else p + "." for p in parts)
+    # Example rows for the index: the instruction, then requests as written alternating with their
+    # bare inputs (a brick is reached by both, like the starter bricks' inputs).
     seen: list[str] = []
     if top:
         seen.append(top[0][0])
     for e in examples:
-        if e.text not in seen:
-            seen.append(e.text)
+        for t in (e.text, e.bare) if e.instruction else (e.text,):
+            if t not in seen and len(seen) < N_EXAMPLES:
+                seen.append(t)
         if len(seen) >= N_EXAMPLES:
             break
     return _slug(top[0][0] if top else " ".join(e.bare for e in examples[:3])), description, seen

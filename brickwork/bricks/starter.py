@@ -1,8 +1,10 @@
 """What describes a starter brick: its description, example instructions and tags, from task data.
 
 The retrieval index embeds exactly these fields, so they come from the data, never placeholders:
-the task's definition, the source dataset's own instruction where it is a real one, and a seeded
-sample of training inputs (test inputs are never used, so routing evals stay honest).
+the task's definition, the source dataset's own instruction where it is a real one, requests for
+the task in varied everyday wording (the hand-written train-part phrasings of
+`brickwork.orchestrator.planners.phrasings`, filled with training inputs), and a seeded sample of
+training inputs. Test inputs and held-out phrasings are never used, so routing evals stay honest.
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ from __future__ import annotations
 from brickwork.tasks import Task, sample
 
 N_EXAMPLE_INPUTS = 24
+N_EXAMPLE_REQUESTS = 12
 
 
 def starter_description(task: Task) -> str:
     return task.definition
 
 
-def starter_examples(task: Task, *, n_inputs: int = N_EXAMPLE_INPUTS, seed: int = 0) -> list[str]:
+def starter_examples(
+    task: Task, *, n_inputs: int = N_EXAMPLE_INPUTS, n_requests: int = N_EXAMPLE_REQUESTS, seed: int = 0
+) -> list[str]:
+    from brickwork.orchestrator.planners.synth import example_requests
+
     examples: list[str] = []
     src = task.source_instruction.strip()
     if src and not src.startswith("("):  # parenthesised ones are provenance notes, not instructions
         examples.append(src)
+    examples += example_requests(task.task_id, n_requests, seed=seed)
     examples += [e.input for e in sample(task.split("train"), n_inputs, seed=seed)]
     return examples
 

@@ -196,6 +196,7 @@ class Variant:
     fields: str = "all"  # "all" | "description"
     aggregate: str = "max"  # "max" | "top3"
     classifier_weight: float = 0.0  # beta of the brick classifier blended in (retrieval_index/classifier.py)
+    none_class: bool = False  # the classifier also learns a "none" class (none_train.jsonl)
 
 
 def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,8 +226,9 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
             out[:, b] = np.sort(cols, axis=1)[:, -m:].mean(1)
     if v.classifier_weight > 0:  # exactly what BrickIndex fits: rows + description+example texts
         av = combine(rows["aug_sem"], rows["aug_texts"], cfg)
-        w = clf.fit(np.concatenate([rv, av]), np.concatenate([owner, rows["aug_owner"]]), len(rows["names"]))
-        out = clf.blend(out, clf.probabilities(w, qv), v.classifier_weight)
+        none = combine(rows["none_sem"], rows["none_texts"], cfg) if v.none_class else None
+        w = clf.fit_library(rv, owner, av, rows["aug_owner"], len(rows["names"]), none)
+        out = clf.blend(out, clf.probabilities(w, qv)[:, : len(rows["names"])], v.classifier_weight)
     return out, best_field[np.arange(len(qv)), out.argmax(1)]
 
 
@@ -314,6 +316,9 @@ VARIANTS = (
     Variant(name="hybrid w=0.5, max + classifier beta=0.2", lexical_weight=0.5, classifier_weight=0.2),
     Variant(name="hybrid w=0.5, max + classifier beta=0.4", lexical_weight=0.5, classifier_weight=0.4),
     Variant(name="hybrid w=0.5, max + classifier beta=0.8", lexical_weight=0.5, classifier_weight=0.8),
+    Variant(name="hybrid w=0.5, max + classifier with none class beta=0.4", lexical_weight=0.5, classifier_weight=0.4, none_class=True),
+    Variant(name="hybrid w=0.5, max + classifier with none class beta=0.8", lexical_weight=0.5, classifier_weight=0.8, none_class=True),
+    Variant(name="hybrid w=0.5, max + classifier with none class beta=1.6", lexical_weight=0.5, classifier_weight=1.6, none_class=True),
 )
 
 
@@ -349,6 +354,7 @@ def run(
 ) -> dict[str, Any]:
     from brickwork.bricks import BrickStore
     from brickwork.retrieval_index import BrickIndex, Router
+    from brickwork.retrieval_index import classifier as clf
     from brickwork.retrieval_index.cache import EmbeddingCache
     from brickwork.retrieval_index.index import brick_texts, classifier_texts, embedding_cache_path
     from brickwork.tasks import load_tasks
@@ -390,6 +396,8 @@ def run(
             "aug_texts": aug_texts,
             "aug_owner": np.asarray(aug_owner, dtype=np.int64),
             "aug_sem": cache.embed(emb, aug_texts),
+            "none_texts": list(clf.none_texts()),
+            "none_sem": cache.embed(emb, list(clf.none_texts())),
         }
         halves = {
             h: build_queries(tasks, indexed, split=h, per_template=per_template, bare_per_task=bare_per_task, seed=seed)
@@ -397,7 +405,12 @@ def run(
         }
         qsem = {h: cache.embed(emb, [q.text for q in qs]) for h, qs in halves.items()}
         # Consistency: the shipped index must score exactly as the eval's own computation of its variant.
-        shipped = Variant(name="shipped", lexical_weight=index.features.lexical_weight, classifier_weight=index.features.classifier_weight)
+        shipped = Variant(
+            name="shipped",
+            lexical_weight=index.features.lexical_weight,
+            classifier_weight=index.features.classifier_weight,
+            none_class=index.features.none_class,
+        )
         router = Router.for_index(index)
         dim = index.features.lexical_dim
         for h, qs in halves.items():
@@ -421,7 +434,9 @@ def run(
             "index": {"embedder": str(index.identity), "features": index.features.to_json(), "kind": index.kind, "rows": index.rows},
             **{h: metrics(sc_ship[h][0], halves[h], names, to_base(*sc_ship[h], ship_thr)) for h in halves},
         }
-        thr, cal = calibrate_thresholds(*sc_ship["calib"], halves["calib"])
+        # one threshold for both kinds of match: two fit the calibration half better but hold up worse
+        # on the report half (docs/retrieval.md)
+        thr, cal = calibrate_thresholds(*sc_ship["calib"], halves["calib"], single=True)
         new_router = Router(
             replace(
                 router.config,
@@ -431,7 +446,7 @@ def run(
                     "data": "brickwork/data/routing (calib half): instructions.jsonl filled with held-out train inputs, "
                     "held-out train inputs (bare), out_of_scope.jsonl",
                     "objective": "instruction and bare queries each send <= 5% to the base model; among such "
-                    "(min_score, min_score_example) pairs, the one sending the most out-of-scope queries to the base model",
+                    "thresholds (one for both kinds of match), the one sending the most out-of-scope queries to the base model",
                     "embedder": str(index.identity),
                     "embedder_fingerprint": index.identity.fingerprint,
                     "features": index.features.to_json(),

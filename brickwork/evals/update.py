@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--locality-tasks", default=",".join(LOCALITY_TASKS),
                    help="other tasks whose inputs must not change (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: from the data size)")
+    p.add_argument("--replay-ratio", type=float, default=None, help="replayed original items per correction (default: UpdateConfig's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: UpdateConfig's)")
     p.add_argument("--no-harmful", action="store_true", help="skip the harmful-update check")
     p.add_argument("--seed", type=int, default=0)
 
@@ -82,7 +84,8 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     lib = scratch_library(args.library, [name, *others], out / "library")
     runner = BaseRunner(lib.base)
     old = lib.get(name)
-    config = UpdateConfig(test_items=args.test_items, steps=args.steps, seed=args.seed)
+    recipe = {k: v for k, v in (("replay_ratio", args.replay_ratio), ("lr", args.lr)) if v is not None}
+    config = UpdateConfig(test_items=args.test_items, steps=args.steps, seed=args.seed, **recipe)
 
     # 1. corrections: the brick's wrong answers on train inputs
     train = sample(unseen_train(task), args.scan, seed=args.seed)
@@ -146,6 +149,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return {
         "suite": "update",
         "brick": name,
+        "recipe": {k: getattr(config, k) for k in ("replay_ratio", "lr", "steps", "epochs", "correction_repeat", "top_layers", "rank")},
         "old_version": old.version,
         "scan": {"n": len(train), "accuracy": round(scan.accuracy, 4), "wrong": len(scan_items) - scan.correct},
         "n_corrections": len(corrections),

@@ -28,13 +28,13 @@ PROMPT_STYLES: tuple[str, ...] = ("brick", "subgoal")
 class Retriever(Protocol):
     """Subgoals -> the bricks to run each with (weights and retrieval scores); [] = base model."""
 
-    def route(self, queries: Sequence[str]) -> list[list[BrickChoice]]: ...
+    def route(self, queries: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[list[BrickChoice]]: ...
 
 
 class NoRetriever:
     """Routes everything to the base model (a library without an index, or `--base`)."""
 
-    def route(self, queries: Sequence[str]) -> list[list[BrickChoice]]:
+    def route(self, queries: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[list[BrickChoice]]:
         return [[] for _ in queries]
 
 
@@ -58,16 +58,17 @@ class IndexRetriever:
         if self._index is None:
             self._index = BrickIndex.open(self.store)
         if self._router is None:
-            self._router = Router.default()
+            self._router = Router.for_index(self._index)  # the library's own calibration, if any
         return self._index, self._router
 
-    def route(self, queries: Sequence[str]) -> list[list[BrickChoice]]:
+    def route(self, queries: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[list[BrickChoice]]:
+        """`inputs`: each subgoal's task input, when the plan names it (scored with it masked too)."""
         from brickwork.retrieval_index import retrieve
 
         with self._lock:
             index, router = self._open()
             out = []
-            for hits, routes in retrieve(index, router, list(queries), k=self.k):
+            for hits, routes in retrieve(index, router, list(queries), k=self.k, inputs=inputs):
                 score = {h.name: float(h.score) for h in hits}
                 out.append(
                     [BrickChoice(name=r.name, version=r.version, weight=float(r.weight), score=score.get(r.name)) for r in routes]

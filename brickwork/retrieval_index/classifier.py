@@ -10,6 +10,15 @@ of tweets, the shape of an RGB triple against a date) from the library's own man
 - so is ``"<description> <example>"`` for each example, an instruction-plus-input text in the
   form users write requests in (built from the manifest, no outside data).
 
+With a *none* class (`FeatureConfig.none_class`, on by default) the classifier also learns what
+no brick serves, from a fixed set of hand-written out-of-scope requests shipped with Brickwork
+(``brickwork/data/routing/none_train.jsonl``: near misses of the starter tasks and everyday
+requests; never used by any evaluation). Its probability is not a brick's, so a request that looks
+like "none" lowers every brick's score and the router's calibrated threshold sends it to the base
+model. Texts of that set that a library's own bricks describe (cosine to one of the brick's rows
+at least `NONE_MAX_COS`) are left out for that library, so a library that grows a brick for such
+requests is not fought by the none class. The none class weighs as much as an average brick.
+
 Nothing from any evaluation set is used, so the classifier is refitted from the manifests
 whenever the set of active bricks changes. A brick's score is then
 
@@ -26,7 +35,10 @@ seconds for the starter library's ~850 texts on a busy core.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +46,39 @@ import numpy as np
 #: probabilities with small weights (the L2 penalty then acts on directions, not on scale).
 TEMPERATURE = 20.0
 STEPS = 600
+NONE_DATA = Path(__file__).resolve().parents[1] / "data" / "routing" / "none_train.jsonl"
+#: a none text this close (index-space cosine) to one of a library's brick rows is left out
+NONE_MAX_COS = 0.8
+
+
+@cache
+def none_texts() -> tuple[str, ...]:
+    """The shipped out-of-scope requests the none class is trained on."""
+    rows = [json.loads(line) for line in NONE_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return tuple(r["text"] for r in rows)
+
+
+def fit_library(
+    rows: np.ndarray, row_owner: np.ndarray, extra: np.ndarray, extra_owner: np.ndarray, n_bricks: int, none: np.ndarray | None = None
+) -> np.ndarray:
+    """The brick classifier of a library: its bricks' index rows and extra texts (vectors and owning
+    brick), plus, when `none` vectors are given, a last class for requests no brick serves.
+
+    Weights have `n_bricks` rows, or `n_bricks + 1` with the none class (see the module docstring).
+    """
+    x = np.concatenate([rows, extra]) if len(extra) else np.asarray(rows)
+    y = np.concatenate([row_owner, extra_owner]).astype(np.int64) if len(extra) else np.asarray(row_owner, np.int64)
+    if none is None:
+        return fit(x, y, n_bricks)
+    none = np.asarray(none, dtype=np.float32)
+    if len(none) and len(rows):
+        none = none[(none @ np.asarray(rows, np.float32).T).max(1) < NONE_MAX_COS]
+    sw = np.ones(len(x) + len(none))
+    if len(none):
+        sw[len(x) :] = (len(x) / max(n_bricks, 1)) / len(none)  # the none class weighs one average brick
+    x = np.concatenate([x, none]) if len(none) else x
+    y = np.concatenate([y, np.full(len(none), n_bricks, np.int64)])
+    return fit(x, y, n_bricks + 1, sample_weight=sw)
 
 
 def training_texts(description: str, examples: Sequence[str]) -> list[str]:
@@ -44,10 +89,12 @@ def training_texts(description: str, examples: Sequence[str]) -> list[str]:
     return [f"{description} {e}" for e in examples]
 
 
-def fit(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 0.01, steps: int = STEPS) -> np.ndarray:
+def fit(
+    x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 0.01, steps: int = STEPS, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
     """Weights `(n_classes, dim + 1)` (last column: bias) of a softmax regression of `y` on `x`.
 
-    Minimises mean cross-entropy + ``l2 * ||W||^2``; one class needs no fit (probability 1).
+    Minimises (weighted) mean cross-entropy + ``l2 * ||W||^2``; one class needs no fit (probability 1).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
@@ -58,11 +105,13 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 0.01, steps
         return w.astype(np.float32)
     onehot = np.zeros((len(y), n_classes))
     onehot[np.arange(len(y)), y] = 1.0
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    sw = (sw / sw.sum())[:, None]
     m, v = np.zeros_like(w), np.zeros_like(w)
     lr, b1, b2, eps = 0.05, 0.9, 0.999, 1e-8
     for t in range(1, steps + 1):
         p = _softmax(TEMPERATURE * x @ w[:, :-1].T + w[:, -1])
-        g_logit = (p - onehot) / len(x)
+        g_logit = (p - onehot) * sw
         grad = np.empty_like(w)
         grad[:, :-1] = TEMPERATURE * g_logit.T @ x + 2 * l2 * w[:, :-1]
         grad[:, -1] = g_logit.sum(0)
@@ -73,7 +122,7 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 0.01, steps
 
 
 def probabilities(weights: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """(queries, classes) probabilities under `weights` from `fit`."""
+    """(queries, classes) probabilities under `weights` from `fit` (with a none class: its last column)."""
     q = np.asarray(q, dtype=np.float32)
     return _softmax(TEMPERATURE * q @ weights[:, :-1].T + weights[:, -1]).astype(np.float32)
 

@@ -39,7 +39,9 @@ class FeatureConfig:
     lexical_weight: float = 0.5
     lexical_dim: int = 512
     #: beta of the brick classifier blended into each brick's score (classifier.py); 0: off
-    classifier_weight: float = 0.4
+    classifier_weight: float = 0.8
+    #: the classifier also learns a "none" class from shipped out-of-scope requests (classifier.py)
+    none_class: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lexical_weight < 1.0:
@@ -48,6 +50,8 @@ class FeatureConfig:
             raise ConfigError(f"`lexical_dim` should be at least 16, got {self.lexical_dim!r}.")
         if not 0.0 <= self.classifier_weight <= 10.0:
             raise ConfigError(f"`classifier_weight` should be in [0, 10], got {self.classifier_weight!r}.")
+        if not isinstance(self.none_class, bool):
+            raise ConfigError(f"`none_class` should be true or false, got {self.none_class!r}.")
 
     def dim(self, embed_dim: int) -> int:
         return embed_dim + (self.lexical_dim if self.lexical_weight > 0 else 0)
@@ -57,8 +61,13 @@ class FeatureConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureConfig:
-        # a missing key is an index from before the classifier: incomplete, so it gets rebuilt
-        return cls(lexical_weight=float(d["lexical_weight"]), lexical_dim=int(d["lexical_dim"]), classifier_weight=float(d["classifier_weight"]))
+        # a missing key is an index from before that feature: incomplete, so it gets rebuilt
+        return cls(
+            lexical_weight=float(d["lexical_weight"]),
+            lexical_dim=int(d["lexical_dim"]),
+            classifier_weight=float(d["classifier_weight"]),
+            none_class=bool(d["none_class"]),
+        )
 
 
 def _grams(text: str) -> list[str]:

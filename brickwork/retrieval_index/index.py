@@ -290,7 +290,7 @@ class BrickIndex:
             self._problem = f"corrupt index: {gen.name} holds {gen.vectors.shape} vectors, meta says {expected} rows"
             return
         if _wants_classifier(recorded_features, len(names), expected) and (
-            gen.classifier is None or gen.classifier.shape != (len(names), gen.vectors.shape[1] + 1)
+            gen.classifier is None or gen.classifier.shape != (len(names) + recorded_features.none_class, gen.vectors.shape[1] + 1)
         ):
             self._problem = f"corrupt index: {gen.name} lacks the brick classifier its features ask for"
             return
@@ -491,8 +491,9 @@ class BrickIndex:
             extra += aug
             extra_y += [b] * len(aug)
         owner = np.concatenate([np.full(entries[n]["end"] - entries[n]["start"], b) for b, n in enumerate(names)])
-        x = np.concatenate([vectors, self._embed_texts(extra)]) if extra else vectors
-        return clf.fit(x, np.concatenate([owner, np.asarray(extra_y, dtype=np.int64)]), len(names))
+        extra_v = self._embed_texts(extra) if extra else np.zeros((0, vectors.shape[1]), np.float32)
+        none = self._embed_texts(list(clf.none_texts())) if self.features.none_class else None
+        return clf.fit_library(vectors, owner, extra_v, np.asarray(extra_y, dtype=np.int64), len(names), none)
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -515,20 +516,38 @@ class BrickIndex:
         """The `k` best bricks for one query, best first."""
         return self.search_batch([query], k)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = 5) -> list[list[Hit]]:
-        """`search` for many queries with one embedding batch."""
+    def search_batch(self, queries: Sequence[str], k: int = 5, *, inputs: Sequence[str | None] | None = None) -> list[list[Hit]]:
+        """`search` for many queries with one embedding batch.
+
+        `inputs`: the task input each query carries, when the caller knows it (a planned step's
+        input). A request is then also scored with its input masked (`mask_input`) and a brick's
+        score is the mean of both: what is asked counts as much as what it is asked about ("spell
+        out Kabul" is a spelling request, not a question about a capital).
+        """
         if isinstance(queries, str):
             raise ConfigError("`queries` should be a list of strings; use search() for one query")
         queries = list(queries)
         if k < 1:
             raise ConfigError(f"`k` should be at least 1, got {k}.")
+        if inputs is not None and len(inputs) != len(queries):
+            raise ConfigError(f"`inputs` should have one entry per query ({len(queries)}), got {len(inputs)}")
         if self._problem is not None:
             raise IndexError_(f"{self._problem}; run `brickwork index rebuild`")
         if not queries:
             return []
         if not self._entries:
             return [[] for _ in queries]
-        return self.search_vectors(self.embed_queries(queries), k)
+        masked = [mask_input(q, i) for q, i in zip(queries, inputs, strict=True)] if inputs is not None else []
+        todo = [j for j, m in enumerate(masked) if m is not None]
+        if not todo:
+            return self.search_vectors(self.embed_queries(queries), k)
+        wide = min(len(self._names), max(4 * k, 32))  # both rankings over the same candidates
+        full = self.search_vectors(self.embed_queries(queries), wide)
+        other = self.search_vectors(self.embed_queries([masked[j] for j in todo]), wide)  # type: ignore[misc]
+        out = [h[:k] for h in full]
+        for j, mh in zip(todo, other, strict=True):
+            out[j] = _mean_hits(full[j], mh)[:k]
+        return out
 
     def search_vectors(self, qvecs: np.ndarray, k: int = 5) -> list[list[Hit]]:
         """Search with query vectors already in this index's space (benchmarks time this part)."""
@@ -545,6 +564,29 @@ class BrickIndex:
     @property
     def names(self) -> list[str]:
         return list(self._names)
+
+
+def mask_input(query: str, inp: str | None, token: str = "X") -> str | None:
+    """`query` with its input replaced by `token`, or None when there is nothing else to score (no
+    input, the input not in the query verbatim, or the query is the bare input)."""
+    if not inp or not inp.strip() or inp not in query or query.strip() == inp.strip():
+        return None
+    return query.replace(inp, token)
+
+
+def _mean_hits(a: Sequence[Hit], b: Sequence[Hit]) -> list[Hit]:
+    """Hits scored by the mean of two rankings (a brick missing from one gets that ranking's lowest
+    score), best first; the kind of row matched is the first ranking's."""
+    sa, sb = {h.name: h for h in a}, {h.name: h for h in b}
+    floor_a = min((h.score for h in a), default=0.0)
+    floor_b = min((h.score for h in b), default=0.0)
+    hits = []
+    for name in sa.keys() | sb.keys():
+        ha, hb = sa.get(name), sb.get(name)
+        ref = ha or hb
+        score = 0.5 * ((ha.score if ha else floor_a) + (hb.score if hb else floor_b))
+        hits.append(Hit(ref.name, ref.version, float(score), ref.matched))  # type: ignore[union-attr]
+    return sorted(hits, key=lambda h: (-h.score, h.name))
 
 
 def _wants_classifier(features: FeatureConfig, bricks: int, rows: int) -> bool:

@@ -164,12 +164,15 @@ def _default_config() -> RouterConfig:
     return RouterConfig()
 
 
-def retrieve(index: BrickIndex, router: Router, queries: Sequence[str], *, k: int = 5) -> list[tuple[list[Hit], list[Route]]]:
+def retrieve(
+    index: BrickIndex, router: Router, queries: Sequence[str], *, k: int = 5, inputs: Sequence[str | None] | None = None
+) -> list[tuple[list[Hit], list[Route]]]:
     """Search and route every query (one embedding batch): [(hits, routes)] in input order.
 
-    This is the orchestrator's entry point; an empty `routes` means "base model".
+    This is the orchestrator's entry point; an empty `routes` means "base model". `inputs`: each
+    query's task input, when known (see `BrickIndex.search_batch`).
     """
-    hits = index.search_batch(list(queries), k=k)
+    hits = index.search_batch(list(queries), k=k, inputs=inputs)
     return [(h, router.route(h)) for h in hits]
 
 

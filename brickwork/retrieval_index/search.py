@@ -56,7 +56,10 @@ class BrickTable:
         self.names = list(names)
         self.classifier = classifier if classifier_weight > 0 else None
         self.classifier_weight = classifier_weight
-        if self.classifier is not None and self.classifier.shape != (len(self.names), vectors.shape[1] + 1):
+        # one class per brick, in name order, and maybe a last "none" class (classifier.py)
+        if self.classifier is not None and (
+            self.classifier.shape[1] != vectors.shape[1] + 1 or self.classifier.shape[0] not in (len(self.names), len(self.names) + 1)
+        ):
             raise ValueError(f"classifier weights {self.classifier.shape} do not fit {len(self.names)} bricks of dim {vectors.shape[1]}")
         self.fields = np.ones(len(vectors), np.int8) if fields is None else np.asarray(fields, np.int8)
         self.versions = [int(v) for v in versions]
@@ -108,7 +111,7 @@ class BrickTable:
         if self.classifier is None:
             return cos
         with single_threaded_blas():
-            p = clf.probabilities(self.classifier, qvecs)
+            p = clf.probabilities(self.classifier, qvecs)[:, : len(self.names)]
         if cols is not None:
             p = np.take_along_axis(p, cols, axis=1)
         return clf.blend(cos, p, self.classifier_weight)

@@ -27,7 +27,7 @@ def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
             for b in step.bricks
         ]
     else:
-        [bricks] = deps.retriever.route([subgoal])
+        [bricks] = deps.retriever.route([subgoal], [inp])
     dt = time.perf_counter() - t0
     entry = {"subgoal": subgoal, "input": inp, "bricks": [b.to_json() for b in bricks], "seconds": dt}
     return {"routes": {step.id: entry}, "timings": {"route": dt}}

@@ -300,6 +300,26 @@ def _phrasing(task: str) -> Phrasing:
     return TASKS.get(task) or OTHER_TASKS[task]
 
 
+def example_requests(task: str, n: int, *, seed: int = 0) -> list[str]:
+    """Up to `n` single requests for bundled task `task` in the *train* part's wordings, filled with
+    its *train*-split inputs (deterministic for a seed): example instructions for its brick's
+    manifest. Held-out wordings and test inputs are never used, so the eval suites stay blind."""
+    if task not in TASKS:
+        return []
+    rng = random.Random(f"{seed}:{task}")
+    templates = split_items(TASKS[task].direct, "train")
+    pool = [e for e in _pools("train")[f"task:{task}"] if "{" not in e.input and "}" not in e.input]
+    out: list[str] = []
+    for tpl in rng.sample(templates, len(templates)):
+        if len(out) >= n or not pool:
+            break
+        filled = _fill(tpl, task, rng.choice(pool).input, rng)
+        if filled:
+            t, v = filled
+            out.append(_cap(t.replace("{x}", v)))
+    return out
+
+
 class _Gen:
     def __init__(self, part: Part, seed: int, other_share: float, tasks: list[str] | None) -> None:
         self.part: Part = part
