@@ -228,7 +228,7 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
         av = combine(rows["aug_sem"], rows["aug_texts"], cfg)
         none = combine(rows["none_sem"], rows["none_texts"], cfg) if v.none_class else None
         w = clf.fit_library(rv, owner, av, rows["aug_owner"], len(rows["names"]), none)
-        out = clf.blend(out, clf.probabilities(w, qv)[:, : len(rows["names"])], v.classifier_weight)
+        out = clf.blend(out, clf.brick_probabilities(w, qv, len(rows["names"])), v.classifier_weight)
     return out, best_field[np.arange(len(qv)), out.argmax(1)]
 
 
@@ -385,6 +385,7 @@ def run(
             texts += tx
             fields += fx
             owner += [i] * len(tx)
+        none_texts = list(clf.none_texts())
         cache = EmbeddingCache(embedding_cache_path())
         emb = index.embedder
         rows = {
@@ -396,8 +397,8 @@ def run(
             "aug_texts": aug_texts,
             "aug_owner": np.asarray(aug_owner, dtype=np.int64),
             "aug_sem": cache.embed(emb, aug_texts),
-            "none_texts": list(clf.none_texts()),
-            "none_sem": cache.embed(emb, list(clf.none_texts())),
+            "none_texts": none_texts,
+            "none_sem": cache.embed(emb, none_texts),
         }
         halves = {
             h: build_queries(tasks, indexed, split=h, per_template=per_template, bare_per_task=bare_per_task, seed=seed)

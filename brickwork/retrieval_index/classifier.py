@@ -127,6 +127,11 @@ def probabilities(weights: np.ndarray, q: np.ndarray) -> np.ndarray:
     return _softmax(TEMPERATURE * q @ weights[:, :-1].T + weights[:, -1]).astype(np.float32)
 
 
+def brick_probabilities(weights: np.ndarray, q: np.ndarray, n_bricks: int) -> np.ndarray:
+    """(queries, bricks) probabilities of the bricks alone (a none class's column dropped)."""
+    return probabilities(weights, q)[:, :n_bricks]
+
+
 def blend(cos: np.ndarray, probs: np.ndarray, beta: float) -> np.ndarray:
     """The brick score: ``(cos + beta * p) / (1 + beta)``."""
     return ((cos + beta * probs) / (1.0 + beta)).astype(np.float32)

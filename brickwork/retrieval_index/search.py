@@ -111,7 +111,7 @@ class BrickTable:
         if self.classifier is None:
             return cos
         with single_threaded_blas():
-            p = clf.probabilities(self.classifier, qvecs)[:, : len(self.names)]
+            p = clf.brick_probabilities(self.classifier, qvecs, len(self.names))
         if cols is not None:
             p = np.take_along_axis(p, cols, axis=1)
         return clf.blend(cos, p, self.classifier_weight)
