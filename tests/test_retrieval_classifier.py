@@ -203,3 +203,15 @@ def test_search_with_inputs_blends_the_masked_request(lib):
     assert index.search_batch([q, "Peru"], k=2, inputs=[None, "Peru"]) == index.search_batch([q, "Peru"], k=2)
     with pytest.raises(ConfigError, match="one entry per query"):
         index.search_batch([q], inputs=[])
+
+
+def test_classifier_of_the_wrong_shape_is_not_trusted(lib):
+    index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
+    meta_path = index.dir / persist.current_name(index.dir) / "meta.json"  # type: ignore[operator]
+    meta = json.loads(meta_path.read_text())
+    meta["features"]["none_class"] = False  # the stored weights have a none row these features do not expect
+    meta_path.write_text(json.dumps(meta))
+    assert not BrickIndex.open(lib, repair=False, use_cache=False).check().ok
+    again = BrickIndex.open(lib, use_cache=False)
+    assert again.repairs and again.check().ok
+    assert sorted(again.names) == sorted(lib.names())  # nothing lost: every brick is indexed again
