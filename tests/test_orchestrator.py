@@ -39,6 +39,9 @@ def bw(tmp_path):
         "What is 82 plus 23?",
         "Reformat 1999-12-31 as !MM!DD!YYYY!.",
         "Which is larger, a dog or a cougar?",
+        "What is the last letter of 'apple'?",
+        'Tell me whether "The food was cold. Service was slow." is positive or negative.',
+        "Is this question about a person or a location? Who painted the Mona Lisa?",
     ],
 )
 def test_rules_single_task_is_one_step(instruction):
@@ -64,6 +67,57 @@ def test_rules_single_task_is_one_step(instruction):
         ),
         ("1. Spell 'cat'\n2. Pluralize 'dog'\n3. Capital of Peru?", ["Spell 'cat'", "Pluralize 'dog'", "Capital of Peru?"], ["cat", "dog", None], [(), (), ()]),
         ("Here is the word 'mouse'. Make it plural.", ["Make mouse plural"], ["mouse"], [()]),
+        # "take" is the task here, not an intro
+        ("Take 15 away from 90, then spell the word 'garden'.", ["Take 15 away from 90", "spell the word 'garden'"], [None, "garden"], [(), ()]),
+        ("Pluralize 'ox'. Last, what is 4 plus 5?", ["Pluralize 'ox'", "what is 4 plus 5?"], ["ox", None], [(), ()]),
+        # the question after "this question" is its input, not a step
+        (
+            "Spell 'tree'. Then is this question about a number or a place? How tall is Everest?",
+            ["Spell 'tree'", "is this question about a number or a place? How tall is Everest?"],
+            ["tree", "How tall is Everest?"],
+            [(), ()],
+        ),
+        ("Answer this question: Where is Lima?", ["Answer this question: Where is Lima?"], ["Where is Lima?"], [()]),
+        ("The year: 1984. Write that number in words.", ["Write 1984 in words"], ["1984"], [()]),
+        ("These animals: cat, horse. Name the bigger one.", ["Name the bigger of cat, horse"], ["cat, horse"], [()]),
+        (
+            "Compare the mouse and the moose and say which one is heavier, then spell it.",
+            ["Compare the mouse and the moose and say which one is heavier", "spell {s1}"],
+            [None, "{s1}"],
+            [(), ("s1",)],
+        ),
+        # sentences that start with a head noun or a preposition and a question word
+        (
+            "Spell 'rain' backwards. Opposite of cold? In which continent is Chile?",
+            ["Spell 'rain' backwards", "Opposite of cold?", "In which continent is Chile?"],
+            ["rain", None, None],
+            [(), (), ()],
+        ),
+        ("Spam or ham: see you at 5, and what is 2 plus 2?", ["Spam or ham: see you at 5", "what is 2 plus 2?"], ["see you at 5", None], [(), ()]),
+        # a semicolon inside an input does not end it; "second," does
+        (
+            "Label this review: I liked it; the ending was weak. Then translate 'hello' into French.",
+            ["Label this review: I liked it; the ending was weak", "translate 'hello' into French"],
+            ["I liked it; the ending was weak", "hello"],
+            [(), ()],
+        ),
+        (
+            "First, sort these words: pear apple fig; second, count the letters in 'banana'.",
+            ["sort these words: pear apple fig", "count the letters in 'banana'"],
+            ["pear apple fig", "banana"],
+            [(), ()],
+        ),
+        # a list whose first item shares a line with the intro
+        ("The sentence: 'It is raining.'\n- Negate it\n- Name its language", ["Negate It is raining.", "Name the language of {s1}"], ["It is raining.", "{s1}"], [(), ("s1",)]),
+        # a quote that ends a sentence, and "the negated sentence" / "the colour" referring back
+        (
+            "Here is a sentence: 'Birds fly.' Negate it, then name the language of the negated sentence.",
+            ["Negate Birds fly.", "name the language of {s1}"],
+            ["Birds fly.", "{s1}"],
+            [(), ("s1",)],
+        ),
+        ("What colour is rgb(0, 0, 255)? Spell the colour backwards.", ["What colour is rgb(0, 0, 255)?", "Spell {s1} backwards"], ["rgb(0, 0, 255)", "{s1}"], [(), ("s1",)]),
+        ("Give the capital of France. Then give the capital city of Italy.", ["Give the capital of France", "give the capital city of Italy"], [None, None], [(), ()]),
     ],
 )
 def test_rules_splits(instruction, subgoals, inputs, deps):

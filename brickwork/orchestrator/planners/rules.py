@@ -3,14 +3,20 @@
 How it splits (quoted text, ``rgb(...)`` values and text after a colon are never split):
 
 1. numbered or bulleted lists (``1. ...``, ``- ...``, ``1) ... 2) ...``, ``Step 1: ...``) give one
-   step per item;
+   step per item, also when the first item shares a line with an intro;
 2. otherwise sentences, then connectors inside a sentence (``then``, ``after that``, ``next``,
-   ``also``, ``;``, and ``, and`` / ``and`` / ``,`` when a task verb or question word follows);
+   ``also``, ``last,``, ``;``, and ``, and`` / ``and`` / ``,`` when a task verb or question word
+   follows). A sentence starts a new step only where it starts like a task: a verb, a question
+   word, a preposition and a question word ("On which continent ..."), a head noun ("Antonym of
+   ..."), or labels to choose from ("Spam or ham: ...");
 3. wrappers ("Please", "Can you tell me:", "First,") are stripped; a clause that only introduces
-   an input ("Here is the word 'mouse'.") is not a step, its input is what a later "it" means;
-4. a clause with no input of its own that says "it", "the result", "that word", ... depends on
-   the step before it (its reference becomes ``{sN}``), or on the introduced input if there is no
-   step before it;
+   an input ("Here is the word 'mouse'.", "The number: 742.") is not a step, its input is what a
+   later "it" means; "Compare A and B and name the larger one" stays one step; a question about
+   "this question" takes the question after it as its input;
+4. a clause with no input of its own that says "it", "the result", "that word", "the negated
+   sentence", "the larger one", or names the thing the step before asked for ("What colour is
+   ...? Spell the colour.") depends on the step before it (the reference becomes ``{sN}``), or on
+   the introduced input if there is no step before it;
 5. a step's input is its quoted text, else the text after a colon, else an rgb value, date or
    number, else none.
 
@@ -30,7 +36,7 @@ VERBS = (
     "determine sort alphabetize alphabetise arrange list negate rewrite reformat change pluralize pluralise add "
     "subtract compute calculate count reverse define use describe explain summarize summarise answer label rate "
     "pick compare output provide state express format separate split break check multiply triple solve work "
-    "take sum capitalize suggest create generate shorten rephrase categorize categorise locate show "
+    "take sum capitalize reply respond suggest create generate shorten rephrase categorize categorise locate show "
     "what which who whom whose where when why how is are does do was were can could"
 ).split()
 _VERB_ALT = "|".join(VERBS)
@@ -41,20 +47,29 @@ _QUOTED = re.compile(r"\"[^\"\n]+\"|“[^”\n]+”|‘[^’\n]+’|(?<![\w])'[^
 _RGB = re.compile(r"rgb\([^)]*\)", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•]|step\s*\d+\s*[:.)])\s+", re.I)
 _INLINE_LIST = re.compile(r"(?:^|\s)(?:\d\)|step\s*\d+\s*:)\s+", re.I)
-_CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly"
-_TASKLIKE = rf"(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|step\s*\d|\d[.)]|here|take|consider|look|given|{_CONN_WORDS}|{_VERB_ALT})\b"
+_CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly|last(?=\s*,)"
+_ORDINALS = r"(?:second|third|fourth|fifth)(?:ly)?(?=\s*,)"
+# a sentence can also start a task with a head noun ("Antonym of hot?"), a preposition and a
+# question word ("On which continent is Fiji?") or the labels to choose from ("Spam or ham: ...")
+_HEAD_NOUNS = (
+    r"(?:antonym|opposite|synonym|plural|singular|capital|sum|difference|product|spelling|translation|"
+    r"negation|sentiment|language|continent|region|colou?r|category|type|meaning|definition)\s+(?:of|for)"
+)
+_TASK_START = rf"(?:{_HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
+_TASKWORDS = rf"(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|step\s*\d|\d[.)]|here|take|consider|look|given|{_CONN_WORDS}|{_VERB_ALT})\b"
+_TASKLIKE = rf"(?:{_TASK_START}|{_TASKWORDS})"
 # a sentence boundary only where the next sentence starts like a task (else it is part of an input)
-_SENT = re.compile(rf"(?<=[.?!])\s+(?={_TASKLIKE})", re.I)
+_SENT = re.compile(rf"(?:(?<=[.?!])|(?<=\x02)(?=\s+(?-i:[A-Z])))\s+(?={_TASKLIKE})", re.I)
 _CONNECT = re.compile(
     r"\s*;\s*(?:and\s+)?(?:then\s+)?"
     rf"|,?\s+(?:and\s+)?(?:{_CONN_WORDS})\s*,?\s+"
-    rf"|,?\s+and\s+(?=(?:{_VERB_ALT})\b)"
+    rf"|,?\s+and\s+(?=(?:{_VERB_ALT})\b)|,\s+and\s+(?={_HEAD_NOUNS}\b)"
     rf"|,\s+(?=(?:{_IMPERATIVE_ALT})\b)",
     re.I,
 )
 _COLON_TASK = re.compile(rf":\s+(?=(?:{_VERB_ALT})\b)", re.I)
 _PAYLOAD_END = re.compile(
-    rf";\s+|(?:[.?!;,]\s*|\s+)(?=(?:and\s+)?(?:{_CONN_WORDS})\b)|(?<=[.?!])\s+(?=(?:please|step\s*\d|\d[.)]|{_VERB_ALT})\b)",
+    rf";\s+(?=(?:and\s+)?(?:then\s+)?{_TASKLIKE})|,\s+and\s+(?=(?:what|which|who|where|when|how)\b[^.!]*\?\W*$)|(?:[.?!;,]\s*|\s+)(?=(?:and\s+)?(?:{_CONN_WORDS}|{_ORDINALS})\b)|(?<=[.?!])\s+(?=(?:please|step\s*\d|\d[.)]|{_VERB_ALT})\b)",
     re.I,
 )
 _LEAD = re.compile(
@@ -70,11 +85,25 @@ _PREFACE = re.compile(
     r"can\s+you\s+tell\s+me|quick\s+question|i\s+need\s+this)\W*$",
     re.I,
 )
-_INTRO = re.compile(r"^(?:here\s+is|here's|take|consider|look\s+at|i\s+have|given|think\s+about)\b", re.I)
+# "take" introduces an input ("Take the word 'mouse'.") unless it is the task ("Take 8 away from 47")
+_INTRO = re.compile(
+    r"^(?:here\s+is|here's|take(?!.*\b(?:away|from|off)\b)(?=\s+(?:the|this|these|a|an)\b|\s*\x00)|consider|look\s+at|i\s+have|given|think\s+about)\b",
+    re.I,
+)
 _INTRO_NOUN = re.compile(r"^(?:here\s+is|here's|take|consider|look\s+at|i\s+have|given|think\s+about)?\s*(?:the|this|these|a|an)\s+\w+\s*:?\s*(.+?)[.:]?$", re.I)
 _ANAPHOR = re.compile(
-    r"\b(?:the\s+(?:result|answer|output|sum|difference)|th(?:at|is|ose)\s+(?:word|words|number|sentence|country|date|"
+    r"\b(?:the\s+(?:larg|bigg|small|heavi|light|tall|short|fast|slow|old|young|long|strong|high|low)(?:er|est)\s+one|the\s+(?:result|answer|output|sum|difference)|th(?:at|is|ose)\s+(?:word|words|number|sentence|country|date|"
     r"message|question|colour|color|result|answer|text)|it|its|them|that)\b",
+    re.I,
+)
+# "this question" names text that follows it: after a colon, or as the next sentence
+_THIS_OBJECT = re.compile(r"\bthis\s+(?:question|text|sentence|message|sms|review|tweet)\s*$", re.I)
+_COMPARE = re.compile(r"compare\b(?![^\x00]*[?.]$)", re.I)
+_PICK_ONE = re.compile(r"^(?:and\s+)?(?:name|say|give|pick|choose|tell\s+me|identify|which\s+is)\b.*\b(?:one|bigger|larger|smaller|heavier)\b", re.I)
+_THIS_QUESTION = re.compile(r"\bthis\s+question\b[^\x00]*\?$", re.I)
+_BACK_NP = re.compile(
+    r"\bthe\s+(?:(\w+ed)\s+(?:word|words|number|sentence|text|list|date)|(\w{4,})(?:\s+name)?)"
+    r"(?=\s*$|\s*[.?!,;]|\s+(?:out|letter|backwards|one|into|as|with|using|in\s+(?:words|capital|reverse|roman|german|french|spanish)))",
     re.I,
 )
 _NUMBERISH = re.compile(r"\d{4}-\d{2}-\d{2}|-?\d+(?:\.\d+)?")
@@ -115,7 +144,8 @@ def _mask(text: str) -> tuple[str, list[str]]:
         spans.append(m.group(0))
         return f"\x00{len(spans) - 1}\x00"
 
-    text = _QUOTED.sub(keep, text.strip())
+    # a quote that ends a sentence ("Here is a sentence: 'It rains.' Negate it") is marked \x02
+    text = _QUOTED.sub(lambda m: keep(m) + ("\x02" if m.group(0)[-2:-1] in ".?!" else ""), text.strip())
     text = _RGB.sub(keep, text)
     text = _BANG.sub(lambda m: (spans.append("\x01" + m.group(0)), f"\x00{len(spans) - 1}\x00")[1], text)
     # the text after a colon is one input ("Classify this SMS: ..."), up to where a new task starts
@@ -128,7 +158,8 @@ def _mask(text: str) -> tuple[str, list[str]]:
         after = after if line_end < 0 else after[:line_end]
         before = text[pos : m.start()].rsplit("\n", 1)[-1]
         before = re.split(r"[.?!;]\s+", before)[-1]
-        if len(after.split()) < 2 or re.match(rf"(?:{_TASKLIKE})", after, re.I) or _LEAD.match(after) or _PREFACE.match(before.strip() + ":") or _LEAD.fullmatch(before.strip() + ": "):
+        tasklike = re.match(_TASKWORDS, after, re.I) and not _THIS_OBJECT.search(before)
+        if len(after.split()) < 2 or tasklike or _LEAD.match(after) or _PREFACE.match(before.strip() + ":") or _LEAD.fullmatch(before.strip() + ": "):
             continue
         end = _PAYLOAD_END.search(after)
         payload = after[: end.start()] if end else after
@@ -150,7 +181,11 @@ def _unmask(text: str, spans: list[str]) -> str:
 
 
 def _clauses(masked: str) -> list[str]:
-    lines = [ln for ln in masked.splitlines() if ln.strip()]
+    return [c.replace("\x02", "") for c in _split(masked)]
+
+
+def _split(masked: str) -> list[str]:
+    lines = _split_first_item([ln for ln in masked.splitlines() if ln.strip()])
     if sum(bool(_LIST_ITEM.match(ln)) for ln in lines) >= 2:
         return [ln for ln in lines if _LIST_ITEM.match(ln) or not ln.rstrip().endswith(":")]
     text = " ".join(lines)
@@ -167,7 +202,44 @@ def _clauses(masked: str) -> list[str]:
                 out.extend([part[: m.start()], part[m.end() :]])
             else:
                 out.append(part)
+    return _join_comparison(_join_cataphora(out))
+
+
+def _join_comparison(clauses: list[str]) -> list[str]:
+    """ "Compare the lion and the cat and name the larger one" is one task, not two."""
+    out: list[str] = []
+    for c in clauses:
+        if out and _COMPARE.match(_strip(out[-1])) and _PICK_ONE.match(c.strip()):
+            out[-1] = f"{out[-1].rstrip()} and {c.strip()}"
+        else:
+            out.append(c)
     return out
+
+
+def _join_cataphora(clauses: list[str]) -> list[str]:
+    """ "Is this question about a person or a place? Who wrote Hamlet?" is one step: the sentence
+    after a question about "this question" is its input, unless a connector starts a new task."""
+    out: list[str] = []
+    for c in clauses:
+        prev = out[-1].strip() if out else ""
+        if prev and _THIS_QUESTION.search(prev) and "\x00" not in prev and not _LEAD.match(c.strip()) and re.search(r"\?\W*$", c):
+            out[-1] = f"{prev} {c.strip()}"
+        else:
+            out.append(c)
+    return out
+
+
+def _split_first_item(lines: list[str]) -> list[str]:
+    """ "The word: 'x'. 1. Spell it" + "2. Reverse it": the list's first item starts mid-line."""
+    starts = {ln.lstrip()[:2] for ln in lines[1:]}
+    for marker, next_items in ((r"1[.)]", {"2.", "2)"}), (r"[-*•]", {"- ", "* ", "• "})):
+        if not starts & next_items:
+            continue
+        for i, ln in enumerate(lines):
+            m = re.search(rf"(?<=[.:?!])\s+(?={marker}\s)", ln)
+            if m and not _LIST_ITEM.match(ln):
+                return lines[:i] + [ln[: m.start()], ln[m.end() :]] + lines[i + 1 :]
+    return lines
 
 
 def _strip(clause: str) -> str:
@@ -178,7 +250,11 @@ def _strip(clause: str) -> str:
 
 def _is_intro_only(clause: str) -> bool:
     """A clause that is only an input, e.g. "The word: 'mouse'" or "'mouse'"."""
-    return bool(re.fullmatch(r"(?:(?:the|this|these)\s+\w+\s*:?\s*)?\x00\d+\x00[.:]?", clause.strip(), re.I))
+    c = clause.strip()
+    return bool(
+        re.fullmatch(r"(?:(?:the|this|these)\s+\w+\s*:?\s*)?\x00\d+\x00[.:]?", c, re.I)
+        or re.fullmatch(r"(?:the|this|these)\s+\w+\s*:\s*[^\s:]+", c, re.I)  # "The number: 742"
+    )
 
 
 def _input_of(clause: str, spans: list[str]) -> str | None:
@@ -205,6 +281,15 @@ def _dequote(span: str) -> str:
     return s
 
 
+def _back_reference(clause: str, previous: str) -> re.Match | None:
+    """ "the negated sentence", or "the colour" after a step that asked for a colour."""
+    for m in _BACK_NP.finditer(clause):
+        noun = m.group(2)
+        if m.group(1) or re.search(rf"\b{re.escape(noun[:5])}", previous, re.I):
+            return m
+    return None
+
+
 def _step(index: int, clause: str, spans: list[str], intro_input: str | None, earlier: list[Step]) -> Step:
     own = _input_of(clause, spans)
     text = _unmask(clause, spans)
@@ -215,6 +300,8 @@ def _step(index: int, clause: str, spans: list[str], intro_input: str | None, ea
     if own is not None:
         return Step(id=step_id(index), subgoal=text, input=own)
     m = _ANAPHOR.search(clause) if not _NUMBERISH.search(clause) else None
+    if m is None and earlier and not _NUMBERISH.search(clause):
+        m = _back_reference(clause, earlier[-1].subgoal)
     if m:
         if earlier:
             ref = "{" + earlier[-1].id + "}"
@@ -224,7 +311,9 @@ def _step(index: int, clause: str, spans: list[str], intro_input: str | None, ea
         else:
             return Step(id=step_id(index), subgoal=text)
         word = m.group(0).lower()
-        if word == "its":
+        if word.endswith(" one"):  # "name the larger one" -> "name the larger of <input>"
+            new = text[: m.start()] + word.rsplit(" ", 1)[0] + " of " + ref + text[m.end() :]
+        elif word == "its":
             new = re.sub(r"\bits\s+(\w+)", lambda k: f"the {k.group(1)} of {ref}", text, count=1, flags=re.I)
         else:
             new = text[: m.start()] + ref + text[m.end() :]
