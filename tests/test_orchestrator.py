@@ -234,6 +234,18 @@ def test_two_step_dependent_passes_output(bw):
     assert s1.prompt == "Give the plural form of the given English noun.\nmouse"
 
 
+def test_dependent_step_is_routed_with_the_earlier_output_masked(tmp_path):
+    """'name the language of <a negated sentence>' must not go to the negation brick because the
+    sentence it got looks like that brick's examples: the retriever sees the output masked."""
+    from brickwork.orchestrator.sdk import Brickwork
+
+    retriever = KeywordRetriever()
+    with Brickwork(engine=FakeEngine(respond=brick_answer), planner="rules", retriever=retriever, store=FakeStore(tmp_path / "lib")) as b:
+        r = b.run("Give the plural of 'mouse', then spell it letter by letter.")
+    assert retriever.queries == ["Give the plural of 'mouse'", "spell X letter by letter"]
+    assert r.steps[1].subgoal == "spell mice letter by letter"  # the trace shows what ran
+
+
 def test_independent_steps_share_one_engine_call(bw):
     r = bw.run("Give the plural of 'wolf'. Also, what is the capital of Peru?")
     assert r.answer == "wolves\nLima"

@@ -68,6 +68,8 @@ def task_instructions(task: Task) -> list[str]:
 #: characters, which the lower layers see and the top 12 do not (0.07 held-out with the shared recipe)
 STARTER_RECIPES: dict[str, dict[str, Any]] = {
     "spell_word": {"top_layers": None, "steps": 300},
+    "two_digit_subtraction": {"top_layers": None, "steps": 300},
+    "word_sorting": {"top_layers": None, "steps": 300},
 }
 
 

@@ -1,7 +1,8 @@
 """``route``: one step -> its bricks (retrieval + routing policy, or the caller's fixed bricks).
 
-Runs once per ready step, in parallel (LangGraph `Send`); references to earlier outputs are
-substituted first, so a dependent step is routed on what it will really be asked.
+Runs once per ready step, in parallel (LangGraph `Send`). References to earlier outputs are
+substituted into the subgoal the step runs and the trace shows; the retriever sees that subgoal
+with the earlier output masked, so a dependent step is routed on what it asks.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from brickwork.orchestrator.context import Deps
 from brickwork.orchestrator.state import RouteTask
-from brickwork.orchestrator.types import BrickChoice, Step
+from brickwork.orchestrator.types import BrickChoice, Step, refs_in
 
 
 def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
@@ -27,7 +28,20 @@ def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
             for b in step.bricks
         ]
     else:
-        [bricks] = deps.retriever.route([subgoal], [inp])
+        [bricks] = deps.retriever.route(*_routing_query(step, subgoal, inp))
     dt = time.perf_counter() - t0
     entry = {"subgoal": subgoal, "input": inp, "bricks": [b.to_json() for b in bricks], "seconds": dt}
     return {"routes": {step.id: entry}, "timings": {"route": dt}}
+
+
+def _routing_query(step: Step, subgoal: str, inp: str | None) -> tuple[list[str], list[str | None]]:
+    """What the retriever scores. A step whose input is an earlier step's output is routed on what
+    it asks with that output masked ("name the language of X"): the output looks like the examples
+    of the brick that wrote it (a negated sentence, a capital), not like this step's task."""
+    if inp and refs_in(step.input):
+        from brickwork.retrieval_index.index import mask_input
+
+        masked = mask_input(subgoal, inp)
+        if masked is not None:
+            return [masked], [None]
+    return [subgoal], [inp]
