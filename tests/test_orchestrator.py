@@ -181,8 +181,11 @@ _THREE = (
 @pytest.mark.parametrize(
     ("instruction", "raw", "cross_check", "planner", "why"),
     [
-        # agrees with the rules' segmentation: kept, with the brick's reading of "it" (the input)
+        # reads "it" as the input named earlier where the rules chain: the rules' reading is used
         (_SAME_INPUT, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"}]',
+         True, "rules", "s2 works on no earlier step, the rules splitter's on s1"),
+        # agrees with the rules: kept
+        (_SAME_INPUT, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"{1}"}]',
          True, "brick", None),
         # grounded and well-formed, but one step too many: rejected by the cross-check, kept without it
         (_SAME_INPUT, _THREE, True, "rules", "3 steps, the rules splitter finds 2"),
@@ -190,14 +193,16 @@ _THREE = (
         # same count, steps that are not the instruction's clauses in order
         (_SAME_INPUT, '[{"subgoal":"which region is {x} in?","input":"Peru"},{"subgoal":"Name the capital of {x}","input":"Peru"}]',
          True, "rules", "is not the rules splitter's"),
-        # an input lifted from another clause
+        # an input lifted from another clause (where the rules chain, or where the clause has its own)
         (_CHAIN, '[{"subgoal":"Negate \'{x}\'","input":"Cats are big."},{"subgoal":"name the language of {x}","input":"Cats"}]',
-         True, "rules", "from outside its clause"),
+         True, "rules", "s2 works on no earlier step, the rules splitter's on s1"),
+        (_OWN, '[{"subgoal":"Which continent is {x} on?","input":"Chile"},{"subgoal":"spell the word {x} one letter at a time","input":"Chile"}]',
+         True, "rules", "takes input 'Chile' from outside its clause"),
         (_CHAIN, '[{"subgoal":"Negate \'{x}\'","input":"Cats are big."},{"subgoal":"name the language of {x}","input":"{1}"}]',
          True, "brick", None),
         # a chain where the clause names its own input
         (_OWN, '[{"subgoal":"Which continent is {x} on?","input":"Chile"},{"subgoal":"spell {x} one letter at a time","input":"{1}"}]',
-         True, "rules", "names its own input 'corner'"),
+         True, "rules", "s2 works on s1, the rules splitter's on no earlier step"),
     ],
 )
 def test_brick_planner_cross_checks_segmentation(instruction, raw, cross_check, planner, why):
@@ -209,7 +214,7 @@ def test_brick_planner_cross_checks_segmentation(instruction, raw, cross_check, 
     else:
         assert why in plan.fallback_reason and plan.raw == raw
     if planner == "brick" and instruction == _SAME_INPUT and len(plan.steps) == 2:
-        assert plan.steps[1].input == "Peru" and plan.steps[1].depends_on == ()
+        assert plan.steps[1].input == "{s1}" and plan.steps[1].depends_on == ("s1",)
 
 
 def test_brick_planner_engine_failure_falls_back():

@@ -10,8 +10,10 @@ the brick's plan must also segment the instruction the way the rules splitter do
 of steps, each subgoal sharing at least half its words with the rules step at its place): a
 135M-parameter planner sometimes writes a well-formed, grounded plan with a step too many or too
 few, and two independent planners agreeing on the segmentation is the cheapest check that
-catches it. The brick's plan is kept where they agree, for what the rules cannot do: clean
-inputs, and telling "it" = the previous output from "it" = the input named earlier.
+catches it. The two must also agree on which steps work on earlier outputs: the brick often
+reads "it" as the input named earlier where it means the previous answer ("plural of 'mouse';
+how many letters does it have?"), and was right less often than the rules when they differed
+(docs/orchestrator.md). The brick's plan is kept where they agree, for its clean step inputs.
 
 The user text is the instruction itself, the reply the compact plan JSON; see
 `planners/train.py` for how the brick is built.
@@ -156,27 +158,21 @@ def _f1(a: str, b: str) -> float:
 
 
 def segmentation_disagreement(plan: Plan, other: Plan, *, min_f1: float = SEGMENT_F1) -> str | None:
-    """Why `plan` segments the instruction differently from `other` (None if they agree): the
-    step counts differ; a step's subgoal shares less than `min_f1` (token F1) with `other`'s; a
-    step's input is not in its clause (unless the clause refers back and the input was named by
-    an earlier step: "Name the capital of Peru; which region is it in?"); or a step works on an
-    earlier output while its clause names an input of its own."""
+    """Why `plan` reads the instruction differently from `other` (None if they agree): the step
+    counts differ; a step's subgoal shares less than `min_f1` (token F1) with `other`'s; a step
+    depends on other steps than `other`'s does ("it" read as the earlier output by one and as the
+    input named earlier by the other); or a step's input is not in its clause."""
     if len(plan.steps) != len(other.steps):
         return f"the plan has {len(plan.steps)} steps, the rules splitter finds {len(other.steps)}"
-    earlier_inputs: set[str] = set()
     for a, b in zip(plan.steps, other.steps, strict=True):
         f1 = _f1(a.subgoal, b.subgoal)
         if f1 < min_f1:
             return f"step {a.id} ({a.subgoal!r}) is not the rules splitter's {b.subgoal!r} (F1 {f1:.2f})"
-        own = a.input if a.input and not a.depends_on else None
-        if own is not None and _squash(own) not in _squash(f"{b.subgoal} {b.input or ''}"):
-            # an input taken from another clause is only right when this clause points back at it
-            if not (b.depends_on and _squash(own) in earlier_inputs):
-                return f"step {a.id} takes input {own!r} from outside its clause {b.subgoal!r}"
-        if a.depends_on and not b.depends_on and b.input:
-            return f"step {a.id} works on an earlier output, but its clause names its own input {b.input!r}"
-        if own is not None:
-            earlier_inputs.add(_squash(own))
+        if set(a.depends_on) != set(b.depends_on):
+            mine, theirs = ", ".join(a.depends_on) or "no earlier step", ", ".join(b.depends_on) or "no earlier step"
+            return f"step {a.id} works on {mine}, the rules splitter's on {theirs}"
+        if a.input and not a.depends_on and _squash(a.input) not in _squash(f"{b.subgoal} {b.input or ''}"):
+            return f"step {a.id} takes input {a.input!r} from outside its clause {b.subgoal!r}"
     return None
 
 
