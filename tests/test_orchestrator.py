@@ -217,6 +217,15 @@ def test_brick_planner_cross_checks_segmentation(instruction, raw, cross_check, 
         assert plan.steps[1].input == "{s1}" and plan.steps[1].depends_on == ("s1",)
 
 
+def test_brick_planner_agreeing_plan_keeps_the_instruction_wording_and_the_brick_inputs():
+    inst = "Think about this sentence \"Some clubs are exclusive.\". Can you tell me: Write its negation."
+    raw = '[{"subgoal":"Think about this sentence: {x}","input":"Some clubs are exclusive."}]'
+    [plan] = BrickPlanner(FakeEngine(respond=lambda req: raw), check_grounding=False).plan_batch([inst])
+    assert plan.planner == "brick" and plan.fallback_reason is None and plan.raw == raw
+    [step] = plan.steps
+    assert step.subgoal == "Write the negation of Some clubs are exclusive." and step.input == "Some clubs are exclusive."
+
+
 def test_brick_planner_engine_failure_falls_back():
     class Broken:
         name = "broken"

@@ -13,7 +13,8 @@ few, and two independent planners agreeing on the segmentation is the cheapest c
 catches it. The two must also agree on which steps work on earlier outputs: the brick often
 reads "it" as the input named earlier where it means the previous answer ("plural of 'mouse';
 how many letters does it have?"), and was right less often than the rules when they differed
-(docs/orchestrator.md). The brick's plan is kept where they agree, for its clean step inputs.
+(docs/orchestrator.md). Where they agree, the plan keeps the rules' subgoals (the instruction's
+own words) and takes the brick's step inputs, which are cleaner.
 
 The user text is the instruction itself, the reply the compact plan JSON; see
 `planners/train.py` for how the brick is built.
@@ -22,6 +23,7 @@ The user text is the instruction itself, the reply the compact plan JSON; see
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -137,6 +139,10 @@ class BrickPlanner:
             why = segmentation_disagreement(plan, other)
             if why is not None:
                 return Plan(steps=other.steps, planner=other.planner, fallback_reason=why, raw=text)
+            # they agree on the steps: the instruction's own wording for each subgoal (the brick
+            # sometimes rewords one wrongly while still sharing half its words), the brick's inputs
+            steps = tuple(dataclasses.replace(b, input=a.input) for a, b in zip(plan.steps, other.steps, strict=True))
+            return Plan(steps=steps, planner=self.name, raw=plan.raw)
         return plan
 
     def _fallback(self, instruction: str, reason: str, raw: str | None) -> Plan:
