@@ -38,7 +38,8 @@ def test_every_committed_starter_brick_is_complete():
         assert {"exact_match", "base_exact_match", "n_eval", "eval_split"} <= set(m["metrics"])
         assert m["metrics"]["eval_split"] == "test"
         total += sum(p.stat().st_size for p in d.iterdir())
-    assert total < 20 * 2**20, f"starter bricks take {total / 2**20:.1f} MiB"
+    # 14 bricks of ~1 MB and three with their own every-layer recipe (STARTER_RECIPES) of 2.5 MB
+    assert total < 24 * 2**20, f"starter bricks take {total / 2**20:.1f} MiB"
 
 
 @pytest.mark.integration
