@@ -299,9 +299,9 @@ def _step(index: int, clause: str, spans: list[str], intro_input: str | None, ea
             own = m.group(2).strip()
     if own is not None:
         return Step(id=step_id(index), subgoal=text, input=own)
-    m = _ANAPHOR.search(clause) if not _NUMBERISH.search(clause) else None
-    if m is None and earlier and not _NUMBERISH.search(clause):
-        m = _back_reference(clause, earlier[-1].subgoal)
+    m = None
+    if not _NUMBERISH.search(clause):  # a clause with a number of its own refers to nothing earlier
+        m = _ANAPHOR.search(clause) or (_back_reference(clause, earlier[-1].subgoal) if earlier else None)
     if m:
         if earlier:
             ref = "{" + earlier[-1].id + "}"
