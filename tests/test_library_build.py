@@ -34,7 +34,10 @@ def test_every_committed_starter_brick_is_complete():
         m = json.loads((d / "brick.json").read_text())
         assert m["name"] == task_id and m["kind"] == "lora"
         prov = m["provenance"]
-        assert prov["command"] == f"brickwork library build --retrain --tasks {task_id}" and prov["seed"] == 0
+        # bricks trained before anchors existed say so in the command that rebuilds them
+        cmd = f"brickwork library build --retrain --tasks {task_id}"
+        assert prov["command"] in (cmd, cmd + " --anchors 0") and prov["seed"] == 0
+        assert prov.get("n_anchors", 0) > 0 or prov["command"].endswith("--anchors 0")
         assert {"exact_match", "base_exact_match", "n_eval", "eval_split"} <= set(m["metrics"])
         assert m["metrics"]["eval_split"] == "test"
         total += sum(p.stat().st_size for p in d.iterdir())
@@ -87,11 +90,13 @@ def test_quick_retrain_learns_the_task(tmp_path, base):
     from brickwork.bricks.library_build import retrain
 
     store = BrickStore(tmp_path / "lib", base=base)
-    (row,) = retrain(store, [REBUILD_TASK], steps=30, eval_cap=30, progress=False)
+    (row,) = retrain(store, [REBUILD_TASK], steps=30, eval_cap=30, anchors=24, progress=False)
     assert row.exact_match is not None and row.base_exact_match is not None
     assert row.exact_match >= row.base_exact_match + 0.3, row
     m = store.get(REBUILD_TASK).manifest
-    assert m.provenance["command"] == f"brickwork library build --retrain --tasks {REBUILD_TASK} --steps 30 --eval-cap 30"
+    cmd = f"brickwork library build --retrain --tasks {REBUILD_TASK} --steps 30 --eval-cap 30 --anchors 24"
+    assert m.provenance["command"] == cmd
+    assert 0 < m.provenance["n_anchors"] <= 24  # other tasks' requests with the base model's answers
 
 
 @pytest.mark.integration

@@ -218,3 +218,25 @@ def test_report_json_shape(library, make_brick, capsys):
     assert main(["update", "--dry-run", "--json", "--library", str(library.root)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dry_run"] is True and out["plan"]["updates"] == {} and out["updates"] == []
+
+
+@pytest.mark.integration
+def test_anchors_are_other_bricks_requests_with_this_bricks_answers(library, toy_src, runner, tmp_path):
+    import shutil
+
+    from brickwork.bricks.lineage import Item, write_items
+    from brickwork.bricks.manifest import Manifest
+    from brickwork.bricks.anchors import library_anchors
+
+    toy = library.add(toy_src)
+    other_src = tmp_path / "other"
+    shutil.copytree(toy_src, other_src)
+    write_items(other_src / "data" / "train.jsonl", [Item(text=secret(w), answer="zebra") for w in WORDS[:10]])
+    m = Manifest.load(other_src).replace(name="other", description="Give the secret word for a word.")
+    library.add(other_src, m)
+    own = [secret(WORDS[0])]
+    pairs = library_anchors(library, runner, n=6, seed=0, skip="toy", adapter_dir=toy.path, exclude=own)
+    texts = [t for t, _ in pairs]
+    assert 0 < len(pairs) <= 6 and set(texts) <= {secret(w) for w in WORDS[1:10]}  # never the brick's own
+    assert [a for _, a in pairs] == runner.generate(toy.path, texts, max_new_tokens=32)  # what v1 answers today
+    assert library_anchors(library, runner, n=0, seed=0, skip="toy") == []

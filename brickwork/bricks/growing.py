@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brickwork.bricks.anchors import library_anchors
 from brickwork.bricks.lineage import DATA_DIR, HELDOUT_FILE, TRAIN_FILE, BaseRunner, Item, write_items
 from brickwork.bricks.manifest import Manifest, check_name
 from brickwork.bricks.store import BrickStore
@@ -65,6 +66,7 @@ class GrowConfig:
     lr: float = 2e-3
     rank: int = 8
     top_layers: int | None = 12  # the starter bricks' recipe (training.TrainConfig)
+    anchors: int = 64  # other bricks' requests with the base model's answers (bricks.anchors: locality)
     embedder: str | None = None
     seed: int = 0
 
@@ -73,6 +75,8 @@ class GrowConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"`{name}` should be a positive integer, got {v!r}.")
+        if not isinstance(self.anchors, int) or isinstance(self.anchors, bool) or self.anchors < 0:
+            raise ConfigError(f"`anchors` should be a non-negative integer, got {self.anchors!r}.")
         for name in ("similarity", "holdout_fraction", "min_gain"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
@@ -289,20 +293,21 @@ def grow_brick(
         return outcome(False, [f"only {len(exs)} distinct examples; a new brick needs {config.min_examples}"], {})
     train, held = _split(exs, config)
     pairs = _pairs(train)
-    steps = config.steps_for(len(pairs))
+    steps = config.steps_for(len(pairs))  # from the new task's data; anchors ride along
     base = store.base
     runner = runner or BaseRunner(base)
+    anchors = library_anchors(store, runner, n=config.anchors, seed=config.seed, exclude=[t for t, _ in pairs])
     staging = store.root / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"grow-{name}.", dir=staging))
     try:
         say(f"{name}: '{description[:70]}' - {len(train)} examples to train ({len(pairs)} pairs), "
-            f"{len(held)} held out; {steps} steps")
+            f"{len(held)} held out, {len(anchors)} anchors; {steps} steps")
         tcfg = TrainConfig(rank=config.rank, alpha=2.0 * config.rank, top_layers=config.top_layers, steps=steps,
                            batch_size=config.batch_size, lr=config.lr, warmup_steps=min(10, steps // 5),
                            seed=config.seed)
         out = work / "brick"
-        res = train_lora(pairs, base=base, config=tcfg, out_dir=out, progress=train_progress)
+        res = train_lora(pairs + anchors, base=base, config=tcfg, out_dir=out, progress=train_progress)
         held_items = [Item(text=e.text, answer=e.answer) for e in held]
         brick_score = runner.score(out, held_items)
         base_score = runner.score(None, held_items)
@@ -341,6 +346,7 @@ def grow_brick(
                 "seed": config.seed,
                 "config": tcfg.to_json(),
                 "n_examples": len(exs),
+                "n_anchors": len(anchors),
                 "event_ids": event_ids,
                 "command": command,
                 "seconds": res.seconds,

@@ -36,6 +36,8 @@ EVAL_CAP = 200  # test items scored per task (seeded sample; the same items for 
 TRAIN_CAP = 500  # train examples per task (seeded sample); each gives a bare and an instructed pair
 EVAL_STYLE = "definition"
 BARE_EVAL_CAP = 100  # the same test items asked bare (no instruction), for the routing case
+#: other tasks' train requests mixed in with the base model's own answers (locality: `bricks.anchors`)
+STARTER_ANCHORS = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +93,17 @@ def starter_pairs(task: Task, *, seed: int = STARTER_SEED, cap: int = TRAIN_CAP)
 
 def starter_heldout(task: Task, *, seed: int = STARTER_SEED, cap: int | None = EVAL_CAP, style: str = EVAL_STYLE) -> list[tuple[str, Example]]:
     return [(task.query(e, style), e) for e in sample(task.split("test"), cap, seed=seed)]
+
+
+def starter_anchor_pairs(task: Task, base: Any, *, n: int = STARTER_ANCHORS, seed: int = STARTER_SEED,
+                         exclude: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """`n` requests of the other bundled tasks (train splits) with the base model's answers."""
+    from brickwork.bricks.anchors import anchor_pairs, anchor_texts
+    from brickwork.bricks.lineage import BaseRunner, task_items
+
+    pools = {t: task_items(t, "train") for t in load_tasks() if t != task.task_id}
+    texts = anchor_texts(pools, n=n, seed=seed, exclude=exclude)
+    return anchor_pairs(BaseRunner(base), None, texts)
 
 
 def _resolve_tasks(names: Sequence[str] | None) -> list[Task]:
@@ -175,6 +188,7 @@ def retrain(
     steps: int | None = None,
     seed: int = STARTER_SEED,
     eval_cap: int | None = EVAL_CAP,
+    anchors: int = STARTER_ANCHORS,
     export_to: Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
@@ -199,18 +213,23 @@ def retrain(
             cmd += f" --seed {seed}"
         if eval_cap != EVAL_CAP:
             cmd += f" --eval-cap {eval_cap}"
+        if anchors != STARTER_ANCHORS:
+            cmd += f" --anchors {anchors}"
         heldout = starter_heldout(task, seed=seed, cap=eval_cap)
+        own = starter_pairs(task, seed=seed)
+        anchor = starter_anchor_pairs(task, store.base, n=anchors, seed=seed, exclude=[t for t, _ in own]) if anchors else []
         brick = train_brick(
             store,
             task.task_id,
-            train_pairs=starter_pairs(task, seed=seed),
+            train_pairs=own + anchor,
             heldout=heldout,
             extra_heldout={"bare": [(e.input, e) for _, e in heldout[:BARE_EVAL_CAP]]},
             description=starter_description(task),
             examples=starter_examples(task),
             tags=starter_tags(task),
             config=config,
-            provenance={"task_id": task.task_id, "command": cmd, "eval_style": EVAL_STYLE, "eval_seed": seed},
+            provenance={"task_id": task.task_id, "command": cmd, "eval_style": EVAL_STYLE, "eval_seed": seed,
+                        "n_anchors": len(anchor)},
             eval_split="test",
             progress=progress,
         )

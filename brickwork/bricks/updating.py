@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brickwork.bricks.anchors import library_anchors
 from brickwork.bricks.lineage import (
     CONFIRMED_FILE,
     CORRECTIONS_FILE,
@@ -66,6 +67,7 @@ class UpdateConfig:
     replay_ratio: float = 2.0
     min_replay: int = 16
     max_replay: int = 512
+    anchors: int = 0
     correction_repeat: int = 2
     test_items: int | None = 200
     epochs: float = 3.0
@@ -84,6 +86,8 @@ class UpdateConfig:
             v = getattr(self, name)
             if not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
                 raise ConfigError(f"`{name}` should be in [0, 1], got {v!r}.")
+        if not isinstance(self.anchors, int) or isinstance(self.anchors, bool) or self.anchors < 0:
+            raise ConfigError(f"`anchors` should be a non-negative integer, got {self.anchors!r}.")
         for name in ("min_for_holdout", "min_replay", "max_replay", "correction_repeat", "min_steps", "max_steps",
                      "batch_size", "rank"):
             v = getattr(self, name)
@@ -225,14 +229,19 @@ def update_brick(
     if not replay:
         say(f"{name}: no original data to replay; training on the corrections alone")
     pairs = [(c.text, c.answer) for c in fit] * config.correction_repeat + [(it.text, it.answer) for it in replay]
-    steps = config.steps_for(len(pairs))
     base = store.base
     runner = runner or BaseRunner(base)
+    own_texts = [c.text for c in corrections] + [it.text for it in replay] + [it.text for it in checks]
+    anchors = library_anchors(store, runner, n=config.anchors, seed=config.seed + 2, skip=name, adapter_dir=old.path,
+                              exclude=own_texts)
+    pairs += anchors
+    steps = config.steps_for(len(pairs))
     staging = store.root / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"update-{name}.", dir=staging))
     try:
-        say(f"{name}: {len(fit)} corrections to fit, {len(held)} held out, {len(replay)} replayed; "
+        say(f"{name}: {len(fit)} corrections to fit, {len(held)} held out, {len(replay)} replayed, "
+            f"{len(anchors)} anchors; "
             f"training a residual for {steps} steps on v{old.version}")
         start = merged_base(base, old.path, work / "base", label=f"{name}@{old.version}")
         tcfg = TrainConfig(rank=config.rank, alpha=2.0 * config.rank, top_layers=config.top_layers, steps=steps,
@@ -252,7 +261,8 @@ def update_brick(
         if keep_candidate is not None:
             shutil.copytree(candidate, keep_candidate, dirs_exist_ok=True)
         metrics = _gate_metrics(runner, old.path, candidate, fit, held, checks)
-        metrics.update(steps=steps, seconds_train=res.seconds, n_replay=len(replay), rank=int(merged["r"]))
+        metrics.update(steps=steps, seconds_train=res.seconds, n_replay=len(replay), n_anchors=len(anchors),
+                       rank=int(merged["r"]))
         reasons = _gate(metrics, config, held_out=bool(held))
         if reasons:
             metrics["seconds"] = round(time.perf_counter() - t0, 1)
@@ -279,6 +289,7 @@ def update_brick(
                 "n_fit": len(fit),
                 "n_holdout": len(held),
                 "n_replay": len(replay),
+                "n_anchors": len(anchors),
                 "steps": steps,
                 "residual_rank": config.rank,
                 "compose": mcfg.method,

@@ -23,6 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see brickwork/cli/library
 MIN_EXAMPLES = 4
 HELDOUT_FRACTION = 0.1
 HELDOUT_CAP = 200
+DEFAULT_ANCHORS = 64  # bricks.anchors: locality, clean merges
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -84,6 +85,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--steps", str(args.steps)]
     if args.seed:
         parts += ["--seed", str(args.seed)]
+    if args.anchors != DEFAULT_ANCHORS:
+        parts += ["--anchors", str(args.anchors)]
     return shlex.join(parts)
 
 
@@ -104,17 +107,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     ex = [Example(input=r["input"], output=r["output"], split="heldout", answers=tuple(r["answers"])) for r in held_rows]
     examples = args.examples or [r["input"] for r in train_rows[:24]]
     store = BrickStore(args.library)
+    anchors: list[tuple[str, str]] = []
+    if args.anchors > 0 and any(n != args.name for n in store.names()):
+        from brickwork.bricks.anchors import library_anchors
+        from brickwork.bricks.lineage import BaseRunner
+
+        anchors = library_anchors(store, BaseRunner(store.base), n=args.anchors, seed=args.seed, skip=args.name,
+                                  exclude=[t for t, _ in pairs])
     brick = train_brick(
         store,
         args.name,
-        train_pairs=pairs,
+        train_pairs=pairs + anchors,
         heldout=[(e.input, e) for e in ex],
         extra_heldout={"instructed": [(f"{desc}\n{e.input}", e) for e in ex]},
         description=desc,
         examples=list(examples),
         tags=["trained"],
         config=config,
-        provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows)},
+        provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows),
+                    "n_anchors": len(anchors)},
         data_files={"data/train.jsonl": _jsonl(train_rows), "data/heldout.jsonl": _jsonl(held_rows)},
         progress=not args.json and sys.stderr.isatty(),
     )
@@ -149,6 +160,9 @@ def add_train_parser(bsub: argparse._SubParsersAction) -> None:
     ap.add_argument("--description", required=True, help="what the brick does (embedded by the retrieval index)")
     ap.add_argument("--examples", nargs="+", metavar="TEXT", help="example instructions it serves (default: 24 training inputs)")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: 120)")
+    ap.add_argument("--anchors", type=int, default=DEFAULT_ANCHORS, metavar="N",
+                    help="the library's other bricks' requests, trained to keep the base model's answers, so the "
+                         "brick leaves other tasks alone and merges cleanly (default: %(default)s, 0 for none)")
     ap.add_argument("--seed", type=int, default=0, help="seed for the held-out split and training (default: 0)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.set_defaults(func=cmd_train)

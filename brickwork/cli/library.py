@@ -40,6 +40,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             eval_cap=args.eval_cap or None,
+            anchors=args.anchors,
             export_to=Path(args.out_starter) if args.out_starter else None,
             progress=progress,
             say=say,
@@ -66,7 +67,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from brickwork.bricks.library_build import EVAL_CAP, STARTER_SEED
+    from brickwork.bricks.library_build import EVAL_CAP, STARTER_ANCHORS, STARTER_SEED
 
     p = sub.add_parser("library", help="build the starter library")
     lsub = p.add_subparsers(dest="library_command", metavar="ACTION", required=True)
@@ -84,6 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--seed", type=int, default=STARTER_SEED, help="training and sampling seed (default: %(default)s)")
     b.add_argument("--eval-cap", type=int, default=EVAL_CAP, metavar="N",
                    help="test items scored per brick, 0 for all (default: %(default)s)")
+    b.add_argument("--anchors", type=int, default=STARTER_ANCHORS, metavar="N",
+                   help="other tasks' requests trained to keep the base model's answers (--retrain; locality; "
+                        "default: %(default)s, 0 for none)")
     b.add_argument("--out-starter", metavar="DIR", help=argparse.SUPPRESS)  # maintainers: refresh data/starter
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(func=cmd_build)

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of held-out corrections an update must fix (default: %(default)s)")
     p.add_argument("--test-items", type=int, default=200, help="original test items checked per brick (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: from the data size)")
+    p.add_argument("--anchors", type=int, default=0,
+                   help="other bricks' requests trained to keep the brick's current answers on them "
+                        "(default: %(default)s; measured in docs/operations.md)")
     p.add_argument("--min-examples", type=int, default=16,
                    help="uncovered examples a cluster needs to become a brick (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -39,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     from brickwork.bricks.updating import UpdateConfig, run_update
 
     config = UpdateConfig(margin=args.margin, min_fix_rate=args.min_fix_rate, test_items=args.test_items,
-                          steps=args.steps, seed=args.seed)
+                          steps=args.steps, anchors=args.anchors, seed=args.seed)
     grow_config = GrowConfig(min_examples=args.min_examples, steps=args.steps, seed=args.seed)
     store = BrickStore(args.library)
     report = run_update(

@@ -9,9 +9,14 @@ the candidate (accepted or not) against the old version:
 - **generality**: accuracy on the same corrected inputs asked another way (the bare input, and the
   input followed by the task's instruction), and on held-out corrections of the same kind that were
   never trained on (the gate's own check);
-- **locality**: share of outputs left unchanged on inputs the edit should not touch: other tasks'
-  test inputs sent through this brick, and this task's test inputs (minus the corrected ones);
-  other bricks are untouched by construction (their versions are checked).
+- **locality**: share of outputs left unchanged on inputs the edit should not touch. *Other
+  tasks*: every other starter task's test requests, instructed and bare, sent to the library as a
+  user would (routed by its index, answered by the routed brick or the base model), before and
+  after; the other bricks'
+  files are checked byte-identical. Two stricter rows: this task's own test items it got right,
+  still right; and other tasks' requests *forced through this brick* (never routed there: a
+  stress test of the brick alone, where a task-specific LoRA answers garbage that any retraining
+  reshuffles).
 
 A deliberately harmful update (the same inputs with wrong answers: another label, or another
 item's answer) goes through the same gate, which must reject it.
@@ -46,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: from the data size)")
     p.add_argument("--replay-ratio", type=float, default=None, help="replayed original items per correction (default: UpdateConfig's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: UpdateConfig's)")
+    p.add_argument("--anchors", type=int, default=None,
+                   help="other bricks' requests trained to keep their answers (default: UpdateConfig's)")
     p.add_argument("--no-harmful", action="store_true", help="skip the harmful-update check")
     p.add_argument("--seed", type=int, default=0)
 
@@ -66,6 +73,22 @@ def unseen_train(task: Any) -> list[Any]:
     return rest or task.split("train")
 
 
+def routed_bricks(lib: Any, texts: list[str]) -> list[str | None]:
+    """The brick each request is routed to by the library's index and router (None: the base model)."""
+    from brickwork.retrieval_index import BrickIndex, Router, retrieve
+
+    index = BrickIndex.open(lib)
+    router = Router.for_index(index)
+    return [routes[0].name if routes else None for _hits, routes in retrieve(index, router, texts)]
+
+
+def _adapter_hashes(lib: Any, *, exclude: str) -> dict[str, str]:
+    import hashlib
+
+    return {n: hashlib.sha256((lib.get(n).path / "adapter_model.safetensors").read_bytes()).hexdigest()
+            for n in lib.names() if n != exclude}
+
+
 def _paraphrases(task: Any, inp: str) -> list[str]:
     return [inp, f"{inp}\n{task.definition}"]
 
@@ -81,10 +104,11 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     name = args.brick
     task = tasks[name]
     others = [t for t in args.locality_tasks.split(",") if t and t != name]
-    lib = scratch_library(args.library, [name, *others], out / "library")
+    lib = scratch_library(args.library, list(tasks), out / "library")  # the whole starter set: real routing
     runner = BaseRunner(lib.base)
     old = lib.get(name)
-    recipe = {k: v for k, v in (("replay_ratio", args.replay_ratio), ("lr", args.lr)) if v is not None}
+    recipe = {k: v for k, v in (("replay_ratio", args.replay_ratio), ("lr", args.lr),
+                                            ("anchors", args.anchors)) if v is not None}
     config = UpdateConfig(test_items=args.test_items, steps=args.steps, seed=args.seed, **recipe)
 
     # 1. corrections: the brick's wrong answers on train inputs
@@ -105,7 +129,12 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     corrections = [Correction(text=it.text, answer=it.answer) for it, _o, _e in wrong]
 
     # 2. the update, through brickwork update's code path (candidate kept for measurement)
-    others_before = {t: lib.active_version(t) for t in others}
+    system_items = [Item(text=q, answer=e.output, answers=e.answers)
+                    for t in tasks if t != name
+                    for e in sample(tasks[t].split("test"), args.locality_items, seed=args.seed)
+                    for q in (tasks[t].query(e), e.input)]  # as an instruction, and bare
+    routed = routed_bricks(lib, [it.text for it in system_items])
+    others_before = _adapter_hashes(lib, exclude=name)
     shutil.rmtree(out / "candidates", ignore_errors=True)
     cand_dir = out / "candidates" / name
     report = run_update(lib, config=config, runner=runner, grow=False, progress=say, command="brickwork eval update",
@@ -129,7 +158,17 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         a, b = runner.score(old.path, its), runner.score(cand_dir, its)
         loc[t] = round(sum(same_output(x, y) for x, y in zip(a.outputs, b.outputs, strict=True)) / len(its), 4)
     other_tasks_locality = sum(loc.values()) / len(loc) if loc else None
-    others_after = {t: lib.active_version(t) for t in others}
+    others_after = _adapter_hashes(lib, exclude=name)
+    # other tasks through the library: only requests routed to this brick can change (the other
+    # bricks' files are compared above); those are generated with the old and the new version
+    to_brick = [it for it, r in zip(system_items, routed, strict=True) if r == name]
+    if to_brick:
+        a, b = runner.score(old.path, to_brick), runner.score(cand_dir, to_brick)
+        changed = sum(not same_output(x, y) for x, y in zip(a.outputs, b.outputs, strict=True))
+    else:
+        changed = 0
+    unchanged_files = others_before == others_after
+    system_locality = (1 - changed / len(system_items)) if unchanged_files else None
 
     # 4. a harmful update must be rejected
     harmful = None
@@ -149,7 +188,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return {
         "suite": "update",
         "brick": name,
-        "recipe": {k: getattr(config, k) for k in ("replay_ratio", "lr", "steps", "epochs", "correction_repeat", "top_layers", "rank")},
+        "recipe": {k: getattr(config, k) for k in ("replay_ratio", "anchors", "lr", "steps", "epochs", "correction_repeat", "top_layers", "rank")},
         "old_version": old.version,
         "scan": {"n": len(train), "accuracy": round(scan.accuracy, 4), "wrong": len(scan_items) - scan.correct},
         "n_corrections": len(corrections),
@@ -158,11 +197,13 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "generality": {"paraphrases": round(para_new, 4), "paraphrases_before": round(para_old, 4),
                        "n_paraphrases": len(para_items), "heldout_corrections": gm.get("fix_rate_heldout"),
                        "n_heldout": len(held)},
-        "locality": {"other_tasks": round(other_tasks_locality, 4) if other_tasks_locality is not None else None,
+        "locality": {"system": round(system_locality, 4) if system_locality is not None else None,
+                     "n_system": len(system_items), "n_system_routed_here": len(to_brick), "n_system_changed": changed,
+                     "other_tasks": round(other_tasks_locality, 4) if other_tasks_locality is not None else None,
                      "per_task": loc, "own_test_unchanged": gm.get("locality"), "n_own": gm.get("n_test"),
                      "own_test_kept_right": gm.get("kept_right"),
                      "own_test_accuracy": [gm.get("old_test_accuracy"), gm.get("new_test_accuracy")],
-                     "other_bricks_untouched": others_before == others_after},
+                     "other_bricks_untouched": unchanged_files},
         "harmful": harmful,
         "targets": {"reliability": 0.9, "generality": 0.8, "locality": 0.98, "n_corrections": 50},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -183,13 +224,15 @@ def markdown(r: dict[str, Any]) -> str:
         f"| reliability (corrected cases, {gate['metrics'].get('n_fit', '-')} trained) | {_f(r['reliability'])} | >= 0.9 |",
         f"| generality: same inputs reworded ({g['n_paraphrases']}; before: {_f(g['paraphrases_before'])}) | {_f(g['paraphrases'])} | >= 0.8 |",
         f"| generality: held-out corrections ({g['n_heldout']}, never trained on) | {_f(g['heldout_corrections'])} | - |",
-        f"| locality: other tasks' inputs through the brick, outputs unchanged | {_f(loc['other_tasks'])} | >= 0.98 |",
+        f"| locality: other tasks' requests through the library (routed; {loc.get('n_system', '-')}, "
+        f"{loc.get('n_system_routed_here', '-')} routed to this brick), answers unchanged | {_f(loc.get('system'))} | >= 0.98 |",
+        f"| locality (stress): other tasks' inputs forced through this brick, outputs unchanged | {_f(loc['other_tasks'])} | - |",
         f"| locality: own test inputs, outputs unchanged ({loc['n_own']}) | {_f(loc['own_test_unchanged'])} | - |",
-        f"| locality: own test inputs it got right, still right | {_f(loc.get('own_test_kept_right'))} | >= 0.98 |",
+        f"| locality: own test inputs it got right, still right | {_f(loc.get('own_test_kept_right'))} | - |",
         f"| own test accuracy old -> new | {_f(loc['own_test_accuracy'][0])} -> {_f(loc['own_test_accuracy'][1])} | drop <= 0.01 |",
-        f"| other bricks untouched | {loc['other_bricks_untouched']} | True |",
+        f"| other bricks' files byte-identical | {loc['other_bricks_untouched']} | True |",
         "",
-        "Locality per other task: " + ", ".join(f"{t} {_f(v)}" for t, v in loc["per_task"].items()) + ".",
+        "Locality (stress) per other task: " + ", ".join(f"{t} {_f(v)}" for t, v in loc["per_task"].items()) + ".",
     ]
     h = r.get("harmful")
     if h is not None:

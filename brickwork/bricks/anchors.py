@@ -1,0 +1,88 @@
+"""Anchors: other tasks' requests paired with the model's own current answers, for locality.
+
+A LoRA brick trained only on its task is unconstrained everywhere else: summed with another brick
+(a ``cat`` merge, a composed step) or run on another task's request, it changes answers it was
+never meant to touch. Mixing *anchors* into its training fixes that at the source: requests of
+other tasks, each paired with what the model answers today (the base model for a new brick, the
+current version for an update's residual), teach the adapter to leave those answers alone.
+
+The anchor requests come from other tasks' *train* splits (or other bricks' data), never from any
+test split, so the locality measured on test items is not trained on.
+
+Example::
+
+    texts = anchor_texts(pools, n=128, seed=0)           # {"task": [Item, ...]} -> request texts
+    pairs = anchor_pairs(runner, None, texts)            # [(request, the base model's answer), ...]
+    pairs = library_anchors(store, runner, n=64, seed=0, skip="my_brick")   # from the other bricks' data
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from brickwork.bricks.lineage import BaseRunner, Item
+    from brickwork.bricks.store import BrickStore
+
+#: answer length (tokens) kept for an anchor; an answer that fills it is cut off and dropped
+ANCHOR_MAX_TOKENS = 32
+
+
+def anchor_texts(pools: Mapping[str, Sequence[Item]], *, n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
+    """About `n` request texts drawn evenly from `pools` ({source: items}), seeded, without duplicates.
+
+    Texts in `exclude` (the brick's own requests) are never drawn: an anchor must not contradict
+    what the brick is trained to answer.
+    """
+    if n <= 0 or not pools:
+        return []
+    banned = {t.strip() for t in exclude}
+    rng = random.Random(seed)
+    names = sorted(pools)
+    per = max(1, -(-n // len(names)))
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        texts = [it.text for it in pools[name] if it.text.strip() not in banned]
+        for t in rng.sample(texts, min(per, len(texts))):
+            if t.strip() not in seen:
+                seen.add(t.strip())
+                out.append(t)
+    rng.shuffle(out)
+    return out[:n]
+
+
+def anchor_pairs(runner: BaseRunner, adapter_dir: Path | None, texts: Sequence[str],
+                 *, max_new_tokens: int = ANCHOR_MAX_TOKENS) -> list[tuple[str, str]]:
+    """``(text, answer today)`` for each text: greedy answers of base (+ `adapter_dir`).
+
+    Answers that fill `max_new_tokens` were cut off; they are dropped, since training on a cut-off
+    answer would teach the model to stop early.
+    """
+    if not texts:
+        return []
+    outs = runner.generate(adapter_dir, list(texts), max_new_tokens=max_new_tokens)
+    tok = runner.tok
+    return [(t, o) for t, o in zip(texts, outs, strict=True)
+            if len(tok(o, add_special_tokens=False)["input_ids"]) < max_new_tokens - 1]
+
+
+def library_anchors(store: BrickStore, runner: BaseRunner, *, n: int, seed: int, skip: str | None = None,
+                    adapter_dir: Path | None = None, exclude: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """`n` anchors from the training requests of the bricks in `store` other than `skip`, answered by
+    base (+ `adapter_dir`: the version being updated). Empty when no other brick has data."""
+    from brickwork.bricks.lineage import train_items
+
+    if n <= 0:
+        return []
+    pools = {}
+    for name in store.names():
+        if name != skip:
+            b = store.get(name)
+            items = train_items(b.manifest, b.path)
+            if items:
+                pools[name] = items
+    return anchor_pairs(runner, adapter_dir, anchor_texts(pools, n=n, seed=seed, exclude=exclude))

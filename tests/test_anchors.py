@@ -1,0 +1,64 @@
+"""Anchors (other tasks' requests with today's answers, for locality): sampling and pairing."""
+
+from __future__ import annotations
+
+from brickwork.bricks.anchors import anchor_pairs, anchor_texts
+from brickwork.bricks.lineage import Item
+from brickwork.bricks.updating import UpdateConfig
+
+
+def _pool(prefix, n):
+    return [Item(text=f"{prefix} request {i}", answer=str(i)) for i in range(n)]
+
+
+def test_anchor_texts_are_seeded_even_and_never_the_bricks_own():
+    pools = {"a": _pool("a", 50), "b": _pool("b", 50), "c": _pool("c", 3)}
+    own = ["a request 1", "b request 2"]
+    texts = anchor_texts(pools, n=30, seed=0, exclude=own)
+    assert texts == anchor_texts(pools, n=30, seed=0, exclude=own)
+    assert texts != anchor_texts(pools, n=30, seed=1, exclude=own)
+    assert len(texts) == len(set(texts)) <= 30
+    assert not set(own) & set(texts)
+    by_source = {p: sum(t.startswith(p) for t in texts) for p in pools}
+    assert by_source["c"] == 3  # a small pool gives what it has
+    assert by_source["a"] >= 10 and by_source["b"] >= 10
+
+
+def test_anchor_texts_of_nothing_is_nothing():
+    assert anchor_texts({}, n=10, seed=0) == []
+    assert anchor_texts({"a": _pool("a", 5)}, n=0, seed=0) == []
+
+
+class _Tok:
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": text.split()}
+
+
+class _Runner:
+    tok = _Tok()
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, adapter_dir, texts, *, max_new_tokens):
+        self.calls.append((adapter_dir, list(texts), max_new_tokens))
+        # the second request rambles until the token budget is spent
+        return ["short answer" if i != 1 else " ".join(["w"] * max_new_tokens) for i in range(len(texts))]
+
+
+def test_anchor_pairs_keep_todays_answers_and_drop_cut_off_ones(tmp_path):
+    runner = _Runner()
+    pairs = anchor_pairs(runner, tmp_path, ["q0", "q1", "q2"], max_new_tokens=8)
+    assert pairs == [("q0", "short answer"), ("q2", "short answer")]
+    assert runner.calls == [(tmp_path, ["q0", "q1", "q2"], 8)]  # answered by the given adapter
+    assert anchor_pairs(runner, None, []) == []
+
+
+def test_update_config_rejects_negative_anchors():
+    import pytest
+
+    from brickwork.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="`anchors` should be a non-negative integer"):
+        UpdateConfig(anchors=-1)
+    assert UpdateConfig(anchors=0).anchors == 0
