@@ -217,3 +217,14 @@ def test_cli_merge_json(library, make_brick, capsys):
     assert out["method"] == "ties" and out["rank"] == 8 and out["parents"][1] == {"name": "beta", "version": 1, "weight": 0.5}
     rc = main(["bricks", "merge", "ab", "--from", "alpha", "--from", "nope", "--library", str(library.root), "--no-eval"])
     assert rc == 3 and "no brick named 'nope'" in capsys.readouterr().err
+
+
+def test_merge_eval_judges_the_capped_mean():
+    """A merged brick that beats its source on a small sample earns no credit for it."""
+    from brickwork.evals.merge import aggregate
+
+    rows = [{"method": "cat", "a": {"retention": 1.1}, "b": {"retention": 0.9}},
+            {"method": "cat", "a": {"retention": 0.92}, "b": {"retention": None}}]
+    agg = aggregate(rows, ["cat", "svd"])
+    assert agg["cat"] == {"mean_retention": 0.9733, "mean_retention_capped": 0.94, "worst_source_retention": 0.9}
+    assert agg["svd"] == {"mean_retention": None, "mean_retention_capped": None, "worst_source_retention": None}

@@ -96,13 +96,7 @@ def run(pairs: Sequence[tuple[str, str]], *, methods: Sequence[str], items: int,
             finally:
                 if res.adapter_dir is not None:
                     shutil.rmtree(res.adapter_dir.parent, ignore_errors=True)
-    by_method = {}
-    for method in methods:
-        vals = [r["mean_retention"] for r in rows if r["method"] == method and r["mean_retention"] is not None]
-        mins = [min(r[s]["retention"] for s in ("a", "b") if r[s]["retention"] is not None)
-                for r in rows if r["method"] == method]
-        by_method[method] = {"mean_retention": round(sum(vals) / len(vals), 4) if vals else None,
-                             "worst_source_retention": round(min(mins), 4) if mins else None}
+    by_method = aggregate(rows, methods)
     return {
         "suite": "merge",
         "config": {"pairs": [f"{a}+{b}" for a, b in pairs], "methods": list(methods), "items": items,
@@ -110,9 +104,23 @@ def run(pairs: Sequence[tuple[str, str]], *, methods: Sequence[str], items: int,
         "sources": {n: {k: v for k, v in s.items() if k != "items"} | {"n": len(s["items"])} for n, s in sources.items()},
         "rows": rows,
         "by_method": by_method,
-        "target": {"cat_mean_retention_at_least": 0.95, "met": (by_method.get("cat", {}).get("mean_retention") or 0) >= 0.95},
+        # judged on the capped mean: a merged brick beating its source on a small sample is noise, not credit
+        "target": {"cat_mean_retention_at_least": 0.95,
+                   "met": (by_method.get("cat", {}).get("mean_retention_capped") or 0) >= 0.95},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def aggregate(rows: list[dict[str, Any]], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per method: mean retention over every source, the same with each source capped at 1, the worst source."""
+    out = {}
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        rets = [r[s]["retention"] for r in mine for s in ("a", "b") if r[s]["retention"] is not None]
+        out[method] = {"mean_retention": round(sum(rets) / len(rets), 4) if rets else None,
+                       "mean_retention_capped": round(sum(min(1.0, x) for x in rets) / len(rets), 4) if rets else None,
+                       "worst_source_retention": round(min(rets), 4) if rets else None}
+    return out
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -124,15 +132,16 @@ def markdown(r: dict[str, Any]) -> str:
         f"(density {r['config']['density']} for ties/dare). Retention = merged accuracy / source accuracy "
         "on the source's own test items; each cell is `source A / source B`.",
         "",
-        "| method | " + " | ".join(pairs) + " | mean | worst source |",
-        "|---|" + "---|" * (len(pairs) + 2),
+        "| method | " + " | ".join(pairs) + " | mean | mean, each source capped at 1 | worst source |",
+        "|---|" + "---|" * (len(pairs) + 3),
     ]
     for method, agg in r["by_method"].items():
         cells = []
         for p in pairs:
             row = next((x for x in r["rows"] if x["pair"] == p and x["method"] == method), None)
             cells.append("-" if row is None else f"{_f(row['a']['retention'])} / {_f(row['b']['retention'])}")
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_f(agg['mean_retention'])} | {_f(agg['worst_source_retention'])} |")
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_f(agg['mean_retention'])} | {_f(agg.get('mean_retention_capped'))} "
+                     f"| {_f(agg['worst_source_retention'])} |")
     lines += ["", "Accuracies (source brick, base model, then merged per method):", "",
               "| brick | n | source | base | " + " | ".join(r["by_method"]) + " |",
               "|---|---|---|---|" + "---|" * len(r["by_method"])]
@@ -142,7 +151,7 @@ def markdown(r: dict[str, Any]) -> str:
             vals = [x[side]["merged"] for x in r["rows"] if x["method"] == method for side in ("a", "b") if x[side]["brick"] == name]
             merged.append(_f(vals[0]) if vals else "-")
         lines.append(f"| {name} | {s['n']} | {_f(s['accuracy'])} | {_f(s['base_accuracy'])} | " + " | ".join(merged) + " |")
-    lines += ["", f"`cat` mean retention >= 0.95: {'met' if r['target']['met'] else 'NOT met'}. Total {r['seconds']} s.", ""]
+    lines += ["", f"`cat` mean retention (capped) >= 0.95: {'met' if r['target']['met'] else 'NOT met'}. Total {r['seconds']} s.", ""]
     return "\n".join(lines)
 
 
