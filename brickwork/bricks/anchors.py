@@ -70,6 +70,12 @@ def anchor_pairs(runner: BaseRunner, adapter_dir: Path | None, texts: Sequence[s
             if len(tok(o, add_special_tokens=False)["input_ids"]) < max_new_tokens - 1]
 
 
+def pool_anchors(runner: BaseRunner, pools: Mapping[str, Sequence[Item]], *, n: int, seed: int,
+                 exclude: Sequence[str] = (), adapter_dir: Path | None = None) -> list[tuple[str, str]]:
+    """`n` anchors drawn from `pools` ({source: items}), answered by base (+ `adapter_dir`)."""
+    return anchor_pairs(runner, adapter_dir, anchor_texts(pools, n=n, seed=seed, exclude=exclude))
+
+
 def library_anchors(store: BrickStore, runner: BaseRunner, *, n: int, seed: int, skip: str | None = None,
                     adapter_dir: Path | None = None, exclude: Sequence[str] = ()) -> list[tuple[str, str]]:
     """`n` anchors from the training requests of the bricks in `store` other than `skip`, answered by
@@ -85,4 +91,4 @@ def library_anchors(store: BrickStore, runner: BaseRunner, *, n: int, seed: int,
             items = train_items(b.manifest, b.path)
             if items:
                 pools[name] = items
-    return anchor_pairs(runner, adapter_dir, anchor_texts(pools, n=n, seed=seed, exclude=exclude))
+    return pool_anchors(runner, pools, n=n, seed=seed, exclude=exclude, adapter_dir=adapter_dir)

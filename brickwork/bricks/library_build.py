@@ -95,15 +95,15 @@ def starter_heldout(task: Task, *, seed: int = STARTER_SEED, cap: int | None = E
     return [(task.query(e, style), e) for e in sample(task.split("test"), cap, seed=seed)]
 
 
-def starter_anchor_pairs(task: Task, base: Any, *, n: int = STARTER_ANCHORS, seed: int = STARTER_SEED,
+def starter_anchor_pairs(task: Task, runner: Any, *, n: int = STARTER_ANCHORS, seed: int = STARTER_SEED,
                          exclude: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """`n` requests of the other bundled tasks (train splits) with the base model's answers."""
-    from brickwork.bricks.anchors import anchor_pairs, anchor_texts
-    from brickwork.bricks.lineage import BaseRunner, task_items
+    """`n` requests of the other bundled tasks (train splits) with the base model's answers (`runner`: a
+    `lineage.BaseRunner`)."""
+    from brickwork.bricks.anchors import pool_anchors
+    from brickwork.bricks.lineage import task_items
 
     pools = {t: task_items(t, "train") for t in load_tasks() if t != task.task_id}
-    texts = anchor_texts(pools, n=n, seed=seed, exclude=exclude)
-    return anchor_pairs(BaseRunner(base), None, texts)
+    return pool_anchors(runner, pools, n=n, seed=seed, exclude=exclude)
 
 
 def _resolve_tasks(names: Sequence[str] | None) -> list[Task]:
@@ -202,6 +202,7 @@ def retrain(
 
     rows = []
     chosen = _resolve_tasks(tasks)
+    runner = None  # one loaded base model answers every brick's anchors
     for k, task in enumerate(chosen, 1):
         if say:
             say(f"[{k}/{len(chosen)}] {task.task_id}")
@@ -217,7 +218,12 @@ def retrain(
             cmd += f" --anchors {anchors}"
         heldout = starter_heldout(task, seed=seed, cap=eval_cap)
         own = starter_pairs(task, seed=seed)
-        anchor = starter_anchor_pairs(task, store.base, n=anchors, seed=seed, exclude=[t for t, _ in own]) if anchors else []
+        anchor: list[tuple[str, str]] = []
+        if anchors:
+            from brickwork.bricks.lineage import BaseRunner
+
+            runner = runner or BaseRunner(store.base)
+            anchor = starter_anchor_pairs(task, runner, n=anchors, seed=seed, exclude=[t for t, _ in own])
         brick = train_brick(
             store,
             task.task_id,

@@ -12,8 +12,7 @@ the candidate (accepted or not) against the old version:
 - **locality**: share of outputs left unchanged on inputs the edit should not touch. *Other
   tasks*: every other starter task's test requests, instructed and bare, sent to the library as a
   user would (routed by its index, answered by the routed brick or the base model), before and
-  after; the other bricks'
-  files are checked byte-identical. Two stricter rows: this task's own test items it got right,
+  after; the other bricks' files are checked byte-identical. Two stricter rows: this task's own test items it got right,
   still right; and other tasks' requests *forced through this brick* (never routed there: a
   stress test of the brick alone, where a task-specific LoRA answers garbage that any retraining
   reshuffles).
@@ -79,6 +78,7 @@ def routed_bricks(lib: Any, texts: list[str]) -> list[str | None]:
 
     index = BrickIndex.open(lib)
     router = Router.for_index(index)
+    # routes[0] is the heaviest brick; the shipped router picks at most one
     return [routes[0].name if routes else None for _hits, routes in retrieve(index, router, texts)]
 
 
