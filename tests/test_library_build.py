@@ -75,6 +75,14 @@ def test_library_build_rejects_unknown_tasks(tmp_path, capsys):
     assert "unknown task(s) ['nope']" in capsys.readouterr().err
 
 
+def test_library_build_rejects_negative_anchors(tmp_path, capsys):
+    from brickwork.cli import main
+
+    assert main(["library", "build", "--library", str(tmp_path / "lib"), "--retrain", "--anchors", "-1"]) == 2
+    assert "--anchors should be 0 or more, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "lib" / "bricks").exists()
+
+
 @pytest.mark.integration
 def test_starter_bricks_beat_the_base_model():
     """Every committed brick was measured above the base model on the same test prompts."""

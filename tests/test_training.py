@@ -89,6 +89,18 @@ def test_bricks_train_rejects_bad_data_files(tmp_path, capsys, content, message)
     assert not (tmp_path / "lib" / "bricks").exists()
 
 
+def test_bricks_train_rejects_negative_anchors(tmp_path, capsys):
+    from brickwork.cli import main
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"input": "w{i}", "output": "o{i}"}}\n' for i in range(8)))
+    rc = main(["bricks", "train", "x", "--data", str(data), "--description", "d", "--anchors", "-3",
+               "--library", str(tmp_path / "lib")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--anchors should be 0 or more, got -3" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "lib" / "bricks").exists()
+
+
 def test_train_lora_rejects_empty_and_malformed_pairs(base, tmp_path):
     from brickwork.bricks.training import TrainConfig, train_lora
 

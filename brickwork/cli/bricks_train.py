@@ -97,6 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from brickwork.tasks import Example
 
     check_name(args.name)
+    if args.anchors < 0:
+        raise ConfigError(f"--anchors should be 0 or more, got {args.anchors}")
     if not args.description.strip():
         raise ConfigError("--description should not be empty")
     rows = read_jsonl(Path(args.data))

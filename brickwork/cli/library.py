@@ -29,6 +29,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     if not args.retrain and (args.steps or args.out_starter):
         raise ConfigError("--steps and --out-starter only apply with --retrain")
+    if args.anchors < 0:
+        raise ConfigError(f"--anchors should be 0 or more, got {args.anchors}")
     store = BrickStore(args.library)
     t0 = time.perf_counter()
     progress = not args.json and sys.stderr.isatty()
