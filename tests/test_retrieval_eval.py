@@ -55,3 +55,30 @@ def test_no_query_is_an_indexed_text():
             assert all(q.text in test_inputs[q.gold] for q in bare)
         else:
             assert not any(q.text in test_inputs[q.gold] for q in bare)
+
+
+def test_bare_inputs_listed_under_two_tasks_name_both():
+    tasks = load_tasks()
+    indexed = {n: set() for n in tasks}
+    bare = [q for q in build_queries(tasks, indexed, split="report", bare_per_task=20) if q.set == "bare"]
+    countries = [q for q in bare if q.gold == "country_capital"]
+    assert countries and all(q.also == ("country_region",) for q in countries)  # the same countries, two tasks
+    assert all(q.gold not in q.also for q in bare)
+    assert not any(q.also for q in bare if q.gold in ("date_reformat", "color_from_rgb", "two_digit_addition"))
+
+
+def test_metrics_count_any_listing_brick_apart_from_strict_top1():
+    import numpy as np
+
+    from brickwork.evals.routing import Query, metrics, per_task
+
+    names = ["a", "b", "c"]
+    qs = [Query("x1", "a", "bare", also=("b",)), Query("x2", "a", "bare"), Query("x3", "c", "bare"), Query("oos", None, "out_of_scope")]
+    scores = np.array([[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.0, 0.1, 0.9], [0.3, 0.2, 0.1]])
+    based = np.array([False, False, True, True])
+    m = metrics(scores, qs, names, based)["bare"]
+    assert m["top1"] == pytest.approx(1 / 3) and m["top1_any"] == pytest.approx(2 / 3)
+    assert m["routed_any"] == pytest.approx(1 / 3) and m["n_ambiguous"] == 1
+    t = per_task(scores, qs, names, based)
+    assert t["a"]["top1"] == 0 and t["a"]["top1_any"] == 0.5 and t["a"]["instead"] == {"b": 2} and t["a"]["n_ambiguous"] == 1
+    assert t["c"]["top1"] == 1 and t["c"]["to_base"] == 1 and t["c"]["routed_correct"] == 0
