@@ -7,7 +7,7 @@ the base model. Retention = merged accuracy / source accuracy. Everything runs i
 under ``--out`` (the bricks come from ``--library`` when it has them, else from the prebuilt
 starter set); the user's library is never changed.
 
-    brickwork eval merge [--pairs english_plural+spell_word ...] [--items 50] [--out DIR]
+    brickwork eval merge [--pairs english_plural+sentence_negation ...] [--items 50] [--out DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PAIRS = ("english_plural+spell_word", "sentiment_binary+sms_spam", "country_capital+antonym")
+#: the pairs the README's merge table reports (sources trained with anchors)
+DEFAULT_PAIRS = (
+    "english_plural+sentence_negation",
+    "sentiment_binary+sms_spam",
+    "country_region+language_id",
+    "number_to_words+date_reformat",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
