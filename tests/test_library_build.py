@@ -83,6 +83,16 @@ def test_library_build_rejects_negative_anchors(tmp_path, capsys):
     assert not (tmp_path / "lib" / "bricks").exists()
 
 
+def test_readme_shows_the_committed_starter_metrics():
+    """The README's starter table is generated from the committed brick.json files, not typed."""
+    from pathlib import Path
+
+    from brickwork.bricks.library_build import metrics_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert metrics_table() in readme, "README starter table is stale: paste brickwork.bricks.library_build.metrics_table()"
+
+
 @pytest.mark.integration
 def test_starter_bricks_beat_the_base_model():
     """Every committed brick was measured above the base model on the same test prompts."""
