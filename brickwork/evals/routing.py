@@ -300,26 +300,18 @@ def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], base
 
 
 def per_task(scores: np.ndarray, queries: Sequence[Query], names: list[str], based: np.ndarray, set_: str = "bare") -> dict[str, dict[str, Any]]:
-    """For each gold brick of `set_`: top-1 (strict and any listing brick), share routed to it, to the
-    base model, and the bricks its queries went to instead (most frequent first)."""
-    pos = {n: i for i, n in enumerate(names)}
+    """`metrics` of `set_` for each gold brick's queries alone, plus the bricks they went to instead
+    (most frequent first)."""
     top1 = scores.argmax(1)
     out: dict[str, dict[str, Any]] = {}
     for name in sorted({q.gold for q in queries if q.set == set_ and q.gold}):
         idx = [i for i, q in enumerate(queries) if q.set == set_ and q.gold == name]
+        m = metrics(scores[idx], [queries[i] for i in idx], names, based[idx])[set_]
         wrong: dict[str, int] = {}
         for i in idx:
-            if not based[i] and top1[i] != pos[name]:
+            if not based[i] and names[top1[i]] != name:
                 wrong[names[top1[i]]] = wrong.get(names[top1[i]], 0) + 1
-        out[name] = {
-            "n": len(idx),
-            "n_ambiguous": sum(bool(queries[i].also) for i in idx),
-            "top1": float(np.mean([top1[i] == pos[name] for i in idx])),
-            "top1_any": float(np.mean([names[top1[i]] in (name, *queries[i].also) for i in idx])),
-            "routed_correct": float(np.mean([top1[i] == pos[name] and not based[i] for i in idx])),
-            "to_base": float(np.mean([bool(based[i]) for i in idx])),
-            "instead": dict(sorted(wrong.items(), key=lambda kv: (-kv[1], kv[0]))),
-        }
+        out[name] = {**m, "instead": dict(sorted(wrong.items(), key=lambda kv: (-kv[1], kv[0])))}
     return out
 
 
