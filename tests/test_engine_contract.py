@@ -13,6 +13,7 @@ from brickwork.errors import AdapterError, BackendError, BaseModelMismatch, Bric
 from brickwork.serving import BrickRef, Completion, Engine, Request, SamplingParams, available_engines
 from brickwork.tasks import render_prompt
 from tests.conftest_serving import (  # noqa: F401 - fixtures
+    MAX_RANK,
     composite_cache,
     engine_params,
     peft_engine,
@@ -92,7 +93,7 @@ def test_sampling_with_temperature_runs(engine):
         ((BrickRef(name="alpha", version=9),), BrickNotFound, "no version 9"),
         ((BrickRef(name="foreign", version=1),), BaseModelMismatch, "made for base model 'smollm2-360m-instruct'"),
         ((BrickRef(name="misfit", version=1, weight=0.5), A), AdapterError, "does not fit the base model"),
-        ((BrickRef(name="wide", version=1, weight=0.5), A), AdapterError, "needs LoRA rank 128, above this engine's max_lora_rank 64"),
+        ((BrickRef(name="wide", version=1, weight=0.5), A), AdapterError, f"needs LoRA rank 128, above this engine's max_lora_rank {MAX_RANK}"),
     ],
     ids=["unknown-brick", "unknown-version", "other-base-model", "other-model-shapes", "rank-above-max"],
 )

@@ -15,6 +15,7 @@ from brickwork.serving import BrickRef, Request, SamplingParams, create_engine
 from brickwork.serving.server_process import free_port
 from brickwork.tasks import render_prompt
 from tests.conftest_serving import (  # noqa: F401 - fixtures
+    MAX_RANK,
     composite_cache,
     serving_root,
     serving_store,
@@ -94,7 +95,7 @@ def test_server_rejects_bad_adapters_clearly_and_stays_up(server_engine, serving
     from tests.conftest import write_lora_adapter
 
     big = write_lora_adapter(serving_root / "raw" / "rank128", base, rank=128, seed=5, layers=range(2))
-    with pytest.raises(AdapterError, match="greater than max_lora_rank 64"):
+    with pytest.raises(AdapterError, match=f"greater than max_lora_rank {MAX_RANK}"):
         server_engine.client.load_adapter("raw-rank128", str(big))
     with pytest.raises(AdapterError, match="could not load adapter raw-missing"):
         server_engine.client.load_adapter("raw-missing", str(serving_root / "raw" / "nothing-here"))
