@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brickwork._checks import fraction, non_negative_int, positive_int
 from brickwork.bricks.anchors import library_anchors
 from brickwork.bricks.lineage import DATA_DIR, HELDOUT_FILE, TRAIN_FILE, BaseRunner, Item, write_items
 from brickwork.bricks.manifest import Manifest, check_name
@@ -72,15 +73,10 @@ class GrowConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_examples", "min_holdout", "min_steps", "max_steps", "batch_size", "rank"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"`{name}` should be a positive integer, got {v!r}.")
-        if not isinstance(self.anchors, int) or isinstance(self.anchors, bool) or self.anchors < 0:
-            raise ConfigError(f"`anchors` should be a non-negative integer, got {self.anchors!r}.")
+            positive_int(name, getattr(self, name))
+        non_negative_int("anchors", self.anchors)
         for name in ("similarity", "holdout_fraction", "min_gain"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
-                raise ConfigError(f"`{name}` should be in [0, 1], got {v!r}.")
+            fraction(name, getattr(self, name))
         if self.min_examples < self.min_holdout + 1:
             raise ConfigError(f"`min_examples` ({self.min_examples}) should exceed `min_holdout` ({self.min_holdout}).")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):

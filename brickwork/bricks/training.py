@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brickwork._checks import non_negative_int, positive_int
 from brickwork.errors import ConfigError, TrainingError
 from brickwork.models import BaseModel
 from brickwork.tasks import STOP, Example, is_correct, render_prompt
@@ -82,13 +83,8 @@ class TrainConfig:
     save_dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        def positive_int(name: str) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"`{name}` should be a positive integer, got {v!r}.")
-
         for name in ("rank", "steps", "batch_size", "max_len"):
-            positive_int(name)
+            positive_int(name, getattr(self, name))
         if self.rank not in _VLLM_RANKS:
             raise ConfigError(f"`rank` should be one of {_VLLM_RANKS} (ranks vLLM accepts), got {self.rank!r}.")
         if not isinstance(self.alpha, int | float) or self.alpha <= 0:
@@ -99,18 +95,15 @@ class TrainConfig:
         bad = [m for m in self.target_modules if m not in ALL_MODULES]
         if not self.target_modules or bad:
             raise ConfigError(f"`target_modules` should be a non-empty subset of {ALL_MODULES}, got {self.target_modules!r}.")
-        if self.top_layers is not None:
-            positive_int("top_layers")
+        positive_int("top_layers", self.top_layers, allow_none=True)
         if not isinstance(self.lr, int | float) or not 0 < self.lr < 1:
             raise ConfigError(f"`lr` should be in (0, 1), got {self.lr!r}.")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError(f"`warmup_steps` should be a non-negative integer, got {self.warmup_steps!r}.")
+        non_negative_int("warmup_steps", self.warmup_steps)
         if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
             raise ConfigError(f"`weight_decay` should be non-negative, got {self.weight_decay!r}.")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"`seed` should be an integer, got {self.seed!r}.")
-        if self.threads is not None:
-            positive_int("threads")
+        positive_int("threads", self.threads, allow_none=True)
         if self.save_dtype not in _SAVE_DTYPES:
             raise ConfigError(f"`save_dtype` should be one of {_SAVE_DTYPES}, got {self.save_dtype!r}.")
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brickwork._checks import fraction, non_negative_int, positive_int
 from brickwork.bricks.anchors import library_anchors
 from brickwork.bricks.lineage import (
     CONFIRMED_FILE,
@@ -83,16 +84,11 @@ class UpdateConfig:
 
     def __post_init__(self) -> None:
         for name in ("margin", "min_fix_rate", "holdout_fraction"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
-                raise ConfigError(f"`{name}` should be in [0, 1], got {v!r}.")
-        if not isinstance(self.anchors, int) or isinstance(self.anchors, bool) or self.anchors < 0:
-            raise ConfigError(f"`anchors` should be a non-negative integer, got {self.anchors!r}.")
+            fraction(name, getattr(self, name))
+        non_negative_int("anchors", self.anchors)
         for name in ("min_for_holdout", "min_replay", "max_replay", "correction_repeat", "min_steps", "max_steps",
                      "batch_size", "rank"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"`{name}` should be a positive integer, got {v!r}.")
+            positive_int(name, getattr(self, name))
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ConfigError(f"`steps` should be a positive integer or None, got {self.steps!r}.")
         if self.test_items is not None and (not isinstance(self.test_items, int) or self.test_items < 1):

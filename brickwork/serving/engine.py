@@ -250,17 +250,3 @@ def build_options(cls: type, engine: str, options: dict[str, Any]) -> Any:
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for engine {engine!r}; valid options: {', '.join(valid)}")
     return cls(**options)
-
-
-def positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"`{name}` should be a positive integer, got {value!r}.")
-
-
-def positive_float(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"`{name}` should be a positive number, got {value!r}.")

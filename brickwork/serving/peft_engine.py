@@ -20,7 +20,8 @@ from brickwork.bricks.store import BrickStore
 from brickwork.errors import AdapterError, ConfigError
 from brickwork.serving.adapters import Adapter, AdapterResolver
 from brickwork.serving.composite import CompositeCache
-from brickwork.serving.engine import Completion, EngineBase, Request, SamplingParams, build_options, positive_int
+from brickwork._checks import positive_int
+from brickwork.serving.engine import Completion, EngineBase, Request, SamplingParams, build_options
 from brickwork.serving.hf_generate import BASE_ADAPTER, generate_greedy, stop_token_ids
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brickwork._checks import positive_float, positive_int
 from brickwork.bricks.store import BrickStore
 from brickwork.bricks.validate import VLLM_RANKS
 from brickwork.errors import BackendError, ConfigError
@@ -32,8 +33,6 @@ from brickwork.serving.engine import (
     Request,
     SamplingParams,
     build_options,
-    positive_float,
-    positive_int,
 )
 
 _GiB = 1 << 30

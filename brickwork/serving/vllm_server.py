@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brickwork._checks import positive_float, positive_int
 from brickwork.bricks.store import BrickStore
 from brickwork.errors import BackendError, BaseModelMismatch, ConfigError
 from brickwork.serving.adapters import Adapter, AdapterResolver
@@ -40,8 +41,6 @@ from brickwork.serving.engine import (
     Request,
     SamplingParams,
     build_options,
-    positive_float,
-    positive_int,
 )
 from brickwork.serving.server_client import ServerClient
 from brickwork.serving.server_process import ServerProcess
