@@ -83,10 +83,15 @@ def test_a_token_without_lora_gets_no_lora(weights):
 
 @pytest.fixture
 def restore_kernels():
+    """vLLM's reference kernels in place for the test, whatever was installed before, and back after
+    (an in-process vLLM engine earlier in the session loads the plugin into this process too)."""
     import vllm.lora.ops.torch_ops as ops
     import vllm.lora.punica_wrapper.punica_cpu as punica_cpu
 
     saved = {m: {n: getattr(m, n) for n in grouped.KERNELS if hasattr(m, n)} for m in (ops, punica_cpu)}
+    for m, fns in saved.items():
+        for n in fns:
+            setattr(m, n, getattr(ref, n))
     yield punica_cpu
     for m, fns in saved.items():
         for n, fn in fns.items():
