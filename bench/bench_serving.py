@@ -161,6 +161,7 @@ def main() -> int:
     from brickwork import _atomic
     from brickwork.serving import create_engine
     from brickwork.serving.composite import CompositeCache
+    from brickwork.serving import vllm_cpu_lora
     from brickwork.serving.vllm_engine import vllm_cpu_installed
 
     vllm_env = {} if args.pin else {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(args.threads)}
@@ -202,7 +203,7 @@ def main() -> int:
             # the same engine on vllm-cpu's own LoRA ops (per-token weight gathers), the kernels'
             # competitor; one timed run, it is ~20x slower
             ref = create_engine("vllm", store, composite_cache=cache, max_loras=8, max_lora_rank=64,
-                                env={**vllm_env, "BRICKWORK_VLLM_CPU_LORA": "reference"})
+                                env={**vllm_env, vllm_cpu_lora.ENV: "reference"})
             measure("vllm-reference-kernels", ref.generate, repeats=1)
             ref.close()
         # The bare base model on a vLLM started without LoRA support at all: the true LoRA-free

