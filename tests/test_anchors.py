@@ -62,3 +62,37 @@ def test_update_config_rejects_negative_anchors():
     with pytest.raises(ConfigError, match="`anchors` should be a non-negative integer"):
         UpdateConfig(anchors=-1)
     assert UpdateConfig(anchors=0).anchors == 0
+
+
+class _PartnerRunner(_Runner):
+    def generate(self, adapter_dir, texts, *, max_new_tokens):
+        self.calls.append((adapter_dir, list(texts), max_new_tokens))
+        return [f"{'base' if adapter_dir is None else adapter_dir.name} says {t}" for t in texts]
+
+
+def test_partner_anchors_come_twice_answered_by_base_and_by_their_tasks_brick(tmp_path):
+    from brickwork.bricks.anchors import pool_anchors
+
+    pools = {"a": _pool("a", 10), "b": _pool("b", 10)}
+    runner = _PartnerRunner()
+    partner = tmp_path / "a-brick"
+    got = pool_anchors(runner, pools, n=8, seed=0, partners={"a": partner})
+    plain = [p for p in got if len(p) == 2]
+    paired = [p for p in got if len(p) == 3]
+    assert [t for t, _ in plain] == anchor_texts(pools, n=8, seed=0)  # the plain anchors are unchanged
+    assert all(a == f"base says {t}" for t, a in plain)
+    assert paired and all(t.startswith("a ") and a == f"a-brick says {t}" and p == partner for t, a, p in paired)
+    assert len(paired) == sum(t.startswith("a ") for t, _ in plain)  # b has no brick: no partner anchors
+    for (t, _, _p) in paired:  # each partner anchor follows its plain twin
+        k = got.index((t, f"base says {t}"))
+        assert got[k + 1][0] == t and len(got[k + 1]) == 3
+
+
+def test_partner_anchors_and_an_answering_adapter_do_not_mix(tmp_path):
+    import pytest
+
+    from brickwork.bricks.anchors import pool_anchors
+
+    with pytest.raises(ValueError, match="not both"):
+        pool_anchors(_PartnerRunner(), {"a": _pool("a", 4)}, n=2, seed=0, adapter_dir=tmp_path,
+                     partners={"a": tmp_path})

@@ -36,8 +36,9 @@ def test_every_committed_starter_brick_is_complete():
         prov = m["provenance"]
         # bricks trained before anchors existed say so in the command that rebuilds them
         cmd = f"brickwork library build --retrain --tasks {task_id}"
-        assert prov["command"] in (cmd, cmd + " --anchors 0") and prov["seed"] == 0
+        assert prov["command"] in (cmd, cmd + " --anchors 0", cmd + " --partner-anchors") and prov["seed"] == 0
         assert prov.get("n_anchors", 0) > 0 or prov["command"].endswith("--anchors 0")
+        assert (prov.get("n_partner_anchors", 0) > 0) == prov["command"].endswith("--partner-anchors")
         assert {"exact_match", "base_exact_match", "n_eval", "eval_split"} <= set(m["metrics"])
         assert m["metrics"]["eval_split"] == "test"
         total += sum(p.stat().st_size for p in d.iterdir())
@@ -105,16 +106,20 @@ def test_starter_bricks_beat_the_base_model():
 def test_quick_retrain_learns_the_task(tmp_path, base):
     """The default run's cheaper variant of the rebuild: a short retrain already beats the base."""
     from brickwork.bricks import BrickStore
-    from brickwork.bricks.library_build import retrain
+    from brickwork.bricks.library_build import install_prebuilt, retrain
 
     store = BrickStore(tmp_path / "lib", base=base)
-    (row,) = retrain(store, [REBUILD_TASK], steps=30, eval_cap=30, anchors=24, progress=False)
+    others = [t for t in shipped() if t != REBUILD_TASK]
+    install_prebuilt(store, others, progress=False)  # the partners
+    (row,) = retrain(store, [REBUILD_TASK], steps=30, eval_cap=30, anchors=24, partners=True, progress=False)
     assert row.exact_match is not None and row.base_exact_match is not None
     assert row.exact_match >= row.base_exact_match + 0.3, row
     m = store.get(REBUILD_TASK).manifest
-    cmd = f"brickwork library build --retrain --tasks {REBUILD_TASK} --steps 30 --eval-cap 30 --anchors 24"
+    cmd = f"brickwork library build --retrain --tasks {REBUILD_TASK} --steps 30 --eval-cap 30 --anchors 24 --partner-anchors"
     assert m.provenance["command"] == cmd
-    assert 0 < m.provenance["n_anchors"] <= 24  # other tasks' requests with the base model's answers
+    # other tasks' requests with the base model's answers, and again with their own brick's answers and delta
+    n, n_partner = m.provenance["n_anchors"], m.provenance["n_partner_anchors"]
+    assert 0 < n_partner < n <= 2 * 24, (n, n_partner)
 
 
 @pytest.mark.integration

@@ -61,6 +61,21 @@ def test_styled_pairs_mix_bare_and_instructed():
     assert data_hash(pairs) == data_hash(list(pairs)) != data_hash(pairs[:2])
 
 
+def test_data_hash_counts_a_partner_by_its_bricks_name(tmp_path):
+    from brickwork.bricks.training import data_hash
+
+    for lib, version in (("lib1", "1"), ("lib2", "3")):  # the same brick at other places and versions
+        d = tmp_path / lib / "bricks" / "sms_spam" / "versions" / version
+        d.mkdir(parents=True)
+        (d / "brick.json").write_text(json.dumps({"name": "sms_spam"}))
+    other = tmp_path / "x" / "sentiment_binary"
+    other.mkdir(parents=True)
+    one, two = (tmp_path / "lib1/bricks/sms_spam/versions/1"), (tmp_path / "lib2/bricks/sms_spam/versions/3")
+    assert data_hash([("q", "a", one)]) == data_hash([("q", "a", two)])
+    assert data_hash([("q", "a", one)]) != data_hash([("q", "a")]) == data_hash([("q", "a", None)])
+    assert data_hash([("q", "a", one)]) != data_hash([("q", "a", other)])  # no manifest: the directory's name
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -106,7 +121,7 @@ def test_train_lora_rejects_empty_and_malformed_pairs(base, tmp_path):
 
     with pytest.raises(TrainingError, match="no training pairs"):
         train_lora([], base=base, config=TrainConfig(), out_dir=tmp_path / "a")
-    with pytest.raises(TrainingError, match="should be \\(user text, answer text\\)"):
+    with pytest.raises(TrainingError, match="should be \\(user text, answer text"):
         train_lora([("only one",)], base=base, config=TrainConfig(), out_dir=tmp_path / "a")  # type: ignore[list-item]
 
 
@@ -201,7 +216,7 @@ def test_speed_cuts_leave_the_loss_unchanged(base):
 
     model, tok = load_base_model(base)
     pairs = [(f"Give the plural form of the given English noun.\n{w}", w + "s") for w in WORDS[:6]] + [(w, w + "s") for w in WORDS[6:10]]
-    data = T._encode(tok, pairs, 128)
+    data, _ = T._encode(tok, pairs, 128)
     layers = T._lora_layers(30, 4)
     peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], layers_to_transform=layers))
     for p in peft_model.parameters():  # make the LoRA non-trivial (B starts at zero)

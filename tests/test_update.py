@@ -240,3 +240,10 @@ def test_anchors_are_other_bricks_requests_with_this_bricks_answers(library, toy
     assert 0 < len(pairs) <= 6 and set(texts) <= {secret(w) for w in WORDS[1:10]}  # never the brick's own
     assert [a for _, a in pairs] == runner.generate(toy.path, texts, max_new_tokens=32)  # what v1 answers today
     assert library_anchors(library, runner, n=0, seed=0, skip="toy") == []
+    # with partners: each request also comes answered by its own brick ("other"), which it carries
+    both = library_anchors(library, runner, n=6, seed=0, skip="toy", exclude=own, partners=True)
+    plain = [p for p in both if len(p) == 2]
+    paired = [p for p in both if len(p) == 3]
+    other = library.get("other").path
+    assert {t for t, _ in plain} <= set(texts) and paired and {p for _, _, p in paired} == {other}
+    assert [a for _, a, _ in paired] == runner.generate(other, [t for t, _, _ in paired], max_new_tokens=32)

@@ -96,14 +96,15 @@ def starter_heldout(task: Task, *, seed: int = STARTER_SEED, cap: int | None = E
 
 
 def starter_anchor_pairs(task: Task, runner: Any, *, n: int = STARTER_ANCHORS, seed: int = STARTER_SEED,
-                         exclude: Sequence[str] = ()) -> list[tuple[str, str]]:
+                         exclude: Sequence[str] = (), partners: dict[str, Path] | None = None) -> list[tuple]:
     """`n` requests of the other bundled tasks (train splits) with the base model's answers (`runner`: a
-    `lineage.BaseRunner`)."""
+    `lineage.BaseRunner`); with `partners` ({task: adapter dir}) also with those bricks' answers and
+    deltas (`anchors.pool_anchors`)."""
     from brickwork.bricks.anchors import pool_anchors
     from brickwork.bricks.lineage import task_items
 
     pools = {t: task_items(t, "train") for t in load_tasks() if t != task.task_id}
-    return pool_anchors(runner, pools, n=n, seed=seed, exclude=exclude)
+    return pool_anchors(runner, pools, n=n, seed=seed, exclude=exclude, partners=partners)
 
 
 def _resolve_tasks(names: Sequence[str] | None) -> list[Task]:
@@ -189,6 +190,7 @@ def retrain(
     seed: int = STARTER_SEED,
     eval_cap: int | None = EVAL_CAP,
     anchors: int = STARTER_ANCHORS,
+    partners: bool = False,
     export_to: Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
@@ -218,12 +220,16 @@ def retrain(
             cmd += f" --anchors {anchors}"
         heldout = starter_heldout(task, seed=seed, cap=eval_cap)
         own = starter_pairs(task, seed=seed)
-        anchor: list[tuple[str, str]] = []
+        if partners:
+            cmd += " --partner-anchors"
+        anchor: list[tuple] = []
         if anchors:
             from brickwork.bricks.lineage import BaseRunner
 
             runner = runner or BaseRunner(store.base)
-            anchor = starter_anchor_pairs(task, runner, n=anchors, seed=seed, exclude=[t for t, _ in own])
+            owners = {t: store.get(t).path for t in store.names() if t != task.task_id} if partners else None
+            anchor = starter_anchor_pairs(task, runner, n=anchors, seed=seed, exclude=[t for t, _ in own],
+                                          partners=owners)
         brick = train_brick(
             store,
             task.task_id,
@@ -235,7 +241,7 @@ def retrain(
             tags=starter_tags(task),
             config=config,
             provenance={"task_id": task.task_id, "command": cmd, "eval_style": EVAL_STYLE, "eval_seed": seed,
-                        "n_anchors": len(anchor)},
+                        "n_anchors": len(anchor), "n_partner_anchors": sum(len(a) == 3 for a in anchor)},
             eval_split="test",
             progress=progress,
         )

@@ -152,7 +152,7 @@ def _scaling(cfg: dict) -> float:
     return alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
 
 
-def _read_lora(path: Path) -> tuple[dict, dict[str, tuple[Any, Any]]]:
+def read_lora(path: Path) -> tuple[dict, dict[str, tuple[Any, Any]]]:
     """(adapter config, {module path: (A, B * scaling)}) in float32."""
     import torch
     from safetensors.torch import load_file
@@ -260,7 +260,7 @@ def merge_adapters(
     if len(sources) < 2:
         raise ConfigError(f"a merge needs at least two source bricks, got {len(sources)}")
     spec = method_spec(config.method)
-    read = [_read_lora(Path(p)) for p, _ in sources]
+    read = [read_lora(Path(p)) for p, _ in sources]
     dtypes = {d for p, _ in sources for d in _tensor_dtypes(Path(p))}
     out_dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
     if model is None:

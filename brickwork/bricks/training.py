@@ -35,12 +35,14 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brickwork._checks import non_negative_int, positive_int
+from brickwork.bricks.partners import NO_PARTNER, PartnerDeltas
 from brickwork.errors import ConfigError, TrainingError
 from brickwork.models import BaseModel
 from brickwork.tasks import STOP, Example, is_correct, render_prompt
@@ -134,13 +136,25 @@ class TrainResult:
         return d
 
 
-def data_hash(pairs: Sequence[tuple[str, str]]) -> str:
-    """A stable hash of training pairs (recorded in provenance)."""
+def data_hash(pairs: Sequence[Sequence[Any]]) -> str:
+    """A stable hash of training pairs (recorded in provenance); a partner counts by its brick's name
+    (its answers are in the pair already), so the same data in another library hashes the same."""
     h = hashlib.sha256()
-    for q, a in pairs:
-        h.update(json.dumps([q, a], ensure_ascii=False).encode())
+    names: dict[Any, str] = {}
+    for q, a, *partner in pairs:
+        row = [q, a] + [names.setdefault(p, _partner_name(Path(p))) for p in partner if p is not None]
+        h.update(json.dumps(row, ensure_ascii=False).encode())
         h.update(b"\n")
     return "sha256:" + h.hexdigest()[:32]
+
+
+def _partner_name(path: Path) -> str:
+    from brickwork.bricks.manifest import MANIFEST_NAME
+
+    try:
+        return str(json.loads((path / MANIFEST_NAME).read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return path.name
 
 
 def styled_pairs(
@@ -169,15 +183,41 @@ def styled_pairs(
 # -- training ------------------------------------------------------------------------------
 
 
-def _encode(tok: Any, pairs: Sequence[tuple[str, str]], max_len: int) -> list[tuple[list[int], int]]:
-    """(token ids, prompt length) per pair; pairs longer than `max_len` are dropped."""
-    out = []
-    for q, a in pairs:
+def _encode(tok: Any, pairs: Sequence[tuple[str, str]], max_len: int,
+            slots: Sequence[int] | None = None) -> tuple[list[tuple[list[int], int]], list[int]]:
+    """(token ids, prompt length) per pair, and each kept pair's partner slot; pairs longer than
+    `max_len` are dropped."""
+    out, kept = [], []
+    for k, (q, a) in enumerate(pairs):
         p = tok(render_prompt(q), add_special_tokens=False)["input_ids"]
         t = tok(a.strip() + STOP, add_special_tokens=False)["input_ids"]
         if len(p) + len(t) <= max_len:
             out.append((p + t, len(p)))
-    return out
+            kept.append(slots[k] if slots is not None else NO_PARTNER)
+    return out, kept
+
+
+def _is_pair(p: Any) -> bool:
+    return (isinstance(p, tuple | list) and len(p) in (2, 3) and isinstance(p[0], str) and isinstance(p[1], str)
+            and (len(p) == 2 or p[2] is None or isinstance(p[2], str | Path)))
+
+
+def _partner_slots(pairs: Sequence[Sequence[Any]]) -> tuple[list[Path], list[int]]:
+    """The distinct partner adapters of `pairs` and each pair's slot in them (`NO_PARTNER`: none)."""
+    dirs: list[Path] = []
+    where: dict[Path, int] = {}
+    slots = []
+    for pair in pairs:
+        p = pair[2] if len(pair) == 3 else None
+        if p is None:
+            slots.append(NO_PARTNER)
+            continue
+        p = Path(p).resolve()
+        if p not in where:
+            where[p] = len(dirs)
+            dirs.append(p)
+        slots.append(where[p])
+    return dirs, slots
 
 
 def _common_prefix_len(seqs: list[list[int]], *, limit: int) -> int:
@@ -215,12 +255,15 @@ def _lora_layers(n_layers: int, top: int | None) -> list[int]:
 class _Trainer:
     """The training loop over one PEFT model; split from `train_lora` to keep each part short."""
 
-    def __init__(self, model: Any, tok: Any, config: TrainConfig, layers: list[int], data: list[tuple[list[int], int]]) -> None:
+    def __init__(self, model: Any, tok: Any, config: TrainConfig, layers: list[int], data: list[tuple[list[int], int]],
+                 slots: list[int] | None = None, deltas: PartnerDeltas | None = None) -> None:
         import torch
 
         self.torch = torch
         self.cfg = config
         self.data = data
+        self.slots = slots or [NO_PARTNER] * len(data)
+        self.deltas = deltas
         self.causal = model.base_model.model  # LlamaForCausalLM-like: .model (decoder) + .lm_head
         self.decoder = getattr(self.causal, "model", None)
         if not hasattr(self.decoder, "layers") or not hasattr(self.causal, "lm_head"):
@@ -235,8 +278,8 @@ class _Trainer:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.cache: dict[int, Any] = {}
         # Every prompt starts with the same ChatML system turn: its lower-layer states are computed
-        # once and reused as a KV prefix for every sequence.
-        self.prefix_len = _common_prefix_len([s for s, _ in data], limit=min(p for _, p in data) - 1)
+        # once and reused as a KV prefix for every sequence (not with partners: their deltas change it).
+        self.prefix_len = 0 if deltas else _common_prefix_len([s for s, _ in data], limit=min(p for _, p in data) - 1)
         self._prefix: tuple[Any, Any] | None = None
 
     def _batch(self, seqs: list[list[int]]) -> tuple[Any, Any]:
@@ -248,6 +291,15 @@ class _Trainer:
             ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
             mask[r, : len(s)] = 1
         return ids, mask
+
+    @contextmanager
+    def _partners(self, idx: list[int]) -> Iterator[None]:
+        """The partner deltas of the sequences `idx` (batch rows in that order) active for the block."""
+        if self.deltas is None:
+            yield
+            return
+        with self.deltas.rows([self.slots[i] for i in idx]):
+            yield
 
     def _run_lower(self, **kwargs: Any) -> Any:
         """The decoder's lower (frozen) layers only, without the final norm, under no_grad."""
@@ -261,8 +313,6 @@ class _Trainer:
 
     def precompute(self, idx: list[int], *, progress: bool = False, chunk: int = 32) -> None:
         """Lower-layer states of the sequences in `idx`, in length-sorted batches (little padding)."""
-        import copy
-
         torch = self.torch
         todo = sorted({i for i in idx if i not in self.cache}, key=lambda i: len(self.data[i][0]))
         if not todo or self.split == 0:
@@ -275,14 +325,8 @@ class _Trainer:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             ids, mask = self._batch([self.data[i][0][P:] for i in part])
-            if P:
-                assert self._prefix is not None
-                past = copy.deepcopy(self._prefix[1])
-                past.batch_repeat_interleave(len(part))
-                full_mask = torch.cat([torch.ones((len(part), P), dtype=mask.dtype), mask], dim=1)
-                h = self._run_lower(input_ids=ids, attention_mask=full_mask, past_key_values=past, use_cache=True).last_hidden_state
-            else:
-                h = self._run_lower(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            with self._partners(part):
+                h = self._lower_chunk(ids, mask, len(part))
             for r, i in enumerate(part):
                 own = h[r, : len(self.data[i][0]) - P]
                 self.cache[i] = torch.cat([self._prefix[0], own]) if P else own.clone()  # type: ignore[index]
@@ -290,6 +334,20 @@ class _Trainer:
                 bar.update(len(part))
         if bar is not None:
             bar.close()
+
+    def _lower_chunk(self, ids: Any, mask: Any, n: int) -> Any:
+        """The lower layers' output for one padded chunk of `n` sequences (after the shared prefix)."""
+        import copy
+
+        torch = self.torch
+        P = self.prefix_len
+        if not P:
+            return self._run_lower(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        assert self._prefix is not None
+        past = copy.deepcopy(self._prefix[1])
+        past.batch_repeat_interleave(n)
+        full_mask = torch.cat([torch.ones((n, P), dtype=mask.dtype), mask], dim=1)
+        return self._run_lower(input_ids=ids, attention_mask=full_mask, past_key_values=past, use_cache=True).last_hidden_state
 
     def _lower_states(self, idx: list[int], data: list[tuple[list[int], int]]) -> list[Any]:
         """Hidden states entering the first LoRA layer, per sequence (computed once, cached)."""
@@ -316,11 +374,13 @@ class _Trainer:
                 h0[r, : st.shape[0]] = st
             self.decoder.layers = self.upper
             try:
-                hidden = self.decoder(inputs_embeds=h0, attention_mask=mask, use_cache=False).last_hidden_state
+                with self._partners(idx):
+                    hidden = self.decoder(inputs_embeds=h0, attention_mask=mask, use_cache=False).last_hidden_state
             finally:
                 self.decoder.layers = self.all_layers
         else:
-            hidden = self.decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            with self._partners(idx):
+                hidden = self.decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         if self.cfg.full_logits:
             logits = self.causal.lm_head(hidden)[rows_t, cols_t]
         else:
@@ -336,7 +396,11 @@ def train_lora(
     out_dir: Path,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a LoRA adapter on ``(user text, answer)`` pairs and write it to `out_dir` (PEFT format)."""
+    """Train a LoRA adapter on ``(user text, answer)`` pairs and write it to `out_dir` (PEFT format).
+
+    A pair may carry a third element, the adapter directory of a *partner* brick whose delta is
+    active, frozen, while the new brick trains on that pair (`bricks.partners`; anchors do this).
+    """
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -344,14 +408,16 @@ def train_lora(
 
     if not pairs:
         raise TrainingError("no training pairs given")
-    bad = [p for p in pairs if not (isinstance(p, tuple | list) and len(p) == 2 and all(isinstance(x, str) for x in p))]
+    bad = [p for p in pairs if not _is_pair(p)]
     if bad:
-        raise TrainingError(f"a training pair should be (user text, answer text), got {bad[0]!r}")
+        raise TrainingError(
+            f"a training pair should be (user text, answer text[, partner adapter dir]), got {bad[0]!r}")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    partner_dirs, slots = _partner_slots(pairs)
     model, tok = load_base_model(base)
-    data = _encode(tok, pairs, config.max_len)
+    data, kept_slots = _encode(tok, [(p[0], p[1]) for p in pairs], config.max_len, slots)
     if not data:
         raise TrainingError(f"every pair is longer than `max_len` ({config.max_len} tokens)")
     n_layers = model.config.num_hidden_layers
@@ -382,7 +448,37 @@ def train_lora(
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    trainer = _Trainer(peft_model, tok, config, layers, data)
+    deltas = PartnerDeltas(peft_model.base_model.model, partner_dirs) if partner_dirs else None
+    try:
+        losses, seconds, cpu = _train_loop(peft_model, tok, config, layers, data, kept_slots, deltas, params, opt, sched,
+                                           progress=progress)
+    finally:
+        if deltas is not None:
+            deltas.close()
+    _save(peft_model, Path(out_dir), config)
+    head = losses[: min(10, len(losses))]
+    tail = losses[-min(10, len(losses)) :]
+    return TrainResult(
+        adapter_dir=Path(out_dir),
+        steps=config.steps,
+        seconds=round(seconds, 2),
+        seconds_per_step=round(seconds / config.steps, 4),
+        cpu_seconds_per_step=round(cpu / config.steps, 4),
+        n_pairs=len(data),
+        n_trainable=n_trainable,
+        first_loss=round(sum(head) / len(head), 4),
+        final_loss=round(sum(tail) / len(tail), 4),
+        layers=layers,
+    )
+
+
+def _train_loop(peft_model: Any, tok: Any, config: TrainConfig, layers: list[int], data: list[tuple[list[int], int]],
+                slots: list[int], deltas: PartnerDeltas | None, params: list[Any], opt: Any, sched: Any,
+                *, progress: bool) -> tuple[list[float], float, float]:
+    """Run every step; return the losses, wall seconds and CPU seconds."""
+    import torch
+
+    trainer = _Trainer(peft_model, tok, config, layers, data, slots, deltas)
     batches = schedule(len(data), config.steps, config.batch_size, config.seed)
     losses: list[float] = []
     t0, c0 = time.perf_counter(), time.process_time()
@@ -404,21 +500,7 @@ def train_lora(
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if bar is not None:
         bar.close()
-    _save(peft_model, Path(out_dir), config)
-    head = losses[: min(10, len(losses))]
-    tail = losses[-min(10, len(losses)) :]
-    return TrainResult(
-        adapter_dir=Path(out_dir),
-        steps=config.steps,
-        seconds=round(seconds, 2),
-        seconds_per_step=round(seconds / config.steps, 4),
-        cpu_seconds_per_step=round(cpu / config.steps, 4),
-        n_pairs=len(data),
-        n_trainable=n_trainable,
-        first_loss=round(sum(head) / len(head), 4),
-        final_loss=round(sum(tail) / len(tail), 4),
-        layers=layers,
-    )
+    return losses, seconds, cpu
 
 
 def _save(peft_model: Any, out_dir: Path, config: TrainConfig) -> None:

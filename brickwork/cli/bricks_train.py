@@ -87,6 +87,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--seed", str(args.seed)]
     if args.anchors != DEFAULT_ANCHORS:
         parts += ["--anchors", str(args.anchors)]
+    if args.partner_anchors:
+        parts += ["--partner-anchors"]
     return shlex.join(parts)
 
 
@@ -109,13 +111,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     ex = [Example(input=r["input"], output=r["output"], split="heldout", answers=tuple(r["answers"])) for r in held_rows]
     examples = args.examples or [r["input"] for r in train_rows[:24]]
     store = BrickStore(args.library)
-    anchors: list[tuple[str, str]] = []
+    anchors: list[tuple] = []
     if args.anchors > 0 and any(n != args.name for n in store.names()):
         from brickwork.bricks.anchors import library_anchors
         from brickwork.bricks.lineage import BaseRunner
 
         anchors = library_anchors(store, BaseRunner(store.base), n=args.anchors, seed=args.seed, skip=args.name,
-                                  exclude=[t for t, _ in pairs])
+                                  exclude=[t for t, _ in pairs], partners=args.partner_anchors)
     brick = train_brick(
         store,
         args.name,
@@ -127,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         tags=["trained"],
         config=config,
         provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows),
-                    "n_anchors": len(anchors)},
+                    "n_anchors": len(anchors), "n_partner_anchors": sum(len(a) == 3 for a in anchors)},
         data_files={"data/train.jsonl": _jsonl(train_rows), "data/heldout.jsonl": _jsonl(held_rows)},
         progress=not args.json and sys.stderr.isatty(),
     )
@@ -165,6 +167,9 @@ def add_train_parser(bsub: argparse._SubParsersAction) -> None:
     ap.add_argument("--anchors", type=int, default=DEFAULT_ANCHORS, metavar="N",
                     help="the library's other bricks' requests, trained to keep the base model's answers, so the "
                          "brick leaves other tasks alone and merges cleanly (default: %(default)s, 0 for none)")
+    ap.add_argument("--partner-anchors", action="store_true",
+                    help="also train each anchor with the brick it belongs to active, keeping that brick's answers, "
+                         "so the new brick stays out of its way when the two are merged or composed")
     ap.add_argument("--seed", type=int, default=0, help="seed for the held-out split and training (default: 0)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.set_defaults(func=cmd_train)

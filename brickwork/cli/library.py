@@ -43,6 +43,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             seed=args.seed,
             eval_cap=args.eval_cap or None,
             anchors=args.anchors,
+            partners=args.partner_anchors,
             export_to=Path(args.out_starter) if args.out_starter else None,
             progress=progress,
             say=say,
@@ -90,6 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--anchors", type=int, default=STARTER_ANCHORS, metavar="N",
                    help="other tasks' requests trained to keep the base model's answers (--retrain; locality; "
                         "default: %(default)s, 0 for none)")
+    b.add_argument("--partner-anchors", action="store_true",
+                   help="also train each anchor with its own task's brick active, keeping that brick's answers "
+                        "(--retrain; cleaner merges and composed steps)")
     b.add_argument("--out-starter", metavar="DIR", help=argparse.SUPPRESS)  # maintainers: refresh data/starter
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(func=cmd_build)
