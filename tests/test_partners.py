@@ -64,6 +64,12 @@ def test_partner_slots_out_of_range_and_foreign_modules_are_refused(loaded, base
     save_file(t, str(other / "adapter_model.safetensors"))
     with pytest.raises(AdapterError, match="not in the base model"):
         PartnerDeltas(model, [other])
+    wide = write_lora_adapter(tmp_path / "w", base)  # factors of another model's width
+    t = load_file(str(wide / "adapter_model.safetensors"))
+    t = {k: (v[:, :100] if ".lora_A." in k else v) for k, v in t.items()}
+    save_file({k: v.contiguous() for k, v in t.items()}, str(wide / "adapter_model.safetensors"))
+    with pytest.raises(AdapterError, match="another base model"):
+        PartnerDeltas(model, [partner, wide])
     assert all(not m._forward_hooks for m in model.modules())  # a refused partner leaves no hook behind
 
 

@@ -61,6 +61,12 @@ class PartnerDeltas:
                 target = getattr(target, "base_layer", target)
                 if not isinstance(target, torch.nn.Linear):
                     raise AdapterError(f"partner adapter module {module!r} is not a linear layer")
+                for slot, a, b in factors:
+                    if a.shape[1] != target.in_features or b.shape[0] != target.out_features:
+                        raise AdapterError(
+                            f"partner adapter {adapter_dirs[slot]}: module {module!r} has factors "
+                            f"{tuple(a.shape)} x {tuple(b.shape)}, the base layer is {target.in_features} -> "
+                            f"{target.out_features} (an adapter for another base model?)")
                 table = {slot: (a.to(dtype), b.to(dtype)) for slot, a, b in factors}
                 self._handles.append(target.register_forward_hook(self._hook(table)))
         except Exception:
