@@ -96,3 +96,17 @@ def test_partner_anchors_and_an_answering_adapter_do_not_mix(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         pool_anchors(_PartnerRunner(), {"a": _pool("a", 4)}, n=2, seed=0, adapter_dir=tmp_path,
                      partners={"a": tmp_path})
+
+
+def test_partner_versions_name_the_bricks_the_anchors_carry(tmp_path):
+    import json
+
+    from brickwork.bricks.anchors import partner_versions
+
+    a, b = tmp_path / "lib/bricks/a/versions/3", tmp_path / "loose"
+    a.mkdir(parents=True)
+    b.mkdir()
+    (a / "brick.json").write_text(json.dumps({"name": "a", "version": 3}))
+    anchors = [("t1", "x"), ("t2", "y", a), ("t3", "z", a), ("t4", "w", b)]
+    assert partner_versions(anchors) == {"a": 3, "loose": None}
+    assert partner_versions([("t", "x")]) == {}

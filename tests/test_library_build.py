@@ -120,6 +120,8 @@ def test_quick_retrain_learns_the_task(tmp_path, base):
     # other tasks' requests with the base model's answers, and again with their own brick's answers and delta
     n, n_partner = m.provenance["n_anchors"], m.provenance["n_partner_anchors"]
     assert 0 < n_partner < n <= 2 * 24, (n, n_partner)
+    partners = m.provenance["partners"]  # which bricks, at which version, it trained beside
+    assert partners and set(partners) <= set(others) and set(partners.values()) == {1}
 
 
 @pytest.mark.integration

@@ -200,6 +200,7 @@ def retrain(
     `export_to` also writes each brick (adapter + brick.json) to ``export_to/<task id>/``, which is
     how ``brickwork/data/starter`` is produced.
     """
+    from brickwork.bricks.anchors import partner_versions
     from brickwork.bricks.training import train_brick
 
     rows = []
@@ -241,7 +242,8 @@ def retrain(
             tags=starter_tags(task),
             config=config,
             provenance={"task_id": task.task_id, "command": cmd, "eval_style": EVAL_STYLE, "eval_seed": seed,
-                        "n_anchors": len(anchor), "n_partner_anchors": sum(len(a) == 3 for a in anchor)},
+                        "n_anchors": len(anchor), "n_partner_anchors": sum(len(a) == 3 for a in anchor),
+                        **({"partners": partner_versions(anchor)} if partners else {})},
             eval_split="test",
             progress=progress,
         )

@@ -94,6 +94,7 @@ def _command(args: argparse.Namespace) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from brickwork.bricks import BrickStore, check_name
+    from brickwork.bricks.anchors import partner_versions
     from brickwork.bricks.training import TrainConfig, styled_pairs, train_brick
     from brickwork.errors import ConfigError
     from brickwork.tasks import Example
@@ -129,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         tags=["trained"],
         config=config,
         provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows),
-                    "n_anchors": len(anchors), "n_partner_anchors": sum(len(a) == 3 for a in anchors)},
+                    "n_anchors": len(anchors), "n_partner_anchors": sum(len(a) == 3 for a in anchors),
+                    **({"partners": partner_versions(anchors)} if args.partner_anchors else {})},
         data_files={"data/train.jsonl": _jsonl(train_rows), "data/heldout.jsonl": _jsonl(held_rows)},
         progress=not args.json and sys.stderr.isatty(),
     )
