@@ -135,15 +135,7 @@ def library_anchors(store: BrickStore, runner: BaseRunner, *, n: int, seed: int,
 def partner_versions(anchors: Sequence[tuple]) -> dict[str, int | None]:
     """{brick name: version} of the partners that `anchors` carry (from each partner's brick.json),
     recorded in provenance so a rebuild can tell whether it trains beside the same bricks."""
-    import json
+    from brickwork.bricks.partners import partner_identity
 
-    from brickwork.bricks.manifest import MANIFEST_NAME
-
-    out: dict[str, int | None] = {}
-    for p in sorted({Path(a[2]) for a in anchors if len(a) == 3 and a[2] is not None}):
-        try:
-            m = json.loads((p / MANIFEST_NAME).read_text())
-            out[str(m["name"])] = m.get("version")
-        except (OSError, ValueError, KeyError, TypeError):
-            out[p.name] = None
-    return dict(sorted(out.items()))
+    dirs = {Path(a[2]) for a in anchors if len(a) == 3 and a[2] is not None}
+    return dict(sorted(partner_identity(p) for p in dirs))

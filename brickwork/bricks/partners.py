@@ -30,6 +30,20 @@ from brickwork.errors import AdapterError
 NO_PARTNER = -1
 
 
+def partner_identity(path: Path) -> tuple[str, int | None]:
+    """(brick name, version) of the partner at `path`, from its brick.json; (directory name, None)
+    for an adapter directory without one."""
+    import json
+
+    from brickwork.bricks.manifest import MANIFEST_NAME
+
+    try:
+        m = json.loads((Path(path) / MANIFEST_NAME).read_text())
+        return str(m["name"]), m.get("version")
+    except (OSError, ValueError, KeyError, TypeError):
+        return Path(path).name, None
+
+
 class PartnerDeltas:
     """Forward hooks that add frozen LoRA deltas, each to the batch rows its slot is assigned to.
 

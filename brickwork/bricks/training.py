@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brickwork._checks import non_negative_int, positive_int
-from brickwork.bricks.partners import NO_PARTNER, PartnerDeltas
+from brickwork.bricks.partners import NO_PARTNER, PartnerDeltas, partner_identity
 from brickwork.errors import ConfigError, TrainingError
 from brickwork.models import BaseModel
 from brickwork.tasks import STOP, Example, is_correct, render_prompt
@@ -142,19 +142,10 @@ def data_hash(pairs: Sequence[Sequence[Any]]) -> str:
     h = hashlib.sha256()
     names: dict[Any, str] = {}
     for q, a, *partner in pairs:
-        row = [q, a] + [names.setdefault(p, _partner_name(Path(p))) for p in partner if p is not None]
+        row = [q, a] + [names.setdefault(p, partner_identity(Path(p))[0]) for p in partner if p is not None]
         h.update(json.dumps(row, ensure_ascii=False).encode())
         h.update(b"\n")
     return "sha256:" + h.hexdigest()[:32]
-
-
-def _partner_name(path: Path) -> str:
-    from brickwork.bricks.manifest import MANIFEST_NAME
-
-    try:
-        return str(json.loads((path / MANIFEST_NAME).read_text())["name"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return path.name
 
 
 def styled_pairs(
