@@ -164,6 +164,21 @@ def test_index_from_before_the_classifier_is_rebuilt(lib):
     assert persist.read(again.dir).classifier is not None  # type: ignore[union-attr]
 
 
+def test_index_fitted_on_other_none_texts_is_refitted(lib, monkeypatch):
+    index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
+    before = persist.read(index.dir)
+    assert before is not None and before.meta["none_data"] == clf.none_fingerprint()
+    shipped = clf.none_texts()
+    monkeypatch.setattr(clf, "none_texts", lambda: shipped + ("Suggest a name for my new goldfish.",))
+    stale = BrickIndex.open(lib, repair=False, use_cache=False).check()
+    assert not stale.ok and any("none-class texts changed" in p for p in stale.problems)
+    again = BrickIndex.open(lib, use_cache=False)
+    assert any("none-class texts changed" in r for r in again.repairs) and again.check().ok
+    after = persist.read(again.dir)
+    assert after is not None and after.meta["none_data"] == clf.none_fingerprint() != before.meta["none_data"]
+    assert not np.allclose(after.classifier, before.classifier)  # type: ignore[arg-type]
+
+
 # -- the eval agrees with the index ---------------------------------------------------------------
 @pytest.mark.integration
 def test_routing_eval_scores_exactly_as_the_index(lib, tmp_path):

@@ -35,6 +35,7 @@ seconds for the starter library's ~850 texts on a busy core.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from functools import cache
@@ -56,6 +57,13 @@ def none_texts() -> tuple[str, ...]:
     """The shipped out-of-scope requests the none class is trained on."""
     rows = [json.loads(line) for line in NONE_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     return tuple(r["text"] for r in rows)
+
+
+def none_fingerprint(texts: tuple[str, ...] | None = None) -> str:
+    """A short hash of the none-class texts; an index records it, and one fitted on other texts is
+    refitted on open (the shipped set grows between releases)."""
+    h = hashlib.sha256("\n".join(none_texts() if texts is None else texts).encode("utf-8"))
+    return h.hexdigest()[:16]
 
 
 def fit_library(

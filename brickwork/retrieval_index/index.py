@@ -294,6 +294,10 @@ class BrickIndex:
         ):
             self._problem = f"corrupt index: {gen.name} lacks the brick classifier its features ask for"
             return
+        if (_wants_classifier(recorded_features, len(names), expected) and recorded_features.none_class
+                and meta.get("none_data") != clf.none_fingerprint()):
+            self._problem = f"stale index: the none-class texts changed since {gen.name} was fitted"
+            return
         try:
             ann_obj = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
         except IndexError_ as exc:
@@ -466,6 +470,8 @@ class BrickIndex:
             "bricks": entries,
             "rows": len(vectors),
         }
+        if weights is not None and self.features.none_class:
+            meta["none_data"] = clf.none_fingerprint()
         try:
             self._generation = persist.write(self.dir, meta, vectors, fields_arr, ann.to_bytes(), weights)
         except OSError as exc:  # a read-only library: serve the repaired index from memory
