@@ -102,11 +102,13 @@ def test_partner_versions_name_the_bricks_the_anchors_carry(tmp_path):
     import json
 
     from brickwork.bricks.anchors import partner_versions
+    from brickwork.bricks.manifest import Manifest
 
     a, b = tmp_path / "lib/bricks/a/versions/3", tmp_path / "loose"
     a.mkdir(parents=True)
     b.mkdir()
-    (a / "brick.json").write_text(json.dumps({"name": "a", "version": 3}))
+    m = Manifest(name="a", version=3, kind="lora", description="d", base_model={"id": "m", "fingerprint": "f"}, rank=8)
+    (a / "brick.json").write_text(json.dumps(m.to_json()))
     anchors = [("t1", "x"), ("t2", "y", a), ("t3", "z", a), ("t4", "w", b)]
     assert partner_versions(anchors) == {"a": 3, "loose": None}
     assert partner_versions([("t", "x")]) == {}

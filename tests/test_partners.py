@@ -70,7 +70,6 @@ def test_partner_slots_out_of_range_and_foreign_modules_are_refused(loaded, base
     save_file({k: v.contiguous() for k, v in t.items()}, str(wide / "adapter_model.safetensors"))
     with pytest.raises(AdapterError, match="another base model"):
         PartnerDeltas(model, [partner, wide])
-    assert all(not m._forward_hooks for m in model.modules())
     assert all(not m._forward_hooks for m in model.modules())  # a refused partner leaves no hook behind
 
 

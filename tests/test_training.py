@@ -62,12 +62,15 @@ def test_styled_pairs_mix_bare_and_instructed():
 
 
 def test_data_hash_counts_a_partner_by_its_bricks_name(tmp_path):
+    from brickwork.bricks.manifest import Manifest
     from brickwork.bricks.training import data_hash
 
-    for lib, version in (("lib1", "1"), ("lib2", "3")):  # the same brick at other places and versions
-        d = tmp_path / lib / "bricks" / "sms_spam" / "versions" / version
+    for lib, version in (("lib1", 1), ("lib2", 3)):  # the same brick at other places and versions
+        d = tmp_path / lib / "bricks" / "sms_spam" / "versions" / str(version)
         d.mkdir(parents=True)
-        (d / "brick.json").write_text(json.dumps({"name": "sms_spam"}))
+        m = Manifest(name="sms_spam", version=version, kind="lora", description="d",
+                     base_model={"id": "m", "fingerprint": "f"}, rank=8)
+        (d / "brick.json").write_text(json.dumps(m.to_json()))
     other = tmp_path / "x" / "sentiment_binary"
     other.mkdir(parents=True)
     one, two = (tmp_path / "lib1/bricks/sms_spam/versions/1"), (tmp_path / "lib2/bricks/sms_spam/versions/3")

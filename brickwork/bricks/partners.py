@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from brickwork.errors import AdapterError
+from brickwork.errors import AdapterError, ManifestError
 
 #: the partner slot of a sequence that has none
 NO_PARTNER = -1
@@ -32,16 +32,14 @@ NO_PARTNER = -1
 
 def partner_identity(path: Path) -> tuple[str, int | None]:
     """(brick name, version) of the partner at `path`, from its brick.json; (directory name, None)
-    for an adapter directory without one."""
-    import json
-
-    from brickwork.bricks.manifest import MANIFEST_NAME
+    for an adapter directory without a valid one."""
+    from brickwork.bricks.manifest import Manifest
 
     try:
-        m = json.loads((Path(path) / MANIFEST_NAME).read_text())
-        return str(m["name"]), m.get("version")
-    except (OSError, ValueError, KeyError, TypeError):
+        m = Manifest.load(Path(path))
+    except ManifestError:
         return Path(path).name, None
+    return m.name, m.version
 
 
 class PartnerDeltas:

@@ -140,9 +140,12 @@ def data_hash(pairs: Sequence[Sequence[Any]]) -> str:
     """A stable hash of training pairs (recorded in provenance); a partner counts by its brick's name
     (its answers are in the pair already), so the same data in another library hashes the same."""
     h = hashlib.sha256()
-    names: dict[Any, str] = {}
+    names: dict[Any, str] = {}  # each partner's brick.json is read once, not once per pair
     for q, a, *partner in pairs:
-        row = [q, a] + [names.setdefault(p, partner_identity(Path(p))[0]) for p in partner if p is not None]
+        for p in partner:
+            if p is not None and p not in names:
+                names[p] = partner_identity(Path(p))[0]
+        row = [q, a] + [names[p] for p in partner if p is not None]
         h.update(json.dumps(row, ensure_ascii=False).encode())
         h.update(b"\n")
     return "sha256:" + h.hexdigest()[:32]

@@ -59,11 +59,10 @@ def none_texts() -> tuple[str, ...]:
     return tuple(r["text"] for r in rows)
 
 
-def none_fingerprint(texts: tuple[str, ...] | None = None) -> str:
+def none_fingerprint() -> str:
     """A short hash of the none-class texts; an index records it, and one fitted on other texts is
     refitted on open (the shipped set grows between releases)."""
-    h = hashlib.sha256("\n".join(none_texts() if texts is None else texts).encode("utf-8"))
-    return h.hexdigest()[:16]
+    return hashlib.sha256("\n".join(none_texts()).encode("utf-8")).hexdigest()[:16]
 
 
 def fit_library(

@@ -289,13 +289,13 @@ class BrickIndex:
         if expected != len(gen.vectors) or gen.vectors.shape[1] != recorded_features.dim(recorded.dim):
             self._problem = f"corrupt index: {gen.name} holds {gen.vectors.shape} vectors, meta says {expected} rows"
             return
-        if _wants_classifier(recorded_features, len(names), expected) and (
+        wants_classifier = _wants_classifier(recorded_features, len(names), expected)
+        if wants_classifier and (
             gen.classifier is None or gen.classifier.shape != (len(names) + recorded_features.none_class, gen.vectors.shape[1] + 1)
         ):
             self._problem = f"corrupt index: {gen.name} lacks the brick classifier its features ask for"
             return
-        if (_wants_classifier(recorded_features, len(names), expected) and recorded_features.none_class
-                and meta.get("none_data") != clf.none_fingerprint()):
+        if wants_classifier and recorded_features.none_class and meta.get("none_data") != clf.none_fingerprint():
             self._problem = f"stale index: the none-class texts changed since {gen.name} was fitted"
             return
         try:
@@ -307,7 +307,7 @@ class BrickIndex:
         self._names = names
         self._vectors = gen.vectors
         self._fields = gen.fields
-        self._classifier = gen.classifier if _wants_classifier(recorded_features, len(names), expected) else None
+        self._classifier = gen.classifier if wants_classifier else None
         self._generation = gen.name
         self._table = self._make_table(ann_obj)
 
