@@ -184,6 +184,30 @@ def test_a_different_embedder_is_refused(store, embedder):
         _open(store, features=FeatureConfig(lexical_weight=0.0))
 
 
+def test_request_written_like_a_none_text_goes_to_base_until_a_brick_serves_it(store, adapter_dir, base, embedder):
+    """The shipped none texts catch a near miss written like one of them (nearest-neighbour penalty,
+    classifier.none_penalty); a library that grows a brick for such requests gets them routed to it."""
+    from brickwork.retrieval_index import Router, classifier as clf, retrieve
+
+    index = _open(store, embedder=embedder)
+    router = Router.default()
+    near_miss, in_scope = "please write 1066 in roman numerals", "What is 45 minus 17?"
+    qv = index.embed_queries([near_miss, in_scope])
+    gen = persist.read(index.dir)
+    assert gen is not None and gen.none is not None
+    rows_best = (qv @ gen.vectors.T).max(1)
+    drop = clf.none_penalty(qv, gen.none, rows_best, index.features.none_neighbour_weight, index.features.none_neighbour_margin)
+    assert drop[0] > 0 and drop[1] == 0  # a none text is far nearer the near miss than any brick row
+    [(_, r_near), (_, r_in)] = retrieve(index, router, [near_miss, in_scope])
+    assert r_near == [] and [r.name for r in r_in] == ["two_digit_subtraction"]
+
+    roman = ["Convert 12 to Roman numerals.", "Write 2001 as a Roman numeral.", "roman numeral for 7", "49", "350", "1500"]
+    store.add(adapter_dir, _manifest(base, "roman_numerals", "Convert a whole number into Roman numerals.", roman))
+    index.sync()
+    [(hits, routes)] = retrieve(index, router, [near_miss])
+    assert hits[0].name == "roman_numerals" and [r.name for r in routes] == ["roman_numerals"]
+
+
 def test_search_batch_matches_single_queries(store, embedder):
     index = _open(store, embedder=embedder)
     queries = ["plural of ox", "What is 45 minus 17?", "capital of Peru", "write me a poem"]

@@ -110,6 +110,44 @@ def test_none_class_setting_is_validated():
 
     with pytest.raises(ConfigError, match="none_class"):
         FeatureConfig(none_class="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="none_neighbour_weight"):
+        FeatureConfig(none_neighbour_weight=-1.0)
+    with pytest.raises(ConfigError, match="none_neighbour_margin"):
+        FeatureConfig(none_neighbour_margin=2.0)
+    with pytest.raises(KeyError):  # an index from before the none neighbours is incomplete, hence rebuilt
+        FeatureConfig.from_json({k: v for k, v in FeatureConfig().to_json().items() if k != "none_neighbour_weight"})
+
+
+def test_none_penalty_is_the_excess_of_the_nearest_none_text_over_the_nearest_row():
+    q = np.eye(3, dtype=np.float32)[:2]
+    none = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]], np.float32)
+    # query 0 is the first none text (n = 1), query 1 is 0.8 from the second one
+    got = clf.none_penalty(q, none, np.array([0.5, 0.9]), 2.0, 0.1)
+    assert got == pytest.approx([2.0 * (1.0 - 0.5 - 0.1), 0.0], abs=1e-6)  # query 1: its row is nearer
+    assert clf.none_penalty(q, none, np.array([0.5, 0.5]), 1.0, 0.1)[1] == pytest.approx(0.8 - 0.5 - 0.1, abs=1e-6)
+    assert not clf.none_penalty(q, none, np.zeros(2), 0.0, 0.0).any()  # weight 0: off
+    assert not clf.none_penalty(q, none[:0], np.zeros(2), 1.0, 0.0).any()  # no none texts kept
+    rows = np.array([[1.0, 0.0, 0.0]], np.float32)
+    assert clf.kept_none(none, rows).tolist() == [none[1].tolist()]  # the first is a brick's own row
+
+
+def test_table_none_penalty_lowers_every_brick_alike():
+    x, _ = _clusters(n_per=5, k=3, seed=4)
+    none = _clusters(n_per=4, k=1, seed=5)[0]
+    plain = BrickTable(["a", "b", "c"], [1, 1, 1], [5, 5, 5], x, Ann("flat", x))
+    penalised = BrickTable(["a", "b", "c"], [1, 1, 1], [5, 5, 5], x, Ann("flat", x), none=none, none_weight=1.0, none_margin=0.05)
+    q = np.concatenate([none[:2], x[::5]])
+    cos, _ = plain.scores(q)
+    got, _ = penalised.scores(q)
+    drop = clf.none_penalty(q, none, cos.max(1), 1.0, 0.05)
+    assert np.allclose(got, cos - drop[:, None], atol=1e-6)
+    assert (drop[:2] > 0).all() and not drop[2:].any()  # none texts themselves drop; the bricks' own rows do not
+    assert (got.argmax(1) == cos.argmax(1)).all()  # the ranking is unchanged
+    assert penalised.search(q, 1)[0][0].score == pytest.approx(float(got[0].max()), abs=1e-6)
+    off = BrickTable(["a", "b", "c"], [1, 1, 1], [5, 5, 5], x, Ann("flat", x), none=none, none_weight=0.0)
+    assert np.array_equal(off.scores(q)[0], cos)
+    with pytest.raises(ValueError, match="none vectors"):
+        BrickTable(["a", "b", "c"], [1, 1, 1], [5, 5, 5], x, Ann("flat", x), none=none[:, :5], none_weight=1.0)
 
 
 def test_shipped_none_data_is_apart_from_the_eval():
@@ -144,9 +182,15 @@ def test_index_fits_persists_and_uses_the_classifier(lib):
     plain = BrickIndex.build(lib, embedder="hash:64", features=FeatureConfig(classifier_weight=0.0), use_cache=False)
     assert persist.read(plain.dir).classifier is None  # type: ignore[union-attr]
     cos, _ = plain.scores(qv)
-    assert np.allclose(got, clf.blend(cos, clf.probabilities(gen.classifier, qv)[:, :4], index.features.classifier_weight), atol=1e-5)
+    f = index.features
+    assert gen.none is not None and gen.none.shape[1] == f.dim(64) and 0 < len(gen.none) <= len(clf.none_texts())
+    drop = clf.none_penalty(qv, gen.none, cos.max(1), f.none_neighbour_weight, f.none_neighbour_margin)
+    assert np.allclose(got, clf.blend(cos, clf.probabilities(gen.classifier, qv)[:, :4], f.classifier_weight) - drop[:, None], atol=1e-5)
     without_none = BrickIndex.build(lib, embedder="hash:64", features=FeatureConfig(none_class=False), use_cache=False)
     assert persist.read(without_none.dir).classifier.shape == (4, index.features.dim(64) + 1)  # type: ignore[union-attr]
+    assert persist.read(without_none.dir).none is None  # type: ignore[union-attr]
+    no_neighbours = BrickIndex.build(lib, embedder="hash:64", features=FeatureConfig(none_neighbour_weight=0.0), use_cache=False)
+    assert persist.read(no_neighbours.dir).none is None  # type: ignore[union-attr]
     # every brick's classifier training texts come from its manifest, one per example
     m = lib.get("english_plural").manifest
     assert len(classifier_texts(m)) == len({e.strip() for e in m.examples})
@@ -218,6 +262,18 @@ def test_search_with_inputs_blends_the_masked_request(lib):
     assert index.search_batch([q, "Peru"], k=2, inputs=[None, "Peru"]) == index.search_batch([q, "Peru"], k=2)
     with pytest.raises(ConfigError, match="one entry per query"):
         index.search_batch([q], inputs=[])
+
+
+def test_index_missing_its_none_vectors_is_rebuilt(lib):
+    index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
+    gdir = index.dir / persist.current_name(index.dir)  # type: ignore[operator]
+    meta = json.loads((gdir / "meta.json").read_text())
+    del meta["checksums"]["none.npy"]  # a generation written without them (checksums still hold)
+    (gdir / "meta.json").write_text(json.dumps(meta))
+    report = BrickIndex.open(lib, repair=False, use_cache=False).check()
+    assert not report.ok and any("lacks the none vectors" in p for p in report.problems)
+    again = BrickIndex.open(lib, use_cache=False)
+    assert again.repairs and again.check().ok and persist.read(again.dir).none is not None  # type: ignore[union-attr]
 
 
 def test_classifier_of_the_wrong_shape_is_not_trusted(lib):

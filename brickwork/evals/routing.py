@@ -212,6 +212,8 @@ class Variant:
     aggregate: str = "max"  # "max" | "top3"
     classifier_weight: float = 0.0  # beta of the brick classifier blended in (retrieval_index/classifier.py)
     none_class: bool = False  # the classifier also learns a "none" class (none_train.jsonl)
+    none_neighbour_weight: float = 0.0  # with the none class: gamma of classifier.none_penalty
+    none_neighbour_margin: float = 0.0  # and its delta
 
 
 def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,10 +242,19 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
             m = min(3, cols.shape[1])
             out[:, b] = np.sort(cols, axis=1)[:, -m:].mean(1)
     if v.classifier_weight > 0:  # exactly what BrickIndex fits: rows + description+example texts
-        av = combine(rows["aug_sem"], rows["aug_texts"], cfg)
-        none = combine(rows["none_sem"], rows["none_texts"], cfg) if v.none_class else None
-        w = clf.fit_library(rv, owner, av, rows["aug_owner"], len(rows["names"]), none)
-        out = clf.blend(out, clf.brick_probabilities(w, qv, len(rows["names"])), v.classifier_weight)
+        # the fit depends on the vector space and the training texts only (not on beta, gamma or
+        # the queries): one fit per such key, kept in `rows` for every variant and half
+        key = (v.lexical_weight, v.fields, v.none_class)
+        if key not in rows.setdefault("fits", {}):
+            av = combine(rows["aug_sem"], rows["aug_texts"], cfg)
+            none = combine(rows["none_sem"], rows["none_texts"], cfg) if v.none_class else None
+            w = clf.fit_library(rv, owner, av, rows["aug_owner"], len(rows["names"]), none)
+            rows["fits"][key] = (w, None if none is None else clf.kept_none(none, rv))
+        w, kept = rows["fits"][key]
+        cos = out
+        out = clf.blend(cos, clf.brick_probabilities(w, qv, len(rows["names"])), v.classifier_weight)
+        if kept is not None and v.none_neighbour_weight > 0:
+            out = out - clf.none_penalty(qv, kept, cos.max(1), v.none_neighbour_weight, v.none_neighbour_margin)[:, None]
     return out, best_field[np.arange(len(qv)), out.argmax(1)]
 
 
@@ -320,21 +331,24 @@ def calibrate_thresholds(
 ) -> tuple[tuple[float, float], dict[str, Any]]:
     """Thresholds (description-matched, example-matched) fitted on calibration queries: every
     in-scope set (instruction, bare) keeps at most `max_to_base` of its queries off the bricks;
-    among such pairs, the one sending the most out-of-scope queries to the base model (ties: the
-    stricter). `single=True` fits one threshold for both kinds of match."""
+    among such pairs, the one sending the most out-of-scope queries to the base model. Ties (a
+    range of thresholds that reject the same out-of-scope share): the middle one by ``d + e``,
+    as far as the calibration data allows from both the in-scope budget and the out-of-scope
+    result, so it holds best on new queries. `single=True` fits one threshold for both kinds of match."""
     sets = np.array([q.set for q in queries])
     grid = np.round(np.arange(-0.10, 0.80, 0.005), 4)
-    best: tuple[float, float, float] | None = None
     pairs = ((t, t) for t in grid) if single else ((d, e) for d in grid for e in grid)
+    ok: list[tuple[float, float, float]] = []  # (out-of-scope share, d, e) within the budget
     for d, e in pairs:
         based = to_base(scores, field, (d, e))
         if based[sets == "instruction"].mean() > max_to_base or based[sets == "bare"].mean() > max_to_base:
             continue
-        key = (based[sets == "out_of_scope"].mean(), d + e)
-        if best is None or key > (best[0], best[1] + best[2]):
-            best = (key[0], float(d), float(e))
-    if best is None:
+        ok.append((float(based[sets == "out_of_scope"].mean()), float(d), float(e)))
+    if not ok:
         raise RuntimeError("no threshold keeps the in-scope sets within the budget")
+    top = max(r[0] for r in ok)
+    tied = sorted((r for r in ok if r[0] == top), key=lambda r: (r[1] + r[2], r[1]))
+    best = tied[(len(tied) - 1) // 2]
     based = to_base(scores, field, (best[1], best[2]))
     return (best[1], best[2]), {
         "instruction_to_base": float(based[sets == "instruction"].mean()),
@@ -357,6 +371,17 @@ VARIANTS = (
     Variant(name="hybrid w=0.5, max + classifier with none class beta=0.4", lexical_weight=0.5, classifier_weight=0.4, none_class=True),
     Variant(name="hybrid w=0.5, max + classifier with none class beta=0.8", lexical_weight=0.5, classifier_weight=0.8, none_class=True),
     Variant(name="hybrid w=0.5, max + classifier with none class beta=1.6", lexical_weight=0.5, classifier_weight=1.6, none_class=True),
+    *(
+        Variant(
+            name=f"hybrid w=0.5, max + classifier with none class beta=0.8 + nearest none text gamma={g} delta={d}",
+            lexical_weight=0.5,
+            classifier_weight=0.8,
+            none_class=True,
+            none_neighbour_weight=g,
+            none_neighbour_margin=d,
+        )
+        for g, d in ((1.0, 0.05), (1.0, 0.1), (2.0, 0.05), (2.0, 0.1), (3.0, 0.05))
+    ),
 )
 
 
@@ -449,6 +474,8 @@ def run(
             lexical_weight=index.features.lexical_weight,
             classifier_weight=index.features.classifier_weight,
             none_class=index.features.none_class,
+            none_neighbour_weight=index.features.none_neighbour_weight,
+            none_neighbour_margin=index.features.none_neighbour_margin,
         )
         router = Router.for_index(index)
         dim = index.features.lexical_dim

@@ -42,6 +42,10 @@ class FeatureConfig:
     classifier_weight: float = 0.8
     #: the classifier also learns a "none" class from shipped out-of-scope requests (classifier.py)
     none_class: bool = True
+    #: with the none class: every brick's score drops by this times the excess of the nearest none
+    #: text's cosine over the nearest brick row's, beyond `none_neighbour_margin` (classifier.py); 0: off
+    none_neighbour_weight: float = 2.0
+    none_neighbour_margin: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lexical_weight < 1.0:
@@ -52,6 +56,10 @@ class FeatureConfig:
             raise ConfigError(f"`classifier_weight` should be in [0, 10], got {self.classifier_weight!r}.")
         if not isinstance(self.none_class, bool):
             raise ConfigError(f"`none_class` should be true or false, got {self.none_class!r}.")
+        if not 0.0 <= self.none_neighbour_weight <= 10.0:
+            raise ConfigError(f"`none_neighbour_weight` should be in [0, 10], got {self.none_neighbour_weight!r}.")
+        if not -1.0 <= self.none_neighbour_margin <= 1.0:
+            raise ConfigError(f"`none_neighbour_margin` should be in [-1, 1], got {self.none_neighbour_margin!r}.")
 
     def dim(self, embed_dim: int) -> int:
         return embed_dim + (self.lexical_dim if self.lexical_weight > 0 else 0)
@@ -67,6 +75,8 @@ class FeatureConfig:
             lexical_dim=int(d["lexical_dim"]),
             classifier_weight=float(d["classifier_weight"]),
             none_class=bool(d["none_class"]),
+            none_neighbour_weight=float(d["none_neighbour_weight"]),
+            none_neighbour_margin=float(d["none_neighbour_margin"]),
         )
 
 

@@ -160,6 +160,7 @@ class BrickIndex:
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._fields = np.zeros(0, dtype=np.int8)
         self._classifier: np.ndarray | None = None
+        self._none: np.ndarray | None = None  # kept none vectors (classifier.none_penalty)
         self._table = _empty_table()
         self._generation: str | None = None
         self._problem: str | None = None
@@ -241,6 +242,7 @@ class BrickIndex:
         self._vectors = np.zeros((0, self._dim_or_zero()), dtype=np.float32)
         self._fields = np.zeros(0, dtype=np.int8)
         self._classifier = None
+        self._none = None
         self._table = _empty_table()
 
     def _dim_or_zero(self) -> int:
@@ -298,6 +300,10 @@ class BrickIndex:
         if wants_classifier and recorded_features.none_class and meta.get("none_data") != clf.none_fingerprint():
             self._problem = f"stale index: the none-class texts changed since {gen.name} was fitted"
             return
+        wants_none = wants_classifier and _wants_none(recorded_features)
+        if wants_none and (gen.none is None or gen.none.ndim != 2 or gen.none.shape[1] != gen.vectors.shape[1]):
+            self._problem = f"corrupt index: {gen.name} lacks the none vectors its features ask for"
+            return
         try:
             ann_obj = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
         except IndexError_ as exc:
@@ -308,6 +314,7 @@ class BrickIndex:
         self._vectors = gen.vectors
         self._fields = gen.fields
         self._classifier = gen.classifier if wants_classifier else None
+        self._none = gen.none if wants_none else None
         self._generation = gen.name
         self._table = self._make_table(ann_obj)
 
@@ -322,6 +329,9 @@ class BrickIndex:
             self._fields,
             classifier=self._classifier,
             classifier_weight=self.features.classifier_weight,
+            none=self._none,
+            none_weight=self.features.none_neighbour_weight,
+            none_margin=self.features.none_neighbour_margin,
         )
 
     # -- embedding ---------------------------------------------------------------------------
@@ -460,7 +470,9 @@ class BrickIndex:
         vectors = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dim), dtype=np.float32)
         fields_arr = np.concatenate(fblocks).astype(np.int8) if fblocks else np.zeros(0, dtype=np.int8)
         ann = Ann.build(vectors, self.ann_config)
-        weights = self._fit_classifier(names, current, vectors, entries) if _wants_classifier(self.features, len(names), len(vectors)) else None
+        weights, none = None, None
+        if _wants_classifier(self.features, len(names), len(vectors)):
+            weights, none = self._fit_classifier(names, current, vectors, entries)
         meta = {
             "embedder": identity.to_json(),
             "embedder_spec": self.embedder_spec,
@@ -473,7 +485,7 @@ class BrickIndex:
         if weights is not None and self.features.none_class:
             meta["none_data"] = clf.none_fingerprint()
         try:
-            self._generation = persist.write(self.dir, meta, vectors, fields_arr, ann.to_bytes(), weights)
+            self._generation = persist.write(self.dir, meta, vectors, fields_arr, ann.to_bytes(), weights, none)
         except OSError as exc:  # a read-only library: serve the repaired index from memory
             log.warning("cannot write the index to %s (%s); using it in memory only", self.dir, exc)
             self._generation = self._generation or "memory"
@@ -483,14 +495,16 @@ class BrickIndex:
         self._vectors = vectors
         self._fields = fields_arr
         self._classifier = weights
+        self._none = none
         self._table = self._make_table(ann)
         return SyncReport(added=added, updated=updated, removed=removed)
 
     def _fit_classifier(
         self, names: list[str], current: dict[str, tuple[int, str]], vectors: np.ndarray, entries: dict[str, dict[str, Any]]
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Refit the brick classifier on every active brick's rows and description+example texts
-        (classifier.py); the extra texts come from the embedding cache after the first time."""
+        (classifier.py); the extra texts come from the embedding cache after the first time.
+        Also returns the none vectors the library keeps, when its scores compare requests with them."""
         extra, extra_y = [], []
         for b, n in enumerate(names):
             aug = classifier_texts(self.store.get(n, current[n][0]).manifest)
@@ -499,7 +513,9 @@ class BrickIndex:
         owner = np.concatenate([np.full(entries[n]["end"] - entries[n]["start"], b) for b, n in enumerate(names)])
         extra_v = self._embed_texts(extra) if extra else np.zeros((0, vectors.shape[1]), np.float32)
         none = self._embed_texts(list(clf.none_texts())) if self.features.none_class else None
-        return clf.fit_library(vectors, owner, extra_v, np.asarray(extra_y, dtype=np.int64), len(names), none)
+        weights = clf.fit_library(vectors, owner, extra_v, np.asarray(extra_y, dtype=np.int64), len(names), none)
+        kept = clf.kept_none(none, vectors) if none is not None and _wants_none(self.features) else None
+        return weights, kept
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -597,6 +613,11 @@ def _mean_hits(a: Sequence[Hit], b: Sequence[Hit]) -> list[Hit]:
 
 def _wants_classifier(features: FeatureConfig, bricks: int, rows: int) -> bool:
     return features.classifier_weight > 0 and bricks >= 2 and rows <= MAX_CLASSIFIER_ROWS
+
+
+def _wants_none(features: FeatureConfig) -> bool:
+    """Whether an index with a classifier also keeps none vectors (classifier.none_penalty)."""
+    return features.none_class and features.none_neighbour_weight > 0
 
 
 def _empty_table() -> BrickTable:

@@ -9,6 +9,8 @@ Layout under ``<library>/index/``::
     g000007/fields.npy      int8 (rows,): 0 description, 1 example
     g000007/ann.faiss       the approximate structure, when one is used
     g000007/classifier.npy  float32 (bricks, dim + 1): the brick classifier's weights, when used
+    g000007/none.npy        float32 (n, dim): the none texts' vectors the library keeps, when its
+                            scores compare requests with them (classifier.none_penalty)
     .lock                   flock held by writers
 
 A writer builds a complete generation in a temporary folder, fsyncs it, renames it into place and
@@ -49,6 +51,7 @@ class Generation:
     fields: np.ndarray
     ann: bytes | None
     classifier: np.ndarray | None = None
+    none: np.ndarray | None = None
 
 
 def _sha256(data: bytes) -> str:
@@ -106,17 +109,24 @@ def read(index_dir: Path) -> Generation | None:
         raise CorruptIndex(f"{gdir}: unreadable arrays ({exc})") from exc
     if vectors.ndim != 2 or vectors.dtype != np.float32 or fields.shape != (len(vectors),):
         raise CorruptIndex(f"{gdir}: arrays have unexpected shapes {vectors.shape}, {fields.shape}")
-    classifier = None
-    if "classifier.npy" in blobs:
-        try:
-            classifier = np.load(io.BytesIO(blobs["classifier.npy"]), allow_pickle=False)
-        except ValueError as exc:
-            raise CorruptIndex(f"{gdir}: unreadable classifier ({exc})") from exc
-    return Generation(name=name, meta=meta, vectors=vectors, fields=fields, ann=blobs.get("ann.faiss"), classifier=classifier)
+    extra: dict[str, np.ndarray | None] = {"classifier": None, "none": None}
+    for key in extra:
+        if f"{key}.npy" in blobs:
+            try:
+                extra[key] = np.load(io.BytesIO(blobs[f"{key}.npy"]), allow_pickle=False)
+            except ValueError as exc:
+                raise CorruptIndex(f"{gdir}: unreadable {key}.npy ({exc})") from exc
+    return Generation(name=name, meta=meta, vectors=vectors, fields=fields, ann=blobs.get("ann.faiss"), **extra)
 
 
 def write(
-    index_dir: Path, meta: dict[str, Any], vectors: np.ndarray, fields: np.ndarray, ann: bytes | None, classifier: np.ndarray | None = None
+    index_dir: Path,
+    meta: dict[str, Any],
+    vectors: np.ndarray,
+    fields: np.ndarray,
+    ann: bytes | None,
+    classifier: np.ndarray | None = None,
+    none: np.ndarray | None = None,
 ) -> str:
     """Write a new generation and make it live; returns its name. Caller holds the index lock."""
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +135,8 @@ def write(
         files["ann.faiss"] = ann
     if classifier is not None:
         files["classifier.npy"] = _npy_bytes(classifier.astype(np.float32, copy=False))
+    if none is not None:
+        files["none.npy"] = _npy_bytes(none.astype(np.float32, copy=False))
     meta = {**meta, "format_version": FORMAT_VERSION, "checksums": {k: _sha256(v) for k, v in files.items()}}
     prev = current_name(index_dir)
     seq = 1 + max([int(p.name[1:]) for p in index_dir.iterdir() if p.name.startswith("g") and p.name[1:].isdigit()] or [0])

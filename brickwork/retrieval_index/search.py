@@ -6,8 +6,8 @@ approximate search asks the ANN structure for the top rows and keeps each brick'
 (= best) row, widening the request until `k` distinct bricks are found.
 
 With a brick classifier (`classifier.py`), a brick's score is its best row's cosine blended with
-the classifier's probability of the brick; approximate search blends the scores of 4k candidate
-bricks and keeps the best k.
+the classifier's probability of the brick, less the none-neighbour penalty when the library keeps
+none vectors; approximate search scores 4k candidate bricks that way and keeps the best k.
 """
 
 from __future__ import annotations
@@ -52,8 +52,16 @@ class BrickTable:
         fields: np.ndarray | None = None,
         classifier: np.ndarray | None = None,
         classifier_weight: float = 0.0,
+        none: np.ndarray | None = None,
+        none_weight: float = 0.0,
+        none_margin: float = 0.0,
     ) -> None:
         self.names = list(names)
+        # the none texts' vectors, compared with each request (classifier.none_penalty)
+        self.none = none if none is not None and none_weight > 0 and len(none) else None
+        self.none_weight, self.none_margin = none_weight, none_margin
+        if self.none is not None and (self.none.ndim != 2 or self.none.shape[1] != vectors.shape[1]):
+            raise ValueError(f"none vectors {self.none.shape} do not fit rows of dim {vectors.shape[1]}")
         self.classifier = classifier if classifier_weight > 0 else None
         self.classifier_weight = classifier_weight
         # one class per brick, in name order, and maybe a last "none" class (classifier.py)
@@ -106,15 +114,25 @@ class BrickTable:
         arg = np.minimum.reduceat(first, self.starts, axis=1)
         return self._blend(qvecs, best), self.fields[arg]
 
+    @property
+    def _adjusted(self) -> bool:
+        return self.classifier is not None or self.none is not None
+
     def _blend(self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
-        """Scores of bricks (all, or `cols` of each query) from their best-row cosines."""
-        if self.classifier is None:
+        """Scores of bricks (all, or `cols` of each query: the best candidates, so the nearest row
+        of all is among them) from their best-row cosines."""
+        if not self._adjusted or cos.shape[1] == 0:
             return cos
+        out = cos
         with single_threaded_blas():
-            p = clf.brick_probabilities(self.classifier, qvecs, len(self.names))
-        if cols is not None:
-            p = np.take_along_axis(p, cols, axis=1)
-        return clf.blend(cos, p, self.classifier_weight)
+            if self.classifier is not None:
+                p = clf.brick_probabilities(self.classifier, qvecs, len(self.names))
+                if cols is not None:
+                    p = np.take_along_axis(p, cols, axis=1)
+                out = clf.blend(cos, p, self.classifier_weight)
+            if self.none is not None:
+                out = out - clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin)[:, None]
+        return out
 
     def search(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
         if not self.names:
@@ -143,7 +161,7 @@ class BrickTable:
         qvecs = np.asarray(qvecs, dtype=np.float32)
         n_rows = len(self.vectors)
         k_out = k
-        if self.classifier is not None:  # blended scores can reorder: take more candidates
+        if self.classifier is not None:  # blended scores can reorder: take more candidates (the penalty cannot)
             k = min(len(self.names), 4 * k)
         want = min(n_rows, max(32, 8 * k))
         results: list[list[Hit] | None] = [None] * len(qvecs)
@@ -166,7 +184,7 @@ class BrickTable:
                 if len(seen) < k and want < n_rows:
                     retry.append(qi)
                     continue
-                if self.classifier is not None:
+                if self._adjusted:
                     cand = np.asarray(sorted(seen), dtype=np.int64)
                     blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :])[0]
                     seen = {int(b): float(s) for b, s in zip(cand, blended, strict=True)}
