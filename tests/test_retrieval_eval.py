@@ -82,3 +82,21 @@ def test_metrics_count_any_listing_brick_apart_from_strict_top1():
     t = per_task(scores, qs, names, based)
     assert t["a"]["top1"] == 0 and t["a"]["top1_any"] == 0.5 and t["a"]["instead"] == {"b": 2} and t["a"]["n_ambiguous"] == 1
     assert t["c"]["top1"] == 1 and t["c"]["to_base"] == 1 and t["c"]["routed_correct"] == 0
+
+
+def test_calibration_keeps_the_budget_and_breaks_ties_in_the_middle():
+    import numpy as np
+
+    from brickwork.evals.routing import Query, calibrate_thresholds
+
+    # 20 in-scope queries per set scoring 0.50..0.69; out-of-scope queries at 0.10 and 0.30
+    ins = [Query(f"i{k}", "a", s) for s in ("instruction", "bare") for k in range(20)]
+    oos = [Query("o1", None, "out_of_scope"), Query("o2", None, "out_of_scope")]
+    scores = np.array([[0.50 + 0.01 * k] for _ in range(2) for k in range(20)] + [[0.10], [0.30]])
+    field = np.ones(len(scores), np.int8)
+    (d, e), cal = calibrate_thresholds(scores, field, ins + oos, max_to_base=0.05, single=True)
+    assert d == e
+    # every threshold in (0.30, 0.51] rejects both out-of-scope queries with at most 1 of 20 in-scope
+    # ones off their brick: the middle of that range is chosen, not its strict end
+    assert 0.39 <= d <= 0.42
+    assert cal["out_of_scope_to_base"] == 1.0 and cal["instruction_to_base"] == 0.0 and cal["bare_to_base"] == 0.0

@@ -15,9 +15,10 @@ no brick serves, from a fixed set of written out-of-scope requests shipped with 
 (``brickwork/data/routing/none_train.jsonl``: near misses of the starter tasks and everyday
 requests, from several independent writers; never used by any evaluation). Its probability is not
 a brick's, so a request that looks like "none" lowers every brick's score and the router's
-calibrated threshold sends it to the base model. Texts of that set that a library's own bricks describe (cosine to one of the brick's rows
-at least `NONE_MAX_COS`) are left out for that library, so a library that grows a brick for such
-requests is not fought by the none class. The none class weighs as much as an average brick.
+calibrated threshold sends it to the base model. Texts of that set that a library's own bricks
+describe (cosine to one of the brick's rows at least `NONE_MAX_COS`) are left out for that
+library, so a library that grows a brick for such requests is not fought by the none class. The
+none class weighs as much as an average brick.
 
 The none texts also act on their own, as nearest neighbours (`none_penalty`): a logistic class
 learns a few directions and smooths over the near misses it was shown; a request written almost
