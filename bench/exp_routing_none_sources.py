@@ -22,15 +22,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from brickwork.evals.routing import Variant, _variant_scores, build_queries, calibrate_thresholds, metrics, starter_manifest, to_base
+from brickwork.evals.routing import (
+    Variant,
+    _variant_scores,
+    build_queries,
+    calibrate_thresholds,
+    eval_rows,
+    metrics,
+    starter_manifest,
+    to_base,
+)
 from brickwork.models import resolve_base_model
 from brickwork.retrieval_index import classifier as clf
 from brickwork.retrieval_index.cache import EmbeddingCache
 from brickwork.retrieval_index.embedder import load_embedder
 from brickwork.retrieval_index.features import FeatureConfig
-from brickwork.retrieval_index.index import brick_texts, classifier_texts, embedding_cache_path
+from brickwork.retrieval_index.index import embedding_cache_path
 from brickwork.tasks import load_tasks
 
 OUT = Path(__file__).resolve().parent / "results" / "exp-routing-none-sources.json"
@@ -47,36 +54,16 @@ def main() -> int:
     t0 = time.time()
     tasks, base = load_tasks(), resolve_base_model()
     emb, cache = load_embedder(None), EmbeddingCache(embedding_cache_path())
-    names = sorted(tasks)
-    texts, fields, owner, aug, aug_owner, indexed = [], [], [], [], [], {}
-    for i, n in enumerate(names):
-        m = starter_manifest(tasks[n], base)
-        tx, fx = brick_texts(m)
-        a = classifier_texts(m)
-        texts += tx
-        fields += fx
-        owner += [i] * len(tx)
-        aug += a
-        aug_owner += [i] * len(a)
-        indexed[n] = {e.strip() for e in m.examples}
-    rows: dict[str, Any] = {
-        "names": names,
-        "texts": texts,
-        "fields": np.asarray(fields),
-        "owner": np.asarray(owner),
-        "sem": cache.embed(emb, texts),
-        "aug_texts": aug,
-        "aug_owner": np.asarray(aug_owner, dtype=np.int64),
-        "aug_sem": cache.embed(emb, aug),
-    }
+    manifests = {n: starter_manifest(tasks[n], base) for n in sorted(tasks)}
+    names = list(manifests)
+    indexed = {n: {e.strip() for e in m.examples} for n, m in manifests.items()}
     halves = {h: build_queries(tasks, indexed, split=h, per_template=3, bare_per_task=100, seed=0) for h in ("calib", "report")}
     qsem = {h: cache.embed(emb, [q.text for q in qs]) for h, qs in halves.items()}
     shipped = FeatureConfig()
     all_none = list(clf.none_texts())
     results: dict[str, Any] = {}
     for part, (a, b) in PARTS.items():
-        none = all_none[a:b]
-        part_rows = {**rows, "none_texts": none, "none_sem": cache.embed(emb, none), "fits": {}}
+        part_rows = eval_rows(manifests, emb, cache, all_none[a:b])  # embeddings come from the cache
         for label, gamma in (("classifier only", 0.0), (f"+ nearest none text gamma={shipped.none_neighbour_weight}", shipped.none_neighbour_weight)):
             v = Variant(
                 name=label,
@@ -90,7 +77,7 @@ def main() -> int:
             thr, cal = calibrate_thresholds(*sc["calib"], halves["calib"], single=True)
             rep = metrics(sc["report"][0], halves["report"], names, to_base(*sc["report"], thr))
             results.setdefault(part, {})[label] = {
-                "none_texts": len(none),
+                "none_texts": b - a,
                 "threshold": thr[0],
                 "calib": cal,
                 "report": {

@@ -274,6 +274,7 @@ def test_index_missing_its_none_vectors_is_rebuilt(lib):
     assert not report.ok and any("lacks the none vectors" in p for p in report.problems)
     again = BrickIndex.open(lib, use_cache=False)
     assert again.repairs and again.check().ok and persist.read(again.dir).none is not None  # type: ignore[union-attr]
+    assert sorted(again.names) == sorted(lib.names())  # nothing lost: every brick is indexed again
 
 
 def test_classifier_of_the_wrong_shape_is_not_trusted(lib):

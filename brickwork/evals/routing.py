@@ -216,6 +216,35 @@ class Variant:
     none_neighbour_margin: float = 0.0  # and its delta
 
 
+def eval_rows(manifests: dict[str, Any], emb: Any, cache: Any, none_texts: Sequence[str]) -> dict[str, Any]:
+    """What `_variant_scores` scores against: every brick's index rows and classifier texts (from
+    `manifests`, {name: Manifest} in index order) and the none texts, with their embeddings."""
+    from brickwork.retrieval_index.index import brick_texts, classifier_texts
+
+    texts, fields, owner, aug_texts, aug_owner = [], [], [], [], []
+    for i, m in enumerate(manifests.values()):
+        tx, fx = brick_texts(m)
+        aug = classifier_texts(m)
+        texts += tx
+        fields += fx
+        owner += [i] * len(tx)
+        aug_texts += aug
+        aug_owner += [i] * len(aug)
+    none_texts = list(none_texts)
+    return {
+        "names": list(manifests),
+        "texts": texts,
+        "fields": np.asarray(fields),
+        "owner": np.asarray(owner),
+        "sem": cache.embed(emb, texts),
+        "aug_texts": aug_texts,
+        "aug_owner": np.asarray(aug_owner, dtype=np.int64),
+        "aug_sem": cache.embed(emb, aug_texts),
+        "none_texts": none_texts,
+        "none_sem": cache.embed(emb, none_texts),
+    }
+
+
 def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """(queries, bricks) scores under variant `v`, and the field (0 description, 1 example) of the
     top brick's best row for each query."""
@@ -419,7 +448,7 @@ def run(
     from brickwork.retrieval_index import BrickIndex, Router
     from brickwork.retrieval_index import classifier as clf
     from brickwork.retrieval_index.cache import EmbeddingCache
-    from brickwork.retrieval_index.index import brick_texts, classifier_texts, embedding_cache_path
+    from brickwork.retrieval_index.index import embedding_cache_path
     from brickwork.tasks import load_tasks
 
     t0 = time.time()
@@ -439,30 +468,9 @@ def run(
             raise SystemExit("the library has no bricks named after bundled tasks; the routing eval needs them")
         indexed = {n: {e.strip() for e in b.manifest.examples} for n, b in bricks.items()}
         names = index.names
-        texts, fields, owner, aug_texts, aug_owner = [], [], [], [], []
-        for i, n in enumerate(names):
-            tx, fx = brick_texts(store.get(n).manifest)
-            aug = classifier_texts(store.get(n).manifest)
-            aug_texts += aug
-            aug_owner += [i] * len(aug)
-            texts += tx
-            fields += fx
-            owner += [i] * len(tx)
-        none_texts = list(clf.none_texts())
         cache = EmbeddingCache(embedding_cache_path())
         emb = index.embedder
-        rows = {
-            "names": names,
-            "texts": texts,
-            "fields": np.asarray(fields),
-            "owner": np.asarray(owner),
-            "sem": cache.embed(emb, texts),
-            "aug_texts": aug_texts,
-            "aug_owner": np.asarray(aug_owner, dtype=np.int64),
-            "aug_sem": cache.embed(emb, aug_texts),
-            "none_texts": none_texts,
-            "none_sem": cache.embed(emb, none_texts),
-        }
+        rows = eval_rows({n: store.get(n).manifest for n in names}, emb, cache, clf.none_texts())
         halves = {
             h: build_queries(tasks, indexed, split=h, per_template=per_template, bare_per_task=bare_per_task, seed=seed)
             for h in ("calib", "report")
