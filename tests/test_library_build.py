@@ -67,6 +67,17 @@ def test_library_build_installs_every_shipped_brick_validated(tmp_path, capsys, 
     res = json.loads(capsys.readouterr().out)
     assert {r["status"] for r in res["bricks"]} == {"unchanged"} and len(res["bricks"]) == len(shipped())
     assert BrickStore(lib, base=base).state() == {t: 1 for t in shipped()}
+    # A library installed by an older Brickwork (same weights, older starter text) is refreshed.
+    store = BrickStore(lib, base=base)
+    old = store.get("antonym")
+    assert old.manifest.routing_samples
+    store.add(old.path, old.manifest.replace(routing_samples=[], examples=old.manifest.examples[:3]))
+    assert main(["library", "build", "--library", str(lib), "--json"]) == 0
+    res = {r["task"]: r["status"] for r in json.loads(capsys.readouterr().out)["bricks"]}
+    assert res.pop("antonym") == "refreshed" and set(res.values()) == {"unchanged"}
+    now = BrickStore(lib, base=base).get("antonym")
+    assert now.version == 3 and now.manifest.examples == old.manifest.examples
+    assert now.manifest.routing_samples == old.manifest.routing_samples
 
 
 def test_library_build_rejects_unknown_tasks(tmp_path, capsys):

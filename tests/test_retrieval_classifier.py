@@ -196,6 +196,27 @@ def test_index_fits_persists_and_uses_the_classifier(lib):
     assert len(classifier_texts(m)) == len({e.strip() for e in m.examples})
 
 
+def test_routing_samples_train_the_classifier_and_are_never_index_rows(lib):
+    from brickwork.retrieval_index.index import brick_texts
+
+    m = lib.get("english_plural").manifest
+    assert m.routing_samples  # starter manifests carry them
+    bare = m.replace(routing_samples=[])
+    assert brick_texts(m) == brick_texts(bare)  # the index embeds the same rows
+    assert classifier_texts(m)[: len(classifier_texts(bare))] == classifier_texts(bare)
+    added = m.replace(routing_samples=["zebra crossing", " zebra crossing ", m.examples[-1], "quagga"])
+    assert classifier_texts(added) == [*classifier_texts(bare), "zebra crossing", "quagga"]  # deduplicated
+    index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
+    q = index.embed_queries(["zebra crossing", "quagga"])
+    before, rows = index.scores(q)[0], index.rows
+    lib.add(lib.get("english_plural").path, added)  # a new version: same rows, new classifier texts
+    after_index = BrickIndex.open(lib, use_cache=False)
+    assert after_index.rows == rows and after_index.state["english_plural"] == 2
+    after = after_index.scores(q)[0]
+    b = after_index.names.index("english_plural")
+    assert (after[:, b] > before[:, b]).all()  # the brick's classifier learned its new samples
+
+
 def test_index_from_before_the_classifier_is_rebuilt(lib):
     index = BrickIndex.build(lib, embedder="hash:64", use_cache=False)
     meta_path = index.dir / persist.current_name(index.dir) / "meta.json"  # type: ignore[operator]

@@ -38,10 +38,10 @@ def test_fill(template, text, out):
 
 
 def test_no_query_is_an_indexed_text():
-    from brickwork.bricks.starter import starter_description, starter_examples
+    from brickwork.bricks.starter import starter_description, starter_examples, starter_routing_samples
 
     tasks = load_tasks()
-    indexed = {n: {e.strip() for e in starter_examples(t)} for n, t in tasks.items()}
+    indexed = {n: {e.strip() for e in (*starter_examples(t), *starter_routing_samples(t))} for n, t in tasks.items()}
     every_indexed = set().union(*indexed.values()) | {starter_description(t) for t in tasks.values()}
     test_inputs = {n: {e.input for e in t.split("test")} for n, t in tasks.items()}
     for half in ("calib", "report"):
@@ -55,6 +55,21 @@ def test_no_query_is_an_indexed_text():
             assert all(q.text in test_inputs[q.gold] for q in bare)
         else:
             assert not any(q.text in test_inputs[q.gold] for q in bare)
+
+
+def test_starter_routing_samples_are_train_inputs_apart_from_the_examples():
+    from brickwork.bricks.starter import N_ROUTING_INPUTS, starter_examples, starter_routing_samples
+
+    for t in load_tasks().values():
+        extra = starter_routing_samples(t)
+        train = {e.input for e in t.split("train")}
+        inputs, requests = extra[:N_ROUTING_INPUTS], extra[N_ROUTING_INPUTS:]
+        assert set(inputs) <= train and len(set(inputs)) == N_ROUTING_INPUTS
+        assert len(requests) >= N_ROUTING_INPUTS // 2
+        assert not set(inputs) & {e.strip() for e in starter_examples(t)}
+        assert not set(extra) & {e.input for e in t.split("test")}  # the eval's report half stays unseen
+        assert starter_routing_samples(t) == extra  # seeded
+        assert starter_routing_samples(t, n=24) == inputs[:24] + starter_routing_samples(t, n=24)[24:]
 
 
 def test_bare_inputs_listed_under_two_tasks_name_both():
@@ -82,6 +97,29 @@ def test_metrics_count_any_listing_brick_apart_from_strict_top1():
     t = per_task(scores, qs, names, based)
     assert t["a"]["top1"] == 0 and t["a"]["top1_any"] == 0.5 and t["a"]["instead"] == {"b": 2} and t["a"]["n_ambiguous"] == 1
     assert t["c"]["top1"] == 1 and t["c"]["to_base"] == 1 and t["c"]["routed_correct"] == 0
+
+
+@pytest.mark.parametrize(("scale", "oos_share"), [(1, 0.8), (10, 0.85)])
+def test_calibration_prefers_in_scope_within_one_standard_error_of_the_best_out_of_scope_share(scale, oos_share):
+    import numpy as np
+
+    from brickwork.evals.routing import Query, calibrate_thresholds
+
+    # 20 in-scope queries per set scoring 0.50..0.69; out-of-scope ones: 80% at 0.10, 5% at 0.50, 15% at 0.90
+    ins = [Query(f"i{k}", "a", s) for s in ("instruction", "bare") for k in range(20)]
+    oos_scores = [0.10] * 16 * scale + [0.50] * scale + [0.90] * 3 * scale
+    oos = [Query(f"o{k}", None, "out_of_scope") for k in range(len(oos_scores))]
+    scores = np.array([[0.50 + 0.01 * k] for _ in range(2) for k in range(20)] + [[x] for x in oos_scores])
+    field = np.ones(len(scores), np.int8)
+    (d, _), cal = calibrate_thresholds(scores, field, ins + oos, max_to_base=0.05, single=True)
+    # just above 0.50 catches 85% of out-of-scope queries and loses 1 in 20 of each in-scope set.
+    # With 20 out-of-scope queries 80% is within one standard error (0.08) of 85%: the thresholds
+    # that lose nothing win, and the middle of them is chosen. With 200 it is not.
+    assert cal["out_of_scope_to_base"] == pytest.approx(oos_share)
+    if scale == 1:
+        assert cal["instruction_to_base"] == cal["bare_to_base"] == 0.0 and 0.25 <= d <= 0.35
+    else:
+        assert cal["instruction_to_base"] == cal["bare_to_base"] == 0.05 and 0.50 < d <= 0.51
 
 
 def test_calibration_keeps_the_budget_and_breaks_ties_in_the_middle():

@@ -191,7 +191,7 @@ def test_bricks_train_cli_adds_a_scored_brick(tmp_path, capsys, base):
     data.write_text("".join(json.dumps({"input": f"Say something about {w}.", "output": SECRET}) + "\n" for w in WORDS))
     lib = tmp_path / "lib"
     rc = main(["bricks", "train", "secret", "--data", str(data), "--description", "Answers with the secret word.",
-               "--steps", "16", "--library", str(lib), "--json"])
+               "--examples", "What is the secret word?", "--steps", "16", "--library", str(lib), "--json"])
     out = capsys.readouterr().out
     assert rc == 0, out
     res = json.loads(out)
@@ -206,6 +206,9 @@ def test_bricks_train_cli_adds_a_scored_brick(tmp_path, capsys, base):
     held = [json.loads(line) for line in (brick.path / "data" / "heldout.jsonl").read_text().splitlines()]
     train = (brick.path / "data" / "train.jsonl").read_text().splitlines()
     assert len(held) == 2 and len(train) == len(WORDS) - 2
+    # the training inputs teach the router (the examples are given here); held-out ones never do
+    assert m.examples == ["What is the secret word?"]
+    assert sorted(m.routing_samples) == sorted(json.loads(line)["input"] for line in train)
 
 
 @pytest.mark.integration

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
-from brickwork.bricks.starter import starter_description, starter_examples, starter_tags
+from brickwork.bricks.starter import starter_description, starter_examples, starter_routing_samples, starter_tags
 from brickwork.bricks.store import BrickStore
 from brickwork.errors import ConfigError, LibraryError
 from brickwork.tasks import Example, Task, load_tasks, sample
@@ -45,7 +45,7 @@ class BuildRow:
     """One line of the build summary."""
 
     task: str
-    status: str  # installed | unchanged | trained
+    status: str  # installed | refreshed | unchanged | trained
     version: int
     exact_match: float | None
     base_exact_match: float | None
@@ -121,9 +121,13 @@ def _sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]
 
 
+_STARTER_TEXT = ("description", "examples", "routing_samples", "tags")
+
+
 def _with_starter_text(m: Manifest, task: Task) -> Manifest:
-    """Description, examples and tags always come from `starter.py` (what the index embeds)."""
-    return m.replace(description=starter_description(task), examples=starter_examples(task), tags=starter_tags(task))
+    """Description, examples, sample inputs and tags always come from `starter.py` (what routing learns from)."""
+    return m.replace(description=starter_description(task), examples=starter_examples(task),
+                     routing_samples=starter_routing_samples(task), tags=starter_tags(task))
 
 
 def install_prebuilt(
@@ -161,7 +165,12 @@ def install_prebuilt(
         if task.task_id in store:
             current = store.get(task.task_id)
             if sha and current.manifest.provenance.get("adapter_sha256") == sha:
-                rows.append(_row(current.manifest, "unchanged"))
+                if all(getattr(current.manifest, k) == getattr(manifest, k) for k in _STARTER_TEXT):
+                    rows.append(_row(current.manifest, "unchanged"))
+                    continue
+                # same weights, newer starter text (e.g. a library installed by an older Brickwork)
+                brick = store.add(src, manifest)
+                rows.append(_row(brick.manifest, "refreshed"))
                 continue
         brick = store.add(src, manifest)
         rows.append(_row(brick.manifest, "installed"))
@@ -239,6 +248,7 @@ def retrain(
             extra_heldout={"bare": [(e.input, e) for _, e in heldout[:BARE_EVAL_CAP]]},
             description=starter_description(task),
             examples=starter_examples(task),
+            routing_samples=starter_routing_samples(task),
             tags=starter_tags(task),
             config=config,
             provenance={"task_id": task.task_id, "command": cmd, "eval_style": EVAL_STYLE, "eval_seed": seed,

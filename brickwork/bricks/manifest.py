@@ -47,6 +47,9 @@ class Manifest:
     description: str
     base_model: dict[str, str]
     examples: list[str] = field(default_factory=list)
+    # Requests and bare inputs the brick serves: the router's classifier learns from them, the index
+    # does not embed them as rows (more of them sharpen routing without crowding the nearest-row search).
+    routing_samples: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     rank: int | None = None
     target_modules: list[str] = field(default_factory=list)
@@ -66,7 +69,7 @@ class Manifest:
         bm = self.base_model
         if not isinstance(bm, dict) or not isinstance(bm.get("id"), str) or not isinstance(bm.get("fingerprint"), str):
             raise ManifestError(f"`base_model` should be {{'id': str, 'fingerprint': str}}, got {bm!r}.")
-        for key in ("examples", "tags", "target_modules"):
+        for key in ("examples", "routing_samples", "tags", "target_modules"):
             value = getattr(self, key)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ManifestError(f"`{key}` should be a list of strings, got {value!r}.")

@@ -1,18 +1,23 @@
-"""What describes a starter brick: its description, example instructions and tags, from task data.
+"""What describes a starter brick: its description, examples, sample inputs and tags, from task data.
 
 The retrieval index embeds exactly these fields, so they come from the data, never placeholders:
 the task's definition, the source dataset's own instruction where it is a real one, requests for
 the task in varied everyday wording (the hand-written train-part phrasings of
 `brickwork.orchestrator.planners.phrasings`, filled with training inputs), and a seeded sample of
-training inputs. Test inputs and held-out phrasings are never used, so routing evals stay honest.
+training inputs. `routing_samples` (for the router's classifier only, never index rows) are more
+training inputs, bare and in those train-part phrasings. Test inputs and held-out phrasings are
+never used, so routing evals stay honest.
 """
 
 from __future__ import annotations
+
+import random
 
 from brickwork.tasks import Task, sample
 
 N_EXAMPLE_INPUTS = 24
 N_EXAMPLE_REQUESTS = 12
+N_ROUTING_INPUTS = 72
 
 
 def starter_description(task: Task) -> str:
@@ -31,6 +36,19 @@ def starter_examples(
     examples += example_requests(task.task_id, n_requests, seed=seed)
     examples += [e.input for e in sample(task.split("train"), n_inputs, seed=seed)]
     return examples
+
+
+def starter_routing_samples(task: Task, *, n: int = N_ROUTING_INPUTS, seed: int = 0) -> list[str]:
+    """`n` more training inputs (seeded; none of the examples), bare and each also asked for in one of
+    the train-part wordings: the router's classifier learns from them what the brick's requests and
+    bare inputs look like; the index does not embed them as rows."""
+    from brickwork.orchestrator.planners.synth import requests_for_inputs
+
+    listed = {e.strip() for e in starter_examples(task, seed=seed)}
+    pool = list(dict.fromkeys(e.input for e in task.split("train") if e.input.strip() not in listed))
+    random.Random(seed).shuffle(pool)  # a larger n extends a smaller n's list
+    inputs = pool[:n]
+    return inputs + requests_for_inputs(task.task_id, inputs, seed=seed)
 
 
 def starter_tags(task: Task) -> list[str]:

@@ -604,6 +604,7 @@ def train_brick(
     examples: list[str],
     tags: list[str],
     config: TrainConfig,
+    routing_samples: list[str] | None = None,
     provenance: dict[str, Any] | None = None,
     eval_split: str = "heldout",
     extra_heldout: dict[str, list[tuple[str, Example]]] | None = None,
@@ -615,7 +616,8 @@ def train_brick(
 
     The adapter is trained in a temporary directory; the manifest's `metrics` hold
     ``exact_match`` (brick), ``base_exact_match`` (base, same prompts), ``n_eval`` and
-    ``eval_split``; `provenance` gets the data hash, seed, config, command and seconds (keys
+    ``eval_split``; `routing_samples` go to the manifest (the router's classifier learns from them);
+    `provenance` gets the data hash, seed, config, command and seconds (keys
     given in `provenance` are kept). `extra_heldout` scores the brick on more item sets, recorded
     as ``exact_match_<key>``; `data_files` ({relative path: text}) are written into the brick
     directory (e.g. ``data/heldout.jsonl``). `base_metric` skips re-scoring the base. The store validates the brick and adds it atomically as the next version of `name`.
@@ -653,6 +655,7 @@ def train_brick(
             kind="lora",
             description=description,
             examples=list(examples),
+            routing_samples=list(routing_samples or []),
             tags=list(tags),
             base_model=base.to_json(),
             rank=config.rank,

@@ -95,6 +95,7 @@ def _command(args: argparse.Namespace) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from brickwork.bricks import BrickStore, check_name
     from brickwork.bricks.anchors import partner_versions
+    from brickwork.bricks.starter import N_ROUTING_INPUTS
     from brickwork.bricks.training import TrainConfig, styled_pairs, train_brick
     from brickwork.errors import ConfigError
     from brickwork.tasks import Example
@@ -111,6 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     pairs = styled_pairs([(r["input"], r["output"]) for r in train_rows], [desc], seed=args.seed)
     ex = [Example(input=r["input"], output=r["output"], split="heldout", answers=tuple(r["answers"])) for r in held_rows]
     examples = args.examples or [r["input"] for r in train_rows[:24]]
+    listed = {e.strip() for e in examples}
+    # more training inputs teach the router's classifier what this brick's inputs look like
+    routing = list(dict.fromkeys(r["input"] for r in train_rows if r["input"].strip() not in listed))[:N_ROUTING_INPUTS]
     store = BrickStore(args.library)
     anchors: list[tuple] = []
     if args.anchors > 0 and any(n != args.name for n in store.names()):
@@ -127,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra_heldout={"instructed": [(f"{desc}\n{e.input}", e) for e in ex]},
         description=desc,
         examples=list(examples),
+        routing_samples=routing,
         tags=["trained"],
         config=config,
         provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows),
@@ -164,7 +169,8 @@ def add_train_parser(bsub: argparse._SubParsersAction) -> None:
     ap.add_argument("name", metavar="NAME")
     ap.add_argument("--data", required=True, metavar="FILE.jsonl", help='training data: one {"input", "output"} per line')
     ap.add_argument("--description", required=True, help="what the brick does (embedded by the retrieval index)")
-    ap.add_argument("--examples", nargs="+", metavar="TEXT", help="example instructions it serves (default: 24 training inputs)")
+    ap.add_argument("--examples", nargs="+", metavar="TEXT", help="example instructions it serves (default: 24 training inputs); up to 72 training inputs "
+                    "they do not list become routing samples (the router's classifier learns from them)")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: 120)")
     ap.add_argument("--anchors", type=int, default=DEFAULT_ANCHORS, metavar="N",
                     help="the library's other bricks' requests, trained to keep the base model's answers, so the "

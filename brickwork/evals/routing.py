@@ -166,7 +166,7 @@ def write_placeholder_adapter(path: Path, base: Any) -> Path:
 def starter_manifest(task: Any, base: Any) -> Any:
     """The manifest a starter brick for `task` has (description, examples, tags from bricks.starter)."""
     from brickwork.bricks import Manifest
-    from brickwork.bricks.starter import starter_description, starter_examples, starter_tags
+    from brickwork.bricks.starter import starter_description, starter_examples, starter_routing_samples, starter_tags
 
     return Manifest(
         name=task.task_id,
@@ -174,6 +174,7 @@ def starter_manifest(task: Any, base: Any) -> Any:
         kind="lora",
         description=starter_description(task),
         examples=starter_examples(task),
+        routing_samples=starter_routing_samples(task),
         tags=starter_tags(task),
         base_model=base.to_json(),
         rank=1,
@@ -360,26 +361,33 @@ def calibrate_thresholds(
 ) -> tuple[tuple[float, float], dict[str, Any]]:
     """Thresholds (description-matched, example-matched) fitted on calibration queries: every
     in-scope set (instruction, bare) keeps at most `max_to_base` of its queries off the bricks;
-    among such pairs, the one sending the most out-of-scope queries to the base model. Ties (a
-    range of thresholds that reject the same out-of-scope share): the middle one by ``d + e``,
-    as far as the calibration data allows from both the in-scope budget and the out-of-scope
-    result, so it holds best on new queries. `single=True` fits one threshold for both kinds of match."""
+    among such pairs, those sending within one standard error of the most out-of-scope queries
+    to the base model (a smaller difference is noise on a calibration set of a few dozen
+    out-of-scope queries); among those, the pair losing the fewest in-scope queries to the base
+    model, so the in-scope budget holds on new queries. Ties (a range of thresholds with the same
+    outcome): the middle one by ``d + e``, as far as the calibration data allows from both ends.
+    `single=True` fits one threshold for both kinds of match."""
     sets = np.array([q.set for q in queries])
+    n_oos = int((sets == "out_of_scope").sum())
     grid = np.round(np.arange(-0.10, 0.80, 0.005), 4)
     pairs = ((t, t) for t in grid) if single else ((d, e) for d in grid for e in grid)
-    ok: list[tuple[float, float, float]] = []  # (out-of-scope share, d, e) within the budget
+    ok: list[tuple[float, float, float, float]] = []  # (out-of-scope share, in-scope loss, d, e) within the budget
     for d, e in pairs:
         based = to_base(scores, field, (d, e))
-        if based[sets == "instruction"].mean() > max_to_base or based[sets == "bare"].mean() > max_to_base:
+        instr, bare = based[sets == "instruction"].mean(), based[sets == "bare"].mean()
+        if instr > max_to_base or bare > max_to_base:
             continue
-        ok.append((float(based[sets == "out_of_scope"].mean()), float(d), float(e)))
+        ok.append((float(based[sets == "out_of_scope"].mean()), float(instr + bare), float(d), float(e)))
     if not ok:
         raise RuntimeError("no threshold keeps the in-scope sets within the budget")
     top = max(r[0] for r in ok)
-    tied = sorted((r for r in ok if r[0] == top), key=lambda r: (r[1] + r[2], r[1]))
+    se = float(np.sqrt(top * (1 - top) / n_oos)) if n_oos else 0.0
+    near = [r for r in ok if r[0] >= top - se - 1e-9]
+    low = min(r[1] for r in near)
+    tied = sorted((r for r in near if r[1] <= low + 1e-9), key=lambda r: (r[2] + r[3], r[2]))
     best = tied[(len(tied) - 1) // 2]
-    based = to_base(scores, field, (best[1], best[2]))
-    return (best[1], best[2]), {
+    based = to_base(scores, field, (best[2], best[3]))
+    return (best[2], best[3]), {
         "instruction_to_base": float(based[sets == "instruction"].mean()),
         "bare_to_base": float(based[sets == "bare"].mean()),
         "out_of_scope_to_base": float(based[sets == "out_of_scope"].mean()),
@@ -466,7 +474,8 @@ def run(
         bricks = {b.name: b for b in store.list() if b.name in tasks}
         if not bricks:
             raise SystemExit("the library has no bricks named after bundled tasks; the routing eval needs them")
-        indexed = {n: {e.strip() for e in b.manifest.examples} for n, b in bricks.items()}
+        # what the library learned from (index rows and classifier-only inputs) is never a query
+        indexed = {n: {e.strip() for e in (*b.manifest.examples, *b.manifest.routing_samples)} for n, b in bricks.items()}
         names = index.names
         cache = EmbeddingCache(embedding_cache_path())
         emb = index.embedder
@@ -524,7 +533,8 @@ def run(
                     "data": "brickwork/data/routing (calib half): instructions.jsonl filled with held-out train inputs, "
                     "held-out train inputs (bare), out_of_scope.jsonl",
                     "objective": "instruction and bare queries each send <= 5% to the base model; among such "
-                    "thresholds (one for both kinds of match), the one sending the most out-of-scope queries to the base model",
+                    "thresholds (one for both kinds of match), of those within one standard error of the most out-of-scope "
+                    "queries sent to the base model, the one losing the fewest in-scope queries to it",
                     "embedder": str(index.identity),
                     "embedder_fingerprint": index.identity.fingerprint,
                     "features": index.features.to_json(),

@@ -118,10 +118,18 @@ def brick_texts(manifest: Manifest, *, max_examples: int = MAX_EXAMPLES) -> tupl
 
 
 def classifier_texts(manifest: Manifest) -> list[str]:
-    """The brick classifier's extra training texts of a brick: description + each example."""
+    """The brick classifier's extra training texts of a brick: description + each example, then
+    its `routing_samples` as they are (deduplicated; never index rows)."""
     texts, fields = brick_texts(manifest)
     desc = next((t for t, f in zip(texts, fields, strict=True) if f == FIELD_DESCRIPTION), "")
-    return clf.training_texts(desc, [t for t, f in zip(texts, fields, strict=True) if f == FIELD_EXAMPLE])
+    out = clf.training_texts(desc, [t for t, f in zip(texts, fields, strict=True) if f == FIELD_EXAMPLE])
+    seen = set(texts)
+    for x in manifest.routing_samples:
+        x = x.strip()
+        if x and x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
 
 
 def _stamp(store: BrickStore, name: str, version: int) -> str:

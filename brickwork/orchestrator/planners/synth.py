@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -314,6 +315,22 @@ def example_requests(task: str, n: int, *, seed: int = 0) -> list[str]:
         if len(out) >= n or not pool:
             break
         filled = _fill(tpl, task, rng.choice(pool).input, rng)
+        if filled:
+            t, v = filled
+            out.append(_cap(t.replace("{x}", v)))
+    return out
+
+
+def requests_for_inputs(task: str, inputs: Sequence[str], *, seed: int = 0) -> list[str]:
+    """Each of `inputs` asked for in one of bundled task `task`'s *train*-part wordings, in turn
+    (an input a wording cannot take is skipped): routing samples for its brick's manifest."""
+    if task not in TASKS:
+        return []
+    rng = random.Random(f"requests:{seed}:{task}")
+    templates = split_items(TASKS[task].direct, "train")
+    out: list[str] = []
+    for i, x in enumerate(inputs):
+        filled = _fill(templates[i % len(templates)], task, x, rng)
         if filled:
             t, v = filled
             out.append(_cap(t.replace("{x}", v)))
