@@ -51,6 +51,19 @@ def test_description_comes_from_the_data():
     assert name == "apple_fruit_river"
 
 
+def test_routing_samples_are_what_the_examples_leave_out():
+    from brickwork.bricks.growing import N_EXAMPLES, routing_samples
+
+    exs = [GrowExample(text=f"Reformat the given YYYY-MM-DD date as !MM!DD!YYYY!.\n2020-{m:02d}-{d:02d}", answer="x")
+           for m in range(1, 4) for d in range(1, 21)]
+    _, _, examples = describe(exs)
+    assert len(examples) == N_EXAMPLES
+    extra = routing_samples(exs, examples)
+    assert not set(extra) & set(examples) and len(extra) == len(set(extra))
+    assert set(extra) | set(examples) == {t for e in exs for t in (e.text, e.bare)} | {examples[0]}
+    assert routing_samples(exs, examples, cap=10) == extra[:10]
+
+
 def test_free_name_never_reuses_a_brick(library, make_brick):
     library.add(make_brick("plural"))
     assert free_name(library, "plural") == "plural_2" and free_name(library, "spell") == "spell"

@@ -44,6 +44,7 @@ from brickwork.errors import ConfigError
 
 Progress = Callable[[str], None]
 N_EXAMPLES = 24
+N_ROUTING_SAMPLES = 144  # requests and bare inputs beyond the examples, for the router's classifier
 _STOP = frozenset(
     "a an the of to as and or in on for with by from is are be this that each its it given following "
     "your you please what which into than then there their them these those one two".split()
@@ -222,6 +223,18 @@ def describe(examples: Sequence[GrowExample]) -> tuple[str, str, list[str]]:
     return _slug(top[0][0] if top else " ".join(e.bare for e in examples[:3])), description, seen
 
 
+def routing_samples(examples: Sequence[GrowExample], listed: Sequence[str], *, cap: int = N_ROUTING_SAMPLES) -> list[str]:
+    """The requests as written and their bare inputs that `listed` (the examples) leaves out, up to
+    `cap`: the router's classifier learns from them (`Manifest.routing_samples`)."""
+    seen, out = set(listed), []
+    for e in examples:
+        for t in (e.text, e.bare) if e.instruction else (e.text,):
+            if t not in seen and len(out) < cap:
+                seen.add(t)
+                out.append(t)
+    return out
+
+
 def _slug(text: str) -> str:
     words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP and len(w) > 1]
     slug = "_".join(words[:3]) or "grown"
@@ -331,6 +344,7 @@ def grow_brick(
             kind="lora",
             description=description,
             examples=example_texts,
+            routing_samples=routing_samples(train, example_texts),
             tags=sorted({"grown", *tags}),
             base_model=base.to_json(),
             rank=config.rank,
