@@ -80,6 +80,8 @@ CASES = {
     "missing-keys": (lambda d, b: _edit_manifest(d, lambda m: (m.pop("description"), m.pop("base_model"))), ManifestError, "missing keys"),
     "wrong-type": (lambda d, b: _edit_manifest(d, lambda m: m.update(version="one")), ManifestError, "`version`"),
     "unknown-kind": (lambda d, b: _edit_manifest(d, lambda m: m.update(kind="magic")), ManifestError, "`kind`"),
+    "routing-samples-not-a-list": (lambda d, b: _edit_manifest(d, lambda m: m.update(routing_samples="plural of ox")),
+                                   ManifestError, "`routing_samples` should be a list of strings"),
     "bad-name-in-manifest": (lambda d, b: _edit_manifest(d, lambda m: m.update(name="../../etc")), InvalidBrickName, "invalid brick name"),
     "other-base-model": (_other_base, BaseModelMismatch, "made for base model 'llama-3-8b'"),
     "wrong-shapes": (_wrong_shapes, AdapterError, "does not fit the base model"),

@@ -26,3 +26,8 @@ def test_manifest_roundtrip(base):
 
     m = make_manifest("x", base, examples=["a"])
     assert Manifest.from_json(m.to_json()) == m
+    with_samples = m.replace(routing_samples=["b", "c"])
+    assert Manifest.from_json(with_samples.to_json()) == with_samples
+    older = m.to_json()
+    del older["routing_samples"]  # written before routing samples existed: still valid, none
+    assert Manifest.from_json(older) == m

@@ -125,7 +125,7 @@ _STARTER_TEXT = ("description", "examples", "routing_samples", "tags")
 
 
 def _with_starter_text(m: Manifest, task: Task) -> Manifest:
-    """Description, examples, sample inputs and tags always come from `starter.py` (what routing learns from)."""
+    """Description, examples, routing samples and tags always come from `starter.py` (what routing learns from)."""
     return m.replace(description=starter_description(task), examples=starter_examples(task),
                      routing_samples=starter_routing_samples(task), tags=starter_tags(task))
 

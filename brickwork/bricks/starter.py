@@ -1,4 +1,4 @@
-"""What describes a starter brick: its description, examples, sample inputs and tags, from task data.
+"""What describes a starter brick: its description, examples, routing samples and tags, from task data.
 
 The retrieval index embeds exactly these fields, so they come from the data, never placeholders:
 the task's definition, the source dataset's own instruction where it is a real one, requests for

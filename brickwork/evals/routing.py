@@ -164,7 +164,7 @@ def write_placeholder_adapter(path: Path, base: Any) -> Path:
 
 
 def starter_manifest(task: Any, base: Any) -> Any:
-    """The manifest a starter brick for `task` has (description, examples, tags from bricks.starter)."""
+    """The manifest a starter brick for `task` has (description, examples, routing samples, tags from bricks.starter)."""
     from brickwork.bricks import Manifest
     from brickwork.bricks.starter import starter_description, starter_examples, starter_routing_samples, starter_tags
 
