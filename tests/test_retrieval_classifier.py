@@ -191,9 +191,9 @@ def test_index_fits_persists_and_uses_the_classifier(lib):
     assert persist.read(without_none.dir).none is None  # type: ignore[union-attr]
     no_neighbours = BrickIndex.build(lib, embedder="hash:64", features=FeatureConfig(none_neighbour_weight=0.0), use_cache=False)
     assert persist.read(no_neighbours.dir).none is None  # type: ignore[union-attr]
-    # every brick's classifier training texts come from its manifest, one per example
+    # every brick's classifier training texts come from its manifest: one per example, then its routing samples
     m = lib.get("english_plural").manifest
-    assert len(classifier_texts(m)) == len({e.strip() for e in m.examples})
+    assert len(classifier_texts(m.replace(routing_samples=[]))) == len({e.strip() for e in m.examples})
 
 
 def test_routing_samples_train_the_classifier_and_are_never_index_rows(lib):
@@ -227,6 +227,7 @@ def test_index_from_before_the_classifier_is_rebuilt(lib):
     again = BrickIndex.open(lib, use_cache=False)
     assert again.repairs and again.check().ok
     assert persist.read(again.dir).classifier is not None  # type: ignore[union-attr]
+    assert again.embedder_spec == index.embedder_spec == "hash:64"  # rebuilt with the embedder it had
 
 
 def test_index_fitted_on_other_none_texts_is_refitted(lib, monkeypatch):

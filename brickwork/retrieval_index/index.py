@@ -262,6 +262,13 @@ class BrickIndex:
         meta = gen.meta
         try:
             recorded = EmbedderIdentity.from_json(meta["embedder"])
+        except (KeyError, TypeError, ValueError, BrickworkError) as exc:
+            self._problem = f"corrupt index: {gen.name}/meta.json is incomplete ({exc})"
+            return
+        if requested_embedder is None:
+            # a rebuild (of an index from an older Brickwork, say) keeps the embedder it was built with
+            self.embedder_spec = canonical_spec(meta.get("embedder_spec") or recorded.name)
+        try:
             recorded_features = FeatureConfig.from_json(meta["features"])
             bricks = meta["bricks"]
             kind = meta["ann"]["kind"]
@@ -277,8 +284,6 @@ class BrickIndex:
                     f"vectors of different embedders cannot be mixed: rebuild it with "
                     f"`brickwork index rebuild --embedder {requested_embedder if isinstance(requested_embedder, str) else wanted.name}`"
                 )
-        else:
-            self.embedder_spec = canonical_spec(meta.get("embedder_spec") or recorded.name)
         if requested_features is not None and requested_features != recorded_features:
             raise IndexError_(
                 f"the index in {self.dir} was built with features {recorded_features.to_json()}, not "
