@@ -164,6 +164,19 @@ def test_corrupt_or_missing_index_is_rebuilt_never_trusted(store, embedder, dama
     assert repaired.search("What is the plural of goose?", k=1)[0].name == "english_plural"
 
 
+def test_a_corrupt_or_outdated_index_is_rebuilt_with_the_embedder_it_was_built_with(store):
+    index = _open(store, embedder="hash:64")
+    g = index.dir / persist.current_name(index.dir)
+    (g / "vectors.npy").write_bytes(b"half a file")
+    again = _open(store)
+    assert again.repairs and again.identity.name == "hash:64" and again.check().ok
+    meta = json.loads((index.dir / persist.current_name(again.dir) / "meta.json").read_text())
+    del meta["features"]["none_neighbour_weight"]  # written by an older Brickwork
+    (index.dir / persist.current_name(again.dir) / "meta.json").write_text(json.dumps(meta))
+    upgraded = _open(store)
+    assert upgraded.repairs and upgraded.identity.name == "hash:64" and upgraded.check().ok
+
+
 def test_deleted_index_is_rebuilt(store, embedder):
     index = _open(store, embedder=embedder)
     shutil.rmtree(index.dir)

@@ -207,6 +207,8 @@ class BrickIndex:
             gen = persist.read(self.dir)
         except persist.CorruptIndex as exc:
             gen, self._problem = None, f"corrupt index: {exc}"
+            if embedder is None:  # rebuild with the embedder it was built with, where its meta still says
+                self.embedder_spec = canonical_spec(persist.recorded_embedder_spec(self.dir) or spec)
         if gen is not None:
             self._load(gen, requested_embedder=embedder, requested_features=features, requested_ann=ann)
         if repair:

@@ -73,6 +73,18 @@ def current_name(index_dir: Path) -> str | None:
     return name or None
 
 
+def recorded_embedder_spec(index_dir: Path) -> str | None:
+    """The embedder the live generation says it was built with, read best-effort from its
+    meta.json (for rebuilding a generation that `read` refuses with the same embedder)."""
+    name = current_name(index_dir)
+    try:
+        meta = json.loads((index_dir / name / "meta.json").read_text(encoding="utf-8")) if name else None
+    except (OSError, ValueError):
+        return None
+    spec = meta.get("embedder_spec") if isinstance(meta, dict) else None
+    return spec if isinstance(spec, str) and spec.strip() else None
+
+
 def read(index_dir: Path) -> Generation | None:
     """The live generation, verified; None when there is no index; CorruptIndex when it is bad."""
     name = current_name(index_dir)
