@@ -56,7 +56,7 @@ def main() -> int:
     emb, cache = load_embedder(None), EmbeddingCache(embedding_cache_path())
     manifests = {n: starter_manifest(tasks[n], base) for n in sorted(tasks)}
     names = list(manifests)
-    indexed = {n: {e.strip() for e in m.examples} for n, m in manifests.items()}
+    indexed = {n: {e.strip() for e in (*m.examples, *m.routing_samples)} for n, m in manifests.items()}
     halves = {h: build_queries(tasks, indexed, split=h, per_template=3, bare_per_task=100, seed=0) for h in ("calib", "report")}
     qsem = {h: cache.embed(emb, [q.text for q in qs]) for h, qs in halves.items()}
     shipped = FeatureConfig()

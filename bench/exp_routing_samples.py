@@ -46,20 +46,6 @@ FIGURES = {
 WORST = {"instr_top1": min, "bare_top1": min, "bare_top1_any": min, "instr_to_base": max, "bare_to_base": max, "oos_to_base": min}
 
 
-def most_out_of_scope(scores: np.ndarray, field: np.ndarray, queries: list[R.Query]) -> float:
-    """The previous rule: within the in-scope budget, the best calib out-of-scope share; middle of ties."""
-    sets = np.array([q.set for q in queries])
-    top = scores.max(1)
-    ok = []
-    for t in np.round(np.arange(-0.10, 0.80, 0.005), 4):
-        b = top < t
-        if b[sets == "instruction"].mean() <= 0.05 and b[sets == "bare"].mean() <= 0.05:
-            ok.append((float(b[sets == "out_of_scope"].mean()), float(t)))
-    best = max(o for o, _ in ok)
-    tied = sorted(t for o, t in ok if o == best)
-    return tied[(len(tied) - 1) // 2]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
@@ -75,10 +61,7 @@ def main() -> None:
     indexed = {n: {e.strip() for e in (*m.examples, *m.routing_samples)} for n, m in with_samples.items()}
     emb = load_embedder()
     cache = EmbeddingCache(embedding_cache_path())
-    rules = {
-        "most out-of-scope": lambda s, f, q: most_out_of_scope(s, f, q),
-        "one standard error": lambda s, f, q: R.calibrate_thresholds(s, f, q, single=True)[0][0],
-    }
+    rules = {"most out-of-scope": False, "one standard error": True}  # calibrate_thresholds(one_se=...)
     rows = {lib: R.eval_rows(ms, emb, cache, clf.none_texts()) for lib, ms in libraries.items()}
     per_seed: dict[str, list[dict[str, float]]] = {}
     draws = []
@@ -88,8 +71,8 @@ def main() -> None:
         qsem = {h: cache.embed(emb, [q.text for q in qs]) for h, qs in halves.items()}
         for lib in libraries:
             sc = {h: R._variant_scores(SHIPPED, qsem[h], [q.text for q in qs], rows[lib], 512) for h, qs in halves.items()}
-            for rule, fit in rules.items():
-                t = fit(*sc["calib"], halves["calib"])
+            for rule, one_se in rules.items():
+                t = R.calibrate_thresholds(*sc["calib"], halves["calib"], single=True, one_se=one_se)[0][0]
                 m = R.metrics(sc["report"][0], halves["report"], rows[lib]["names"], R.to_base(*sc["report"], (t, t)))
                 row = {"threshold": t, **{k: m[s][f] for k, (s, f) in FIGURES.items()}}
                 per_seed.setdefault(f"{lib}, {rule}", []).append(row)

@@ -120,6 +120,9 @@ def test_calibration_prefers_in_scope_within_one_standard_error_of_the_best_out_
         assert cal["instruction_to_base"] == cal["bare_to_base"] == 0.0 and 0.25 <= d <= 0.35
     else:
         assert cal["instruction_to_base"] == cal["bare_to_base"] == 0.05 and 0.50 < d <= 0.51
+    # the rule before (one_se=False) takes the most out-of-scope queries whatever the data's size
+    (d_old, _), cal_old = calibrate_thresholds(scores, field, ins + oos, max_to_base=0.05, single=True, one_se=False)
+    assert cal_old["out_of_scope_to_base"] == pytest.approx(0.85) and 0.50 < d_old <= 0.51
 
 
 def test_calibration_keeps_the_budget_and_breaks_ties_in_the_middle():

@@ -357,7 +357,13 @@ def per_task(scores: np.ndarray, queries: Sequence[Query], names: list[str], bas
 
 
 def calibrate_thresholds(
-    scores: np.ndarray, field: np.ndarray, queries: Sequence[Query], *, max_to_base: float = 0.05, single: bool = False
+    scores: np.ndarray,
+    field: np.ndarray,
+    queries: Sequence[Query],
+    *,
+    max_to_base: float = 0.05,
+    single: bool = False,
+    one_se: bool = True,
 ) -> tuple[tuple[float, float], dict[str, Any]]:
     """Thresholds (description-matched, example-matched) fitted on calibration queries: every
     in-scope set (instruction, bare) keeps at most `max_to_base` of its queries off the bricks;
@@ -366,7 +372,8 @@ def calibrate_thresholds(
     out-of-scope queries); among those, the pair losing the fewest in-scope queries to the base
     model, so the in-scope budget holds on new queries. Ties (a range of thresholds with the same
     outcome): the middle one by ``d + e``, as far as the calibration data allows from both ends.
-    `single=True` fits one threshold for both kinds of match."""
+    `single=True` fits one threshold for both kinds of match. `one_se=False` is the rule before
+    2026-12-02 (the most out-of-scope queries, middle of ties; kept for side-by-side comparison)."""
     sets = np.array([q.set for q in queries])
     n_oos = int((sets == "out_of_scope").sum())
     grid = np.round(np.arange(-0.10, 0.80, 0.005), 4)
@@ -381,9 +388,9 @@ def calibrate_thresholds(
     if not ok:
         raise RuntimeError("no threshold keeps the in-scope sets within the budget")
     top = max(r[0] for r in ok)
-    se = float(np.sqrt(top * (1 - top) / n_oos)) if n_oos else 0.0
+    se = float(np.sqrt(top * (1 - top) / n_oos)) if n_oos and one_se else 0.0
     near = [r for r in ok if r[0] >= top - se - 1e-9]
-    low = min(r[1] for r in near)
+    low = min(r[1] for r in near) if one_se else float("inf")
     tied = sorted((r for r in near if r[1] <= low + 1e-9), key=lambda r: (r[2] + r[3], r[2]))
     best = tied[(len(tied) - 1) // 2]
     based = to_base(scores, field, (best[2], best[3]))

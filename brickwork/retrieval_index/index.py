@@ -208,7 +208,8 @@ class BrickIndex:
         except persist.CorruptIndex as exc:
             gen, self._problem = None, f"corrupt index: {exc}"
             if embedder is None:  # rebuild with the embedder it was built with, where its meta still says
-                self.embedder_spec = canonical_spec(persist.recorded_embedder_spec(self.dir) or spec)
+                recorded = (exc.meta or {}).get("embedder_spec")
+                self.embedder_spec = canonical_spec(recorded if isinstance(recorded, str) and recorded.strip() else spec)
         if gen is not None:
             self._load(gen, requested_embedder=embedder, requested_features=features, requested_ann=ann)
         if repair:

@@ -40,7 +40,10 @@ KEEP_GENERATIONS = 2
 
 
 class CorruptIndex(Exception):
-    """Internal: the stored index cannot be trusted (the caller rebuilds it)."""
+    """Internal: the stored index cannot be trusted (the caller rebuilds it). `meta`: the
+    generation's meta.json when that much was readable (which embedder to rebuild with)."""
+
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,18 +76,6 @@ def current_name(index_dir: Path) -> str | None:
     return name or None
 
 
-def recorded_embedder_spec(index_dir: Path) -> str | None:
-    """The embedder the live generation says it was built with, read best-effort from its
-    meta.json (for rebuilding a generation that `read` refuses with the same embedder)."""
-    name = current_name(index_dir)
-    try:
-        meta = json.loads((index_dir / name / "meta.json").read_text(encoding="utf-8")) if name else None
-    except (OSError, ValueError):
-        return None
-    spec = meta.get("embedder_spec") if isinstance(meta, dict) else None
-    return spec if isinstance(spec, str) and spec.strip() else None
-
-
 def read(index_dir: Path) -> Generation | None:
     """The live generation, verified; None when there is no index; CorruptIndex when it is bad."""
     name = current_name(index_dir)
@@ -101,6 +92,14 @@ def read(index_dir: Path) -> Generation | None:
         raise CorruptIndex(f"{gdir}/meta.json is not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CorruptIndex(f"{gdir}/meta.json: unsupported format {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
+    try:
+        return _read_arrays(gdir, meta)
+    except CorruptIndex as exc:
+        exc.meta = meta
+        raise
+
+
+def _read_arrays(gdir: Path, meta: dict[str, Any]) -> Generation:
     checksums = meta.get("checksums") or {}
     blobs: dict[str, bytes] = {}
     for fname, digest in checksums.items():
@@ -128,7 +127,7 @@ def read(index_dir: Path) -> Generation | None:
                 extra[key] = np.load(io.BytesIO(blobs[f"{key}.npy"]), allow_pickle=False)
             except ValueError as exc:
                 raise CorruptIndex(f"{gdir}: unreadable {key}.npy ({exc})") from exc
-    return Generation(name=name, meta=meta, vectors=vectors, fields=fields, ann=blobs.get("ann.faiss"), **extra)
+    return Generation(name=gdir.name, meta=meta, vectors=vectors, fields=fields, ann=blobs.get("ann.faiss"), **extra)
 
 
 def write(
