@@ -20,6 +20,7 @@ from typing import Any
 @dataclass
 class _Job:
     requests: list[Any]
+    kind: str = "generate"  # or "score": jobs of one kind go to the engine together
     result: list[Any] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -58,7 +59,13 @@ class BatchingEngine:
             self._cv.notify_all()
 
     def generate(self, requests: Sequence[Any]) -> list[Any]:
-        job = _Job(list(requests))
+        return self._submit(_Job(list(requests)))
+
+    def score(self, requests: Sequence[Any]) -> list[Any]:
+        """Prompt scoring, batched across concurrent callers like `generate`."""
+        return self._submit(_Job(list(requests), kind="score"))
+
+    def _submit(self, job: _Job) -> list[Any]:
         if not job.requests:
             return []
         with self._cv:
@@ -73,8 +80,13 @@ class BatchingEngine:
                 while len(self._pending) < max(1, self._active) and (left := deadline - time.monotonic()) > 0:
                     self._cv.wait(timeout=left)
                 batch, size = [], 0
-                while self._pending and (not batch or size + len(self._pending[0].requests) <= self.max_batch):
-                    j = self._pending.pop(0)
+                kind = self._pending[0].kind
+                for j in list(self._pending):
+                    if j.kind != kind:
+                        continue
+                    if batch and size + len(j.requests) > self.max_batch:
+                        break
+                    self._pending.remove(j)
                     batch.append(j)
                     size += len(j.requests)
                 self._cv.release()
@@ -93,7 +105,7 @@ class BatchingEngine:
         flat = [r for j in batch for r in j.requests]
         t0 = time.perf_counter()
         try:
-            out = self.engine.generate(flat)
+            out = self.engine.score(flat) if batch[0].kind == "score" else self.engine.generate(flat)
         except BaseException as exc:  # every caller of this batch sees the engine's error
             for j in batch:
                 j.error, j.done = exc, True

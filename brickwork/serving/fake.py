@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import re
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from brickwork.errors import ConfigError
-from brickwork.serving.engine import Completion, EngineBase, Request
+from brickwork.serving.engine import Completion, EngineBase, PromptScore, Request, ScoreRequest, TokenLogprob
 
 _USER = re.compile(r"<\|im_start\|>user\n(?P<text>.*?)(?:<\|im_end\|>|$)", re.S)
 
@@ -87,6 +88,33 @@ class FakeEngine(EngineBase):
             self.calls.append(reqs)
         return [self._complete(r) for r in reqs]
 
+    def score(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        """Whitespace "tokens"; each token's logprob is a deterministic function of the bricks and
+        the token, so tests can tell configurations apart."""
+        reqs = self._check_batch(requests, ScoreRequest)
+        if self.store is not None:
+            for r in reqs:
+                for b in r.bricks:
+                    self.store.get(b.name, b.version)
+        with self._lock:
+            self.calls.append(reqs)
+        return [self._score(r) for r in reqs]
+
+    @staticmethod
+    def _score(req: ScoreRequest) -> PromptScore:
+        if isinstance(req.prompt, str):
+            pieces = re.findall(r"\s*\S+", req.prompt) or [req.prompt]
+            ids = tuple(zlib.crc32(p.encode()) % 50_000 for p in pieces)
+        else:
+            ids = req.prompt
+            pieces = [f" t{t}" for t in ids]
+        salt = "+".join(str(b) for b in req.bricks)
+        lps = [None] + [-(zlib.crc32(f"{salt}|{p}".encode()) % 1000) / 100 - 0.01 for p in pieces[1:]]
+        top = ()
+        if req.top_logprobs:
+            top = ((),) + tuple(((p, lp),) for p, lp in zip(pieces[1:], lps[1:], strict=True))
+        return PromptScore(token_ids=tuple(ids), tokens=tuple(pieces), logprobs=tuple(lps), top=top)
+
     def _complete(self, req: Request) -> Completion:
         s = req.sampling
         text = self.respond(req) if self.respond is not None else None
@@ -95,11 +123,24 @@ class FakeEngine(EngineBase):
                 text = json.dumps(minimal_json(s.json_schema), separators=(",", ":"))
             else:
                 config = "+".join(f"{b.name}@{b.version}:{b.weight:g}" for b in req.bricks) or "base"
-                text = f"[{config}] {user_message(req.prompt)}"
+                prompt = req.prompt if isinstance(req.prompt, str) else " ".join(map(str, req.prompt))
+                text = f"[{config}] {user_message(prompt)}"
         for stop in s.stop:
             if stop in text:
                 text = text[: text.index(stop)]
         words = text.split()
+        reason = "stop"
         if len(words) >= s.max_tokens:
-            return Completion(text=" ".join(words[: s.max_tokens]), n_tokens=s.max_tokens)
-        return Completion(text=text.strip(), n_tokens=len(words) + 1)
+            words, reason = words[: s.max_tokens], "length"
+            text = " ".join(words)
+        if req.on_text is not None:
+            for k in range(1, len(words) + 1):
+                req.on_text(" ".join(words[:k]))
+        logprobs = None
+        if s.logprobs is not None:
+            logprobs = tuple(
+                TokenLogprob(token=w, logprob=-0.5, top=tuple((w, -0.5) for _ in range(min(1, s.logprobs))))
+                for w in words
+            )
+        n = s.max_tokens if reason == "length" else len(words) + 1
+        return Completion(text=text.strip(), n_tokens=n, finish_reason=reason, logprobs=logprobs)

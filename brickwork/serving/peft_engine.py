@@ -21,8 +21,17 @@ from brickwork.errors import AdapterError, ConfigError
 from brickwork.serving.adapters import Adapter, AdapterResolver
 from brickwork.serving.composite import CompositeCache
 from brickwork._checks import positive_int
-from brickwork.serving.engine import Completion, EngineBase, Request, SamplingParams, build_options
-from brickwork.serving.hf_generate import BASE_ADAPTER, generate_greedy, stop_token_ids
+from brickwork.serving.engine import (
+    Completion,
+    EngineBase,
+    PromptScore,
+    Request,
+    SamplingParams,
+    ScoreRequest,
+    build_options,
+)
+from brickwork.serving.hf_decode import Decoded, GrammarCache, generate_with
+from brickwork.serving.hf_generate import BASE_ADAPTER
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,8 +78,6 @@ class PeftEngine(EngineBase):
         self._loaded: OrderedDict[str, Adapter] = OrderedDict()
         self._lock = threading.Lock()
         self._grammars: Any = None
-        ids = set(stop_token_ids(self._tok))
-        self._plain_stops = {s for s in self._tok.all_special_tokens if self._tok.convert_tokens_to_ids(s) in ids}
 
     # -- adapters ------------------------------------------------------------------------------
     @property
@@ -114,9 +121,7 @@ class PeftEngine(EngineBase):
             return []
         with self._lock:
             self._check_batch(())  # closed while waiting for the lock?
-            adapters = self.resolver.resolve_batch(reqs)
-            self._ensure_loaded(adapters)
-            names = [a.name if a is not None else BASE_ADAPTER for a in adapters]
+            names = self._adapter_names(reqs)
             groups: dict[tuple[Any, ...], list[int]] = {}
             for i, r in enumerate(reqs):
                 groups.setdefault(r.sampling.key(), []).append(i)
@@ -124,10 +129,36 @@ class PeftEngine(EngineBase):
             with self._threads():
                 for idx in groups.values():
                     sampling = reqs[idx[0]].sampling
-                    prompts = [reqs[i].prompt for i in idx]
-                    for i, (text, n) in zip(idx, self._run(prompts, [names[i] for i in idx], sampling), strict=True):
-                        out[i] = Completion(text=text, n_tokens=n)
+                    sub = [reqs[i] for i in idx]
+                    for i, d in zip(idx, self._run(sub, [names[i] for i in idx], sampling), strict=True):
+                        out[i] = Completion(text=d.text, n_tokens=d.n_tokens, finish_reason=d.finish_reason, logprobs=d.logprobs)
         return [c for c in out if c is not None]
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        """Prompt log-probabilities under each request's bricks: one forward pass per batch."""
+        from brickwork.serving.hf_decode import score_prompts
+
+        reqs = self._check_batch(requests, ScoreRequest)
+        if not reqs:
+            return []
+        with self._lock:
+            self._check_batch((), ScoreRequest)
+            names = self._adapter_names([r.as_request() for r in reqs])
+            model = self._peft if self._peft is not None else self._model
+            with self._threads():
+                return score_prompts(
+                    model,
+                    self._tok,
+                    [r.prompt for r in reqs],
+                    top_logprobs=[r.top_logprobs for r in reqs],
+                    batch_size=self.options.batch_size,
+                    adapter_names=names if self._peft is not None else None,
+                )
+
+    def _adapter_names(self, reqs: Sequence[Request]) -> list[str]:
+        adapters = self.resolver.resolve_batch(reqs)
+        self._ensure_loaded(adapters)
+        return [a.name if a is not None else BASE_ADAPTER for a in adapters]
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
@@ -143,17 +174,17 @@ class PeftEngine(EngineBase):
         finally:
             torch.set_num_threads(before)
 
-    def _run(self, prompts: list[str], names: list[str], sampling: SamplingParams) -> list[tuple[str, int]]:
+    def _run(self, reqs: list[Request], names: list[str], sampling: SamplingParams) -> list[Decoded]:
         if self.options.adapter_batching == "mixed" or self._peft is None:
             model = self._peft if self._peft is not None else self._model
-            return self._decode(model, prompts, names if self._peft is not None else None, sampling)
+            return self._decode(model, reqs, names if self._peft is not None else None, sampling)
         # "switch": one adapter at a time, as a single-adapter server would run them
-        results: list[tuple[str, int] | None] = [None] * len(prompts)
+        results: list[Decoded | None] = [None] * len(reqs)
         by_name: dict[str, list[int]] = {}
         for i, n in enumerate(names):
             by_name.setdefault(n, []).append(i)
         for name, idx in by_name.items():
-            sub = [prompts[i] for i in idx]
+            sub = [reqs[i] for i in idx]
             if name == BASE_ADAPTER:
                 with self._peft.disable_adapter():
                     res = self._decode(self._peft, sub, None, sampling)
@@ -164,20 +195,19 @@ class PeftEngine(EngineBase):
                 results[i] = r
         return [r for r in results if r is not None]
 
-    def _decode(
-        self, model: Any, prompts: list[str], names: list[str] | None, sampling: SamplingParams
-    ) -> list[tuple[str, int]]:
-        bs = self.options.batch_size
-        if sampling.greedy and sampling.json_schema is None and set(sampling.stop) <= self._plain_stops:
-            return generate_greedy(
-                model, self._tok, prompts, max_new_tokens=sampling.max_tokens, batch_size=bs, adapter_names=names
-            )
-        from brickwork.serving.hf_decode import GrammarCache, generate_with
-
+    def _decode(self, model: Any, reqs: list[Request], names: list[str] | None, sampling: SamplingParams) -> list[Decoded]:
         if sampling.json_schema is not None and self._grammars is None:
             self._grammars = GrammarCache(self._tok, int(self._model.config.vocab_size))
+        hooks = [r.on_text for r in reqs]
         return generate_with(
-            model, self._tok, prompts, sampling, batch_size=bs, adapter_names=names, grammars=self._grammars
+            model,
+            self._tok,
+            [r.prompt for r in reqs],
+            sampling,
+            batch_size=self.options.batch_size,
+            adapter_names=names,
+            grammars=self._grammars,
+            on_text=hooks if any(h is not None for h in hooks) else None,
         )
 
     def close(self) -> None:
