@@ -10,7 +10,7 @@ import json
 import pytest
 
 from brickwork.errors import AdapterError, BackendError, BaseModelMismatch, BrickNotFound, ConfigError
-from brickwork.serving import BrickRef, Completion, Engine, Request, SamplingParams, available_engines
+from brickwork.serving import BrickRef, Completion, Engine, PromptScore, Request, SamplingParams, ScoreRequest, available_engines
 from brickwork.tasks import render_prompt
 from tests.conftest_serving import (  # noqa: F401 - fixtures
     MAX_RANK,
@@ -84,6 +84,69 @@ def test_json_schema_constrains_the_output(engine):
 def test_sampling_with_temperature_runs(engine):
     [out] = engine.generate([Request(prompt=FRANCE, bricks=(A,), sampling=SamplingParams(max_tokens=6, temperature=0.8))])
     assert 1 <= out.n_tokens <= 6
+
+
+def test_finish_reason_says_why_the_reply_ended(engine):
+    long, short = engine.generate([
+        Request(prompt=LONG, sampling=SamplingParams(max_tokens=3)),
+        Request(prompt=LONG, sampling=SamplingParams(max_tokens=48, stop=("<|im_end|>", " "))),
+    ])
+    assert (long.finish_reason, long.n_tokens) == ("length", 3)
+    assert short.finish_reason == "stop" and short.n_tokens < 48
+
+
+def test_logprobs_cover_each_generated_token(engine):
+    s = SamplingParams(max_tokens=5, logprobs=3)
+    out, plain = engine.generate([Request(prompt=LONG, bricks=(A,), sampling=s), Request(prompt=LONG, bricks=(A,), sampling=SamplingParams(max_tokens=5))])
+    assert plain.logprobs is None and out.text == plain.text  # asking for logprobs changes nothing else
+    assert out.logprobs is not None and len(out.logprobs) == 5
+    assert "".join(t.token for t in out.logprobs).strip() == out.text
+    for t in out.logprobs:
+        assert t.logprob <= 0 and len(t.top) == 3
+        assert [v for _, v in t.top] == sorted((v for _, v in t.top), reverse=True)
+        assert t.top[0][0] == t.token and t.top[0][1] == pytest.approx(t.logprob, abs=1e-4)  # greedy: the chosen one is the best
+
+
+def test_token_id_prompts_equal_text_prompts(engine, serving_store):
+    from transformers import AutoTokenizer
+
+    ids = tuple(AutoTokenizer.from_pretrained(serving_store.base.path)(FRANCE, add_special_tokens=False)["input_ids"])
+    s = SamplingParams(max_tokens=6)
+    by_text, by_ids = engine.generate([Request(prompt=FRANCE, bricks=MIX, sampling=s), Request(prompt=ids, bricks=MIX, sampling=s)])
+    assert by_text == by_ids
+
+
+def test_on_text_sees_the_reply_grow(engine):
+    seen: list[str] = []
+    [out] = engine.generate([Request(prompt=LONG, sampling=SamplingParams(max_tokens=6), on_text=seen.append)])
+    assert seen and seen[-1].strip() == out.text
+    assert all(b.startswith(a) for a, b in zip(seen, seen[1:]))
+
+
+def test_score_gives_each_prompt_token_its_logprob(engine):
+    text = "The capital of France is Paris."
+    base, brick, again = engine.score([
+        ScoreRequest(prompt=text, top_logprobs=2),
+        ScoreRequest(prompt=text, bricks=(A,)),
+        ScoreRequest(prompt=text, top_logprobs=2),
+    ])
+    assert isinstance(base, PromptScore) and base == again
+    assert len(base.token_ids) == len(base.tokens) == len(base.logprobs) >= 6
+    assert "".join(base.tokens) == text and base.logprobs[0] is None
+    assert all(v is not None and v <= 0 for v in base.logprobs[1:])
+    assert len(base.top) == len(base.token_ids) and all(len(t) == 2 for t in base.top[1:])
+    assert base.logprobs[-2] > -3  # "Paris" after "The capital of France is" is likely
+    assert brick.token_ids == base.token_ids and brick.logprobs != base.logprobs and brick.top == ()
+
+
+def test_score_matches_the_logprobs_of_generation(engine):
+    """Scoring prompt + reply gives the reply's tokens the logprobs generation reported."""
+    [out] = engine.generate([Request(prompt=FRANCE, bricks=(A,), sampling=SamplingParams(max_tokens=4, logprobs=0))])
+    [prompt] = engine.score([ScoreRequest(prompt=FRANCE, bricks=(A,))])
+    [scored] = engine.score([ScoreRequest(prompt=FRANCE + "".join(t.token for t in out.logprobs), bricks=(A,))])
+    n, m = len(prompt.token_ids), len(out.logprobs)
+    assert scored.token_ids[:n] == prompt.token_ids and len(scored.token_ids) == n + m
+    assert list(scored.logprobs[n:]) == pytest.approx([t.logprob for t in out.logprobs], abs=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -109,3 +109,19 @@ def test_vllm_cpu_serves_with_the_grouped_kernels(server_engine, serving_root):
     """The parity above ran on Brickwork's grouped CPU LoRA kernels (the plugin logs in each vLLM process)."""
     log = (serving_root / "server-logs" / "vllm-server.log").read_text(errors="replace")
     assert log.count(INSTALLED_MESSAGE) >= 2  # engine core and worker
+
+
+@pytest.mark.parametrize("other", ["vllm_engine", "server_engine"], ids=["vllm", "vllm-server"])
+def test_prompt_scores_match_peft(request, peft_engine, other):
+    """Prompt scoring (what harnesses' loglikelihoods use) agrees with peft on every configuration."""
+    from brickwork.serving import ScoreRequest
+
+    engine = request.getfixturevalue(other)
+    texts = [p + "Paris" for p in parity_prompts(6)]
+    reqs = [ScoreRequest(prompt=t, bricks=c) for c in CONFIGS.values() for t in texts]
+    ref, got = peft_engine.score(reqs), engine.score(reqs)
+    worst = 0.0
+    for r, g in zip(ref, got, strict=True):
+        assert r.token_ids == g.token_ids
+        worst = max(worst, max(abs(a - b) for a, b in zip(r.logprobs[1:], g.logprobs[1:], strict=True)))
+    assert worst < 2e-3, f"largest logprob difference from peft: {worst:.2e}"

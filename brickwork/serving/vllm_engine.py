@@ -31,8 +31,11 @@ from brickwork.serving.composite import CompositeCache
 from brickwork.serving.engine import (
     Completion,
     EngineBase,
+    PromptScore,
     Request,
     SamplingParams,
+    ScoreRequest,
+    TokenLogprob,
     build_options,
 )
 
@@ -207,6 +210,9 @@ def vllm_sampling(sampling: SamplingParams, stop_ids: dict[str, int]) -> Any:
     kw: dict[str, Any] = {
         "max_tokens": sampling.max_tokens,
         "temperature": float(sampling.temperature),
+        "top_p": sampling.top_p,
+        "seed": sampling.seed,
+        "logprobs": sampling.logprobs,
         "stop": strings or None,
         "stop_token_ids": special or None,
     }
@@ -292,10 +298,7 @@ class VLLMEngine(EngineBase):
         with self._lock:
             self._check_batch(())
             adapters = self.resolver.resolve_batch(reqs)
-            if self._dead:
-                if not self.options.restart:
-                    raise BackendError("the vLLM engine died earlier; create a new engine (or use restart=True)")
-                self._start()
+            self._restart_if_dead()
             params_by_key: dict[tuple[Any, ...], Any] = {}
             params = []
             for r in reqs:
@@ -304,15 +307,45 @@ class VLLMEngine(EngineBase):
                     params_by_key[key] = vllm_sampling(r.sampling, self._stop_ids)
                 params.append(params_by_key[key])
             loras = [self._lora_request(a) for a in adapters]
-            try:
-                outs = self._llm.generate(
-                    [r.prompt for r in reqs], params, lora_request=loras, use_tqdm=False
-                )
-            except Exception as exc:  # noqa: BLE001 - vLLM's errors share no base class; mapped here
-                error = _map_error(exc)
-                self._dead = isinstance(error, BackendError) and type(exc).__name__ == "EngineDeadError"
-                raise error from exc
-        return [_completion(o) for o in outs]
+            outs = self._call(self._llm.generate, [vllm_prompt(r.prompt) for r in reqs], params, loras)
+        tok = self._llm.get_tokenizer()
+        done = [_completion(o, tok, r.sampling.logprobs) for o, r in zip(outs, reqs, strict=True)]
+        for r, c in zip(reqs, done, strict=True):
+            if r.on_text is not None and c.text:
+                r.on_text(c.text)
+        return done
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        """Prompt log-probabilities through vLLM's ``prompt_logprobs`` (one generated token, unused)."""
+        import vllm
+
+        reqs = self._check_batch(requests, ScoreRequest)
+        if not reqs:
+            return []
+        with self._lock:
+            self._check_batch((), ScoreRequest)
+            adapters = self.resolver.resolve_batch([r.as_request() for r in reqs])
+            self._restart_if_dead()
+            # vLLM returns the prompt token's own logprob beside the top k (k >= 1 keeps the dict small)
+            params = [vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=max(1, r.top_logprobs)) for r in reqs]
+            loras = [self._lora_request(a) for a in adapters]
+            outs = self._call(self._llm.generate, [vllm_prompt(r.prompt) for r in reqs], params, loras)
+        tok = self._llm.get_tokenizer()
+        return [prompt_score(o.prompt_token_ids, o.prompt_logprobs, r.top_logprobs, tok) for o, r in zip(outs, reqs, strict=True)]
+
+    def _restart_if_dead(self) -> None:
+        if self._dead:
+            if not self.options.restart:
+                raise BackendError("the vLLM engine died earlier; create a new engine (or use restart=True)")
+            self._start()
+
+    def _call(self, fn: Any, prompts: list[Any], params: list[Any], loras: list[Any]) -> Any:
+        try:
+            return fn(prompts, params, lora_request=loras, use_tqdm=False)
+        except Exception as exc:  # noqa: BLE001 - vLLM's errors share no base class; mapped here
+            error = _map_error(exc)
+            self._dead = isinstance(error, BackendError) and type(exc).__name__ == "EngineDeadError"
+            raise error from exc
 
     def close(self) -> None:
         with self._lock:
@@ -333,6 +366,43 @@ def _map_error(exc: Exception) -> Exception:
     return BackendError(f"vLLM generation failed: {type(exc).__name__}: {exc}{hint}")
 
 
-def _completion(output: Any) -> Completion:
+def vllm_prompt(prompt: str | tuple[int, ...]) -> Any:
+    """Our prompt (text or token ids) as vLLM takes it."""
+    return prompt if isinstance(prompt, str) else {"prompt_token_ids": list(prompt)}
+
+
+def _alternatives(entry: Any, k: int, tok: Any) -> tuple[tuple[str, float], ...]:
+    """The k most likely tokens of one vLLM logprobs dict (token id -> Logprob), best first."""
+    ranked = sorted(entry.items(), key=lambda kv: -kv[1].logprob)[:k]
+    return tuple((tok.decode([tid]), float(lp.logprob)) for tid, lp in ranked)
+
+
+def prompt_score(ids: Sequence[int], logprobs: Sequence[Any], k: int, tok: Any) -> PromptScore:
+    """A vLLM prompt's ids and ``prompt_logprobs`` as a `PromptScore`."""
+    values: list[float | None] = [None]
+    top: list[tuple[tuple[str, float], ...]] = [()]
+    for tid, entry in zip(ids[1:], list(logprobs)[1:], strict=True):
+        values.append(float(entry[tid].logprob))
+        top.append(_alternatives(entry, k, tok) if k else ())
+    return PromptScore(
+        token_ids=tuple(ids),
+        tokens=tuple(tok.decode([t]) for t in ids),
+        logprobs=tuple(values),
+        top=tuple(top) if k else (),
+    )
+
+
+def _completion(output: Any, tok: Any, k: int | None) -> Completion:
     first = output.outputs[0]
-    return Completion(text=first.text.strip(), n_tokens=len(first.token_ids))
+    lps = None
+    if first.logprobs is not None and k is not None:
+        ids = list(first.token_ids)
+        stop_at = len(first.logprobs)
+        if first.finish_reason == "stop" and not isinstance(first.stop_reason, str) and ids:
+            stop_at -= 1  # a stop token (end of turn, eos) is not content
+        lps = tuple(
+            TokenLogprob(token=tok.decode([tid]), logprob=float(entry[tid].logprob), top=_alternatives(entry, k, tok))
+            for tid, entry in zip(ids[:stop_at], first.logprobs[:stop_at], strict=True)
+        )
+    reason = "length" if first.finish_reason == "length" else "stop"
+    return Completion(text=first.text.strip(), n_tokens=len(first.token_ids), finish_reason=reason, logprobs=lps)

@@ -38,8 +38,11 @@ from brickwork.serving.composite import CompositeCache
 from brickwork.serving.engine import (
     Completion,
     EngineBase,
+    PromptScore,
     Request,
     SamplingParams,
+    ScoreRequest,
+    TokenLogprob,
     build_options,
 )
 from brickwork.serving.server_client import ServerClient
@@ -144,6 +147,13 @@ class VLLMServerOptions:
         return [*args, *self.extra_args]
 
 
+@dataclass(frozen=True)
+class _Lp:
+    """A logprob as vLLM's in-process `Logprob` holds it (what `prompt_score` reads)."""
+
+    logprob: float
+
+
 class _AdapterGone(Exception):
     """The server no longer knows an adapter we loaded (it was restarted): reload and resend."""
 
@@ -167,6 +177,7 @@ class VLLMServerEngine(EngineBase):
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot load the tokenizer of {store.base.path}: {exc}") from exc
         self._stop_ids = special_token_ids(tok)
+        self._tok = tok
         self._live: OrderedDict[str, str] = OrderedDict()  # our adapters loaded on the server, LRU first
         self._pins: Counter[str] = Counter()
         self._loads = 0
@@ -315,17 +326,22 @@ class VLLMServerEngine(EngineBase):
                     del self._pins[name]
 
     # -- generation ----------------------------------------------------------------------------
-    def _body(self, model: str, prompts: list[str], sampling: SamplingParams) -> dict[str, Any]:
+    def _body(self, model: str, prompts: list[Any], sampling: SamplingParams) -> dict[str, Any]:
         special = [self._stop_ids[s] for s in sampling.stop if s in self._stop_ids]
         strings = [s for s in sampling.stop if s not in self._stop_ids]
         body: dict[str, Any] = {
             "model": model,
-            "prompt": prompts,
+            "prompt": [p if isinstance(p, str) else list(p) for p in prompts],
             "max_tokens": sampling.max_tokens,
             "temperature": float(sampling.temperature),
+            "top_p": sampling.top_p,
             "return_token_ids": True,
             "skip_special_tokens": True,
         }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if sampling.logprobs is not None:
+            body["logprobs"] = sampling.logprobs
         if strings:
             body["stop"] = strings
         if special:
@@ -342,11 +358,71 @@ class VLLMServerEngine(EngineBase):
         choices = self.client.check(res, f"a completion request for model {model!r}")
         try:
             ordered = sorted(choices["choices"], key=lambda c: c["index"])
-            return [Completion(text=c["text"].strip(), n_tokens=len(c.get("token_ids") or [])) for c in ordered]
+            return [self._completion(c, sampling) for c in ordered]
         except (KeyError, TypeError, AttributeError) as exc:
             raise BackendError(
                 f"{self.client.url}/v1/completions returned an unexpected body: {str(choices)[:200]}"
             ) from exc
+
+    def _completion(self, choice: dict[str, Any], sampling: SamplingParams) -> Completion:
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
+        ids = choice.get("token_ids") or []
+        lps = None
+        if sampling.logprobs is not None and choice.get("logprobs"):
+            legacy = choice["logprobs"]
+            n = len(legacy["tokens"])
+            if reason == "stop" and not isinstance(choice.get("stop_reason"), str) and n:
+                n -= 1  # a stop token (end of turn, eos) is not content
+            tops = legacy.get("top_logprobs") or [None] * n
+            lps = tuple(
+                TokenLogprob(
+                    token=self._tok.decode([ids[i]]) if i < len(ids) else legacy["tokens"][i],
+                    logprob=float(legacy["token_logprobs"][i]),
+                    top=tuple(sorted(((t, float(v)) for t, v in (tops[i] or {}).items()), key=lambda tv: -tv[1]))[: sampling.logprobs],
+                )
+                for i in range(n)
+            )
+        return Completion(text=choice["text"].strip(), n_tokens=len(ids), finish_reason=reason, logprobs=lps)
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        """Prompt log-probabilities through the server's ``prompt_logprobs`` (one token generated, unused)."""
+        reqs = self._check_batch(requests, ScoreRequest)
+        if not reqs:
+            return []
+        adapters = self.resolver.resolve_batch([r.as_request() for r in reqs])
+        with self._lock:
+            self._check_batch((), ScoreRequest)
+            self._ensure_server()
+        used = [a for a in adapters if a is not None]
+        self._acquire(used)
+        try:
+            jobs = []
+            for r, a in zip(reqs, adapters, strict=True):
+                body = {
+                    "model": a.name if a is not None else self.base_name,
+                    "prompt": r.prompt if isinstance(r.prompt, str) else list(r.prompt),
+                    "max_tokens": 1,
+                    "temperature": 0.0,
+                    "prompt_logprobs": max(1, r.top_logprobs),
+                    "return_token_ids": True,
+                }
+                jobs.append(self._pool.submit(self._score_one, body, r.top_logprobs))
+            return [j.result() for j in jobs]
+        finally:
+            self._release(used)
+
+    def _score_one(self, body: dict[str, Any], k: int) -> PromptScore:
+        from brickwork.serving.vllm_engine import prompt_score
+
+        res = self.client.call("POST", "/v1/completions", json=body, timeout=self.options.request_timeout)
+        data = self.client.check(res, f"a scoring request for model {body['model']!r}")
+        try:
+            choice = data["choices"][0]
+            ids = choice.get("prompt_token_ids") or data.get("prompt_token_ids")
+            entries = [None if e is None else {int(t): _Lp(v["logprob"]) for t, v in e.items()} for e in choice["prompt_logprobs"]]
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise BackendError(f"{self.client.url}/v1/completions returned no prompt_logprobs: {str(data)[:200]}") from exc
+        return prompt_score(ids, entries, k, self._tok)
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         reqs = self._check_batch(requests)
@@ -374,10 +450,11 @@ class VLLMServerEngine(EngineBase):
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, (r, a) in enumerate(zip(reqs, adapters, strict=True)):
             model = a.name if a is not None else self.base_name
-            groups.setdefault((model, r.sampling.key()), []).append(i)
+            # one completions call takes a list of texts or a list of token-id lists, not both
+            groups.setdefault((model, r.sampling.key(), isinstance(r.prompt, str)), []).append(i)
         chunk = self.options.max_prompts_per_request
         jobs = []
-        for (model, _), idx in groups.items():
+        for (model, _, _), idx in groups.items():
             for start in range(0, len(idx), chunk):
                 part = idx[start : start + chunk]
                 sampling = reqs[part[0]].sampling
@@ -396,7 +473,11 @@ class VLLMServerEngine(EngineBase):
                 with self._lock:
                     self._live.pop(str(first_error), None)
             raise first_error
-        return [c for c in out if c is not None]
+        done = [c for c in out if c is not None]
+        for r, c in zip(reqs, done, strict=True):
+            if r.on_text is not None and c.text:
+                r.on_text(c.text)
+        return done
 
     def close(self) -> None:
         with self._lock:
