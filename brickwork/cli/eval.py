@@ -9,7 +9,7 @@ import importlib.util
 
 from brickwork.cli import add_library_arg
 
-SUITES: tuple[str, ...] = ("routing", "plan", "compose", "merge", "update", "grow", "emergent", "serving")
+SUITES: tuple[str, ...] = ("routing", "plan", "compose", "merge", "update", "grow", "emergent", "serving", "harness")
 
 
 def _available() -> list[str]:
