@@ -139,6 +139,8 @@ def run_planned(
         specs = [BrickSpec(name=r.name, weight=r.weight, version=r.version) for r in fixed.refs]
         state = bw._start_state(instruction, specs or None, not specs, rid)
     engine = StepEngine(bw.engine, sampling, on_final_text)
+    if fixed is not None:  # a one-step plan, given: the graph emits no plan event for it
+        engine.n_steps, engine.single_sink = 1, True
     deps = dataclasses.replace(bw.deps, engine=engine, max_tokens=sampling.max_tokens)
     t0 = time.perf_counter()
     bw.engine.enter()
