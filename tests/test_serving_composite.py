@@ -30,8 +30,12 @@ def test_padded_rank_too_large():
 
 
 def _delta(tensors, cfg_scale, module):
-    a = tensors[f"base_model.model.{module}.lora_A.weight"]
-    b = tensors[f"base_model.model.{module}.lora_B.weight"]
+    """scale * B @ A from a file's tensors (PEFT key names) or from cat_tensors' {module: (A, B)}."""
+    if module in tensors:
+        a, b = tensors[module]
+    else:
+        a = tensors[f"base_model.model.{module}.lora_A.weight"]
+        b = tensors[f"base_model.model.{module}.lora_B.weight"]
     return cfg_scale * (b @ a)
 
 
@@ -66,8 +70,9 @@ def test_cat_matches_peft_add_weighted_adapter(tmp_path, base):
     ours, cfg = cat_tensors([(a, 0.5), (b, 0.25)], base)
     assert cfg["r"] == 16  # 8 + 8 needs no padding
     layer = pm.base_model.model.model.layers[5].self_attn.v_proj
-    torch.testing.assert_close(ours["base_model.model.model.layers.5.self_attn.v_proj.lora_A.weight"], layer.lora_A["mix"].weight)
-    torch.testing.assert_close(ours["base_model.model.model.layers.5.self_attn.v_proj.lora_B.weight"], layer.lora_B["mix"].weight)
+    a5, b5 = ours["model.layers.5.self_attn.v_proj"]
+    torch.testing.assert_close(a5, layer.lora_A["mix"].weight)
+    torch.testing.assert_close(b5, layer.lora_B["mix"].weight)
 
 
 def test_padding_is_zero_and_layers_are_unioned(tmp_path, base):
@@ -79,10 +84,10 @@ def test_padding_is_zero_and_layers_are_unioned(tmp_path, base):
     # every (module type x layer) of the union is present, so PEFT finds weights for all it wraps
     for layer in range(6):
         for mod in ("q_proj", "k_proj", "v_proj"):
-            assert f"base_model.model.model.layers.{layer}.self_attn.{mod}.lora_A.weight" in tensors
-    a_q1 = tensors["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"]
+            assert f"model.layers.{layer}.self_attn.{mod}" in tensors
+    a_q1 = tensors["model.layers.1.self_attn.q_proj"][0]
     assert a_q1[8:].abs().sum() == 0 and a_q1[:8].abs().sum() > 0  # only brick a touches layer 1
-    assert tensors["base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"].abs().sum() == 0
+    assert tensors["model.layers.0.self_attn.k_proj"][0].abs().sum() == 0
 
 
 @pytest.fixture

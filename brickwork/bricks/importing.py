@@ -9,7 +9,8 @@ from pathlib import Path
 from brickwork.bricks.archive import extract_archive, is_archive
 from brickwork.bricks.manifest import MANIFEST_NAME, Manifest, check_name
 from brickwork.bricks.store import Brick, BrickStore
-from brickwork.bricks.validate import refuse_pickles, validate_lora_dir
+from brickwork.bricks.validate import validate_lora_dir
+from brickwork.lora import refuse_pickles
 from brickwork.errors import LibraryError, ManifestError
 
 

@@ -39,7 +39,8 @@ from typing import Any, Literal
 from brickwork.bricks.lineage import BaseRunner, strip_adapters, tasks_of, test_items_by_task
 from brickwork.bricks.manifest import Manifest, check_name
 from brickwork.bricks.store import Brick, BrickStore
-from brickwork.bricks.validate import ADAPTER_CONFIG, ADAPTER_WEIGHTS, VLLM_RANKS, read_adapter_config
+from brickwork import lora
+from brickwork.lora import VLLM_RANKS
 from brickwork.errors import AdapterError, ConfigError
 from brickwork.models import BaseModel
 
@@ -132,111 +133,58 @@ class MergeSource:
 
 
 def allowed_rank(r: int, *, max_rank: int = max(VLLM_RANKS)) -> int:
-    """The smallest vLLM-allowed rank >= r, or an error naming the limit."""
-    for allowed in VLLM_RANKS:
-        if allowed >= r and allowed <= max_rank:
-            return allowed
-    raise ConfigError(
-        f"a merged rank of {r} exceeds the maximum rank {max_rank}; merge fewer bricks with `cat`, "
-        "or use `--method svd --svd-rank R` to compress"
-    )
+    """The smallest vLLM-allowed rank >= r, or an error naming the limit and what to do."""
+    try:
+        return lora.padded_rank(r, max_rank=max_rank)
+    except AdapterError:
+        raise ConfigError(
+            f"a merged rank of {r} exceeds the maximum rank {max_rank}; merge fewer bricks with `cat`, "
+            "or use `--method svd --svd-rank R` to compress"
+        ) from None
 
 
 # -- alignment -------------------------------------------------------------------------------
-_KEY = re.compile(r"^(?P<prefix>base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
-_LAYER = re.compile(r"\.layers\.(\d+)\.")
-
-
-def _scaling(cfg: dict) -> float:
-    r, alpha = int(cfg["r"]), float(cfg.get("lora_alpha", cfg["r"]))
-    return alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-
-
 def read_lora(path: Path) -> tuple[dict, dict[str, tuple[Any, Any]]]:
-    """(adapter config, {module path: (A, B * scaling)}) in float32."""
-    import torch
-    from safetensors.torch import load_file
-
-    cfg = read_adapter_config(path)
-    if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
-        raise AdapterError(f"{path}: adapters with `rank_pattern`/`alpha_pattern` cannot be merged yet")
+    """(adapter config, {module path: (A, B * scaling)}) in float32 (per-module scaling, so
+    ``alpha_pattern`` / ``rank_pattern`` adapters merge too)."""
+    cfg, factors = lora.read_factors(path)
     if cfg.get("use_dora"):
         raise AdapterError(f"{path}: DoRA adapters cannot be merged")
-    s = _scaling(cfg)
-    pairs: dict[str, dict[str, Any]] = {}
-    for key, t in load_file(str(path / ADAPTER_WEIGHTS)).items():
-        m = _KEY.match(key)
-        if not m:
-            raise AdapterError(f"{path}: unexpected tensor {key!r} (only lora_A/lora_B weights can be merged)")
-        pairs.setdefault(m["module"], {})[m["ab"]] = t.to(torch.float32)
-    out = {}
-    for module, ab in pairs.items():
-        if set(ab) != {"A", "B"}:
-            raise AdapterError(f"{path}: module {module!r} has lora_{''.join(ab)} but not both factors")
-        out[module] = (ab["A"], ab["B"] * s)
-    return cfg, out
+    return cfg, {module: (a, b * lora.scaling(cfg, module, a.shape[0])) for module, (a, b) in factors.items()}
 
 
 def _align(sources: list[tuple[dict, dict]], base: BaseModel, out_dirs: list[Path]) -> dict:
     """Write every source as a LoRA over the same modules, layers and rank; return the shared config."""
     import torch
-    from safetensors.torch import save_file
 
     from brickwork.models import weight_shapes
 
     shapes = weight_shapes(base)
     rank = max(max(a.shape[0] for a, _ in mods.values()) for _, mods in sources)
     names = sorted({m.rsplit(".", 1)[-1] for _, mods in sources for m in mods})
-    layers = sorted({int(x) for _, mods in sources for m in mods for x in _LAYER.findall(m)})
-    all_layers = sorted({int(x) for k in shapes for x in _LAYER.findall(k)})
+    layers = sorted({i for _, mods in sources for m in mods if (i := lora.layer_index(m)) is not None})
+    all_layers = sorted({i for k in shapes if (i := lora.layer_index(k)) is not None})
     wanted = sorted(
         k[: -len(".weight")]
         for k in shapes
         if k.endswith(".weight")
         and k[: -len(".weight")].rsplit(".", 1)[-1] in names
-        and all(int(x) in layers for x in _LAYER.findall(k))
-        and _LAYER.search(k)
+        and lora.layer_index(k) in layers
     )
     known = {m for _, mods in sources for m in mods}
     if not known <= set(wanted):
         raise AdapterError(f"modules the base model does not have: {sorted(known - set(wanted))[:5]}")
+    cfg = lora.plain_config(
+        rank, names, None if layers == all_layers else layers, base_name=str(base.path)
+    )  # scaling 1: the sources' scalings are folded into B
     for (_, mods), out in zip(sources, out_dirs, strict=True):
-        tensors = {}
+        factors = {}
         for module in wanted:
             out_f, in_f = shapes[module + ".weight"][0], shapes[module + ".weight"][-1]
-            a_pad, b_pad = torch.zeros(rank, in_f), torch.zeros(out_f, rank)
-            if module in mods:
-                a, b = mods[module]
-                a_pad[: a.shape[0]] = a
-                b_pad[:, : b.shape[1]] = b
-            tensors[f"base_model.model.{module}.lora_A.weight"] = a_pad.contiguous()
-            tensors[f"base_model.model.{module}.lora_B.weight"] = b_pad.contiguous()
-        out.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(out / ADAPTER_WEIGHTS))
-    cfg = _lora_config(base, rank=rank, target_modules=names, layers=None if layers == all_layers else layers)
-    for out in out_dirs:
-        (out / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2))
+            a, b = mods.get(module, (torch.zeros(0, in_f), torch.zeros(out_f, 0)))
+            factors[module] = lora.pad_factors(a, b, rank)
+        lora.write_adapter(out, factors, cfg)
     return cfg
-
-
-def _lora_config(base: BaseModel, *, rank: int, target_modules: list[str], layers: list[int] | None) -> dict:
-    return {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": str(base.path),
-        "r": rank,
-        "lora_alpha": rank,  # scaling 1: the sources' scalings are folded into B
-        "lora_dropout": 0.0,
-        "bias": "none",
-        "target_modules": target_modules,
-        "layers_to_transform": layers,
-        "use_dora": False,
-        "use_rslora": False,
-        "modules_to_save": None,
-        "fan_in_fan_out": False,
-        "init_lora_weights": True,
-        "inference_mode": True,
-    }
 
 
 # -- merging ---------------------------------------------------------------------------------
@@ -255,7 +203,6 @@ def merge_adapters(
     import torch
     from peft import PeftModel
     from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
 
     if len(sources) < 2:
         raise ConfigError(f"a merge needs at least two source bricks, got {len(sources)}")
@@ -299,26 +246,17 @@ def merge_adapters(
         finally:
             strip_adapters(model)
         padded = allowed_rank(rank, max_rank=config.max_rank)
-        tensors = {}
+        pairs: dict[str, dict[str, Any]] = {}
         for key, t in state.items():
-            m = _KEY.match(key)
-            if not m:
-                continue
-            t = t.detach().to(torch.float32)
-            if padded != rank:
-                if m["ab"] == "A":
-                    t = torch.cat([t, t.new_zeros(padded - rank, t.shape[1])], dim=0)
-                else:
-                    t = torch.cat([t, t.new_zeros(t.shape[0], padded - rank)], dim=1)
-            tensors[f"base_model.model.{m['module']}.lora_{m['ab']}.weight"] = t.to(out_dtype).contiguous()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(out_dir / ADAPTER_WEIGHTS))
-        cfg = _lora_config(
-            base, rank=padded, target_modules=target_modules, layers=list(layers) if layers is not None else None
+            parsed = lora.parse_key(key)
+            if parsed is not None:
+                pairs.setdefault(parsed[0], {})[parsed[1]] = t.detach().to(torch.float32)
+        factors = {module: lora.pad_factors(ab["A"], ab["B"], padded) for module, ab in pairs.items()}
+        # PEFT's merged adapter has scaling 1 (alpha = r); plain_config keeps that at the padded rank.
+        cfg = lora.plain_config(
+            padded, target_modules, list(layers) if layers is not None else None, base_name=str(base.path)
         )
-        # PEFT's merged adapter has scaling 1 (alpha = r); keep it at the padded rank.
-        cfg["lora_alpha"] = padded
-        (out_dir / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2))
+        lora.write_adapter(out_dir, factors, cfg, dtype=out_dtype)
         return {**cfg, "merged_rank": rank}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -335,9 +273,9 @@ def _truncate_svd(state: dict[str, Any], rank: int) -> dict[str, Any]:
 
     pairs: dict[str, dict[str, Any]] = {}
     for key, t in state.items():
-        m = _KEY.match(key)
-        if m:
-            pairs.setdefault(m["module"], {})[m["ab"]] = t.detach().to(torch.float32)
+        parsed = lora.parse_key(key)
+        if parsed is not None:
+            pairs.setdefault(parsed[0], {})[parsed[1]] = t.detach().to(torch.float32)
     out = {}
     for module, ab in pairs.items():
         a, b = ab["A"], ab["B"]  # (R, in), (out, R)
@@ -349,15 +287,15 @@ def _truncate_svd(state: dict[str, Any], rank: int) -> dict[str, Any]:
         new_a = torch.zeros(rank, a.shape[1])
         new_b[:, :k] = (qb @ u[:, :k]) * s[:k]
         new_a[:k] = vh[:k] @ qa.T
-        out[f"base_model.model.{module}.lora_A.weight"] = new_a
-        out[f"base_model.model.{module}.lora_B.weight"] = new_b
+        out[lora.tensor_key(module, "A")] = new_a
+        out[lora.tensor_key(module, "B")] = new_b
     return out
 
 
 def _tensor_dtypes(path: Path) -> list[Any]:
     from safetensors import safe_open
 
-    with safe_open(str(path / ADAPTER_WEIGHTS), framework="pt") as st:
+    with safe_open(str(path / lora.ADAPTER_WEIGHTS), framework="pt") as st:
         keys = list(st.keys())[:1]
         return [st.get_tensor(k).dtype for k in keys]
 

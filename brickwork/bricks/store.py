@@ -28,7 +28,8 @@ from pathlib import Path
 
 from brickwork import _atomic
 from brickwork.bricks.manifest import MANIFEST_NAME, Manifest, check_name
-from brickwork.bricks.validate import refuse_pickles, validate_brick_dir
+from brickwork.bricks.validate import validate_brick_dir
+from brickwork.lora import refuse_pickles
 from brickwork.errors import BaseModelMismatch, BrickNotFound, LibraryError
 from brickwork.models import BaseModel, resolve_base_model
 

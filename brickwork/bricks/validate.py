@@ -1,26 +1,20 @@
 """Validation of a brick directory before anything is accepted into the library.
 
 Every problem is collected and reported at once (as vLLM's LoRA loader does), so a user fixes an
-adapter in one round trip. Only safetensors are ever opened; pickled weights are refused unread.
+adapter in one round trip. The adapter format's rules live in `brickwork.lora`; only
+safetensors are ever opened; pickled weights are refused unread.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
+from brickwork import lora
 from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
 from brickwork.errors import AdapterError, BaseModelMismatch
+from brickwork.lora import refuse_pickles
 from brickwork.models import BaseModel, weight_shapes
-
-# vLLM's LoRA kernels accept only these ranks (vllm/config/lora.py).
-VLLM_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 
 _shape_cache: dict[str, dict[str, tuple[int, ...]]] = {}
 
@@ -31,80 +25,31 @@ def _base_shapes(base: BaseModel) -> dict[str, tuple[int, ...]]:
     return _shape_cache[base.fingerprint]
 
 
-def refuse_pickles(path: Path) -> None:
-    found = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
-    if found:
-        raise AdapterError(
-            f"{path}: refusing pickled weight files {found}; Brickwork only loads safetensors "
-            "(convert with `peft`'s save_pretrained(safe_serialization=True))"
-        )
-
-
-def read_adapter_config(path: Path) -> dict:
-    cfg_path = path / ADAPTER_CONFIG
+def lora_weight_problems(path: Path, base: BaseModel, cfg: dict) -> list[str]:
+    """Check every tensor in the safetensors header against the base model's shapes."""
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise AdapterError(f"{path}: no {ADAPTER_CONFIG}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{cfg_path}: not valid JSON ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise AdapterError(f"{cfg_path}: expected a JSON object")
-    return cfg
-
-
-def lora_config_problems(cfg: dict, *, max_rank: int | None = None) -> list[str]:
-    """What would stop PEFT or vLLM from loading this LoRA config."""
-    problems = []
-    if str(cfg.get("peft_type", "")).upper() != "LORA":
-        problems.append(f"`peft_type` should be 'LORA', got {cfg.get('peft_type')!r}")
-    r = cfg.get("r")
-    if not isinstance(r, int) or r not in VLLM_RANKS:
-        problems.append(f"`r` should be one of {VLLM_RANKS} (vLLM's ranks), got {r!r}")
-    elif max_rank is not None and r > max_rank:
-        problems.append(f"`r` {r} is above the configured maximum rank {max_rank}")
-    if cfg.get("use_dora"):
-        problems.append("DoRA adapters (`use_dora: true`) are not supported by vLLM")
-    if cfg.get("bias", "none") != "none":
-        problems.append(f"`bias` should be 'none' (vLLM has no LoRA biases), got {cfg.get('bias')!r}")
-    if cfg.get("modules_to_save"):
-        problems.append(f"`modules_to_save` is not supported, got {cfg.get('modules_to_save')!r}")
-    tm = cfg.get("target_modules")
-    if not tm:
-        problems.append("`target_modules` is missing or empty")
-    return problems
-
-
-def lora_weight_problems(path: Path, base: BaseModel, rank: int) -> list[str]:
-    """Open the safetensors header and check every LoRA tensor against the base model's shapes."""
-    from safetensors import SafetensorError, safe_open
-
-    weights = path / ADAPTER_WEIGHTS
-    if not weights.is_file():
-        return [f"no {ADAPTER_WEIGHTS}"]
+        shapes = lora.header_shapes(path)
+    except AdapterError as exc:
+        return [str(exc).removeprefix(f"{path}: ")]
+    if not shapes:
+        return [f"{lora.ADAPTER_WEIGHTS} holds no tensors"]
     base_shapes = _base_shapes(base)
     problems: list[str] = []
-    try:
-        with safe_open(str(weights), framework="numpy") as st:
-            keys = list(st.keys())
-            if not keys:
-                return [f"{ADAPTER_WEIGHTS} holds no tensors"]
-            for key in keys:
-                shape = tuple(st.get_slice(key).get_shape())
-                m = _LORA_KEY.match(key)
-                if not m:
-                    problems.append(f"unexpected tensor {key!r} (only lora_A/lora_B weights are allowed)")
-                    continue
-                target = base_shapes.get(m["module"] + ".weight")
-                if target is None:
-                    problems.append(f"{key}: the base model has no module {m['module']!r}")
-                    continue
-                out_f, in_f = target[0], target[-1]
-                want = (rank, in_f) if m["ab"] == "A" else (out_f, rank)
-                if shape != want:
-                    problems.append(f"{key}: shape {list(shape)} does not fit the base model (expected {list(want)})")
-    except (SafetensorError, OSError, ValueError) as exc:
-        return [f"{ADAPTER_WEIGHTS} is corrupt or not safetensors ({exc})"]
+    for key, shape in shapes.items():
+        parsed = lora.parse_key(key)
+        if parsed is None:
+            problems.append(f"unexpected tensor {key!r} (only lora_A/lora_B weights are allowed)")
+            continue
+        module, ab = parsed
+        target = base_shapes.get(module + ".weight")
+        if target is None:
+            problems.append(f"{key}: the base model has no module {module!r}")
+            continue
+        rank = lora.module_rank(cfg, module)
+        out_f, in_f = target[0], target[-1]
+        want = (rank, in_f) if ab == "A" else (out_f, rank)
+        if shape != want:
+            problems.append(f"{key}: shape {list(shape)} does not fit the base model (expected {list(want)})")
     return problems
 
 
@@ -112,10 +57,10 @@ def validate_lora_dir(path: Path, base: BaseModel, *, max_rank: int | None = Non
     """Validate a PEFT LoRA directory against `base`; return its adapter config."""
     path = Path(path)
     refuse_pickles(path)
-    cfg = read_adapter_config(path)
-    problems = lora_config_problems(cfg, max_rank=max_rank)
+    cfg = lora.read_config(path)
+    problems = lora.config_problems(cfg, max_rank=max_rank)
     if not problems:
-        problems += lora_weight_problems(path, base, cfg["r"])
+        problems += lora_weight_problems(path, base, cfg)
     if problems:
         raise AdapterError(f"{path}: invalid LoRA adapter:\n  - " + "\n  - ".join(problems))
     return cfg

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -29,15 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brickwork import _atomic
-from brickwork.bricks.validate import ADAPTER_CONFIG, ADAPTER_WEIGHTS, VLLM_RANKS, read_adapter_config
+from brickwork import _atomic, lora
 from brickwork.errors import AdapterError, ConfigError
+from brickwork.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from brickwork.models import BaseModel, weight_shapes
 
 COMPOSITE_FORMAT = 1
 COMPOSITE_INFO = "composite.json"
-_LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
-_LAYER = re.compile(r"^(?P<prefix>.*\.layers\.)(?P<idx>\d+)\.(?P<rest>.+)$")
 
 _digests: dict[tuple[Any, ...], str] = {}
 _base_shapes: dict[str, dict[str, tuple[int, ...]]] = {}
@@ -45,12 +42,12 @@ _base_shapes: dict[str, dict[str, tuple[int, ...]]] = {}
 
 def padded_rank(rank: int) -> int:
     """The smallest rank vLLM accepts that holds `rank` (zero padding fills the rest)."""
-    for allowed in VLLM_RANKS:
-        if allowed >= rank:
-            return allowed
-    raise AdapterError(
-        f"a composite of rank {rank} exceeds vLLM's largest LoRA rank {VLLM_RANKS[-1]}; use fewer or smaller bricks"
-    )
+    try:
+        return lora.padded_rank(rank)
+    except AdapterError:
+        raise AdapterError(
+            f"a composite of rank {rank} exceeds vLLM's largest LoRA rank {lora.VLLM_RANKS[-1]}; use fewer or smaller bricks"
+        ) from None
 
 
 def adapter_digest(path: Path) -> str:
@@ -82,20 +79,6 @@ class Part:
     digest: str
 
 
-def _match_pattern(pattern: dict[str, Any], module: str) -> Any:
-    # PEFT's rule: a key matches a module name suffix starting at a "." boundary; first match wins.
-    for key, value in (pattern or {}).items():
-        if re.match(rf"(.*\.)?({key})$", module):
-            return value
-    return None
-
-
-def _scaling(cfg: dict[str, Any], module: str, rank: int) -> float:
-    alpha = _match_pattern(cfg.get("alpha_pattern") or {}, module)
-    alpha = cfg.get("lora_alpha", rank) if alpha is None else alpha
-    return float(alpha) / (rank**0.5 if cfg.get("use_rslora") else rank)
-
-
 def _shapes(base: BaseModel) -> dict[str, tuple[int, ...]]:
     if base.fingerprint not in _base_shapes:
         _base_shapes[base.fingerprint] = weight_shapes(base)
@@ -103,54 +86,35 @@ def _shapes(base: BaseModel) -> dict[str, tuple[int, ...]]:
 
 
 def cat_tensors(parts: Sequence[tuple[Path, float]], base: BaseModel) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The composite's (tensors, adapter_config) for `parts` = [(adapter_dir, weight), ...]."""
+    """The composite's ({module: (A, B)}, adapter_config) for `parts` = [(adapter_dir, weight), ...]."""
     import torch
-    from safetensors.torch import load_file
 
     if not parts:
         raise ConfigError("a composite needs at least one brick")
-    loaded: list[tuple[dict[str, Any], dict[str, Any], float]] = []
-    for path, weight in parts:
-        cfg = read_adapter_config(Path(path))
-        try:
-            tensors = load_file(str(Path(path) / ADAPTER_WEIGHTS))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise AdapterError(f"{path}: cannot read {ADAPTER_WEIGHTS} ({exc})") from exc
-        loaded.append((cfg, tensors, weight))
+    loaded = [(*lora.read_factors(Path(path)), weight) for path, weight in parts]
 
     # Every module any part touches, and, so that PEFT finds weights for every module it wraps,
     # every (module type x layer) combination of their union.
     shapes = _shapes(base)
-    touched: set[str] = set()
-    for _, tensors, _ in loaded:
-        for key in tensors:
-            m = _LORA_KEY.match(key)
-            if not m:
-                raise AdapterError(f"cannot compose tensor {key!r}: only lora_A/lora_B weights of linear layers")
-            touched.add(m["module"])
+    touched = {mod for _, factors, _ in loaded for mod in factors}
     leaves = {mod.rsplit(".", 1)[-1] for mod in touched}
-    layered = [_LAYER.match(mod) for mod in touched]
-    if all(layered):
-        layers = sorted({int(m["idx"]) for m in layered if m})
+    layered = [lora.layer_index(mod) for mod in touched]
+    if all(i is not None for i in layered):
+        layers = sorted({i for i in layered if i is not None})
         modules = sorted(
             key[: -len(".weight")]
             for key in shapes
             if key.endswith(".weight")
-            and (lm := _LAYER.match(key[: -len(".weight")]))
-            and int(lm["idx"]) in layers
+            and lora.layer_index(key[: -len(".weight")]) in layers
             and key[: -len(".weight")].rsplit(".", 1)[-1] in leaves
         )
-        n_layers = len({int(m["idx"]) for k in shapes if (m := _LAYER.match(k))})
+        n_layers = len({i for k in shapes if (i := lora.layer_index(k)) is not None})
         layers_to_transform: list[int] | None = layers if len(layers) < n_layers else None
     else:
         modules, layers_to_transform = sorted(touched), None
 
-    ranks = []
-    for cfg, tensors, _ in loaded:
-        r = max((t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A.weight")), default=cfg.get("r", 0))
-        ranks.append(int(r))
-    total = sum(ranks)
-    rank = padded_rank(total)
+    ranks = [max((a.shape[0] for a, _ in factors.values()), default=int(cfg.get("r", 0))) for cfg, factors, _ in loaded]
+    rank = padded_rank(sum(ranks))
     out: dict[str, Any] = {}
     for mod in modules:
         target = shapes.get(mod + ".weight")
@@ -160,56 +124,25 @@ def cat_tensors(parts: Sequence[tuple[Path, float]], base: BaseModel) -> tuple[d
         a = torch.zeros(rank, in_f, dtype=torch.float32)
         b = torch.zeros(out_f, rank, dtype=torch.float32)
         offset = 0
-        for (cfg, tensors, weight), r in zip(loaded, ranks, strict=True):
-            ka, kb = f"base_model.model.{mod}.lora_A.weight", f"base_model.model.{mod}.lora_B.weight"
-            if ka in tensors:
-                if kb not in tensors:
-                    raise AdapterError(f"adapter has {ka} but no matching {kb}")
-                ta, tb = tensors[ka].to(torch.float32), tensors[kb].to(torch.float32)
+        for (cfg, factors, weight), r in zip(loaded, ranks, strict=True):
+            if mod in factors:
+                ta, tb = factors[mod]
                 rm = ta.shape[0]
                 # PEFT's cat: weight and scaling go on A; B is copied.
-                a[offset : offset + rm] = ta * (weight * _scaling(cfg, mod, rm))
+                a[offset : offset + rm] = ta * (weight * lora.scaling(cfg, mod, rm))
                 b[:, offset : offset + rm] = tb
             offset += r
-        out[f"base_model.model.{mod}.lora_A.weight"] = a.contiguous()
-        out[f"base_model.model.{mod}.lora_B.weight"] = b.contiguous()
+        out[mod] = (a, b)
     first = loaded[0][0]
-    config = lora_config(
+    config = lora.plain_config(
         rank, sorted(leaves), layers_to_transform,
         base_name=first.get("base_model_name_or_path"), task_type=first.get("task_type", "CAUSAL_LM"),
     )  # fmt: skip
     return out, config
 
 
-def lora_config(
-    rank: int, target_modules: list[str], layers_to_transform: list[int] | None, *, base_name: Any, task_type: str = "CAUSAL_LM"
-) -> dict[str, Any]:
-    """A plain PEFT LoRA config with scaling 1 (alpha = rank): what composites and the zero adapter use."""
-    return {
-        "peft_type": "LORA",
-        "task_type": task_type,
-        "base_model_name_or_path": base_name,
-        "r": rank,
-        "lora_alpha": rank,
-        "lora_dropout": 0.0,
-        "bias": "none",
-        "target_modules": target_modules,
-        "layers_to_transform": layers_to_transform,
-        "use_dora": False,
-        "use_rslora": False,
-        "modules_to_save": None,
-        "fan_in_fan_out": False,
-        "init_lora_weights": True,
-        "inference_mode": True,
-    }
-
-
-def _write_adapter(out: Path, tensors: dict[str, Any], config: dict[str, Any], info: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / ADAPTER_WEIGHTS))
-    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+def _write_adapter(out: Path, factors: dict[str, Any], config: dict[str, Any], info: dict[str, Any]) -> None:
+    lora.write_adapter(out, factors, config)
     (out / COMPOSITE_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -240,13 +173,12 @@ def write_zero_adapter(base: BaseModel, out: Path) -> int:
     modules = sorted(k[: -len(".weight")] for k in shapes if k.endswith(".q_proj.weight"))
     if not modules:
         raise AdapterError(f"base model {base.id!r} has no q_proj layers to hang a zero adapter on")
-    tensors = {}
+    factors = {}
     for mod in modules:
         out_f, in_f = shapes[mod + ".weight"][0], shapes[mod + ".weight"][-1]
-        tensors[f"base_model.model.{mod}.lora_A.weight"] = torch.zeros(1, in_f, dtype=torch.float32)
-        tensors[f"base_model.model.{mod}.lora_B.weight"] = torch.zeros(out_f, 1, dtype=torch.float32)
+        factors[mod] = (torch.zeros(1, in_f, dtype=torch.float32), torch.zeros(out_f, 1, dtype=torch.float32))
     info = {"format_version": COMPOSITE_FORMAT, "base_model": base.to_json(), "rank": 1, "parts": []}
-    _write_adapter(out, tensors, lora_config(1, ["q_proj"], None, base_name=base.id), info)
+    _write_adapter(out, factors, lora.plain_config(1, ["q_proj"], None, base_name=base.id), info)
     return 1
 
 

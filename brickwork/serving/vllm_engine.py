@@ -23,7 +23,7 @@ from typing import Any
 
 from brickwork._checks import positive_float, positive_int
 from brickwork.bricks.store import BrickStore
-from brickwork.bricks.validate import VLLM_RANKS
+from brickwork.lora import VLLM_RANKS
 from brickwork.errors import BackendError, ConfigError
 from brickwork.serving.adapters import Adapter, AdapterResolver
 from brickwork.serving import vllm_cpu_lora
