@@ -230,3 +230,13 @@ def test_simple_evaluate_with_cache(fake, tokenizer, task_dir, tmp_path):
     calls = len(fake.engine.calls)
     run()
     assert len(fake.engine.calls) == calls  # --use_cache: a second run asks the engine nothing
+
+
+def test_model_args_win_over_lm_eval_flags(fake, tokenizer):
+    from brickwork.evals.harness.model import BrickworkLM
+
+    bw = SimpleNamespace(store=fake.store, engine=BatchingEngine(fake.engine), retriever=fake.retriever)
+    lm = BrickworkLM.create_from_arg_string(
+        "bricks=base,batch_size=8", {"batch_size": 1, "device": None, "brickwork": bw, "tokenizer": tokenizer}
+    )
+    assert (lm.options.batch_size, lm.fixed) == (8, ())

@@ -90,6 +90,19 @@ class BrickworkLM(TemplateLM):
         self.routes: dict[str, Config] = {}  # routing query -> the bricks it was routed to
         self.route_counts: collections.Counter[str] = collections.Counter()
 
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict[str, Any] | None = None) -> BrickworkLM:
+        """`--model_args` win over lm-eval's own flags (``batch_size=8`` in the model args and the
+        command line's default ``--batch_size 1`` would otherwise collide)."""
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None) -> BrickworkLM:
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None}
+        return cls(**(extra | dict(arg_dict)))
+
     # -- what lm-eval asks of a model -----------------------------------------------------------
     @property
     def eot_token_id(self) -> int:
