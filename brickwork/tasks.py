@@ -1,7 +1,7 @@
-"""The bundled task data (``brickwork/data/tasks``), the one prompt format, and answer scoring.
+"""The bundled task data (``brickwork/data/tasks``), SmolLM2's prompt format, and answer scoring.
 
-Every engine, trainer and eval renders prompts through `render_prompt`, so a brick sees at run
-time exactly the format it was trained on. Scoring follows the data's PROVENANCE.md: compare
+Prompts are owned by `brickwork.prompts` (each base model's own chat template); `render_prompt`
+and `STOP` are the default base model's (SmolLM2's ChatML), kept for its callers. Scoring follows the data's PROVENANCE.md: compare
 case-insensitively, ignore surrounding whitespace and trailing punctuation, accept any of
 ``answers``.
 """
@@ -16,17 +16,21 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from brickwork.prompts import CHATML_STOP, SYSTEM_PROMPT, chatml
+
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
-SYSTEM_PROMPT = "Answer briefly."
 Split = Literal["train", "test"]
 
 
 def render_prompt(text: str, *, system: str = SYSTEM_PROMPT) -> str:
-    """The chat-formatted prompt (SmolLM2's ChatML) for one user message, ready for generation."""
-    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{text.strip()}<|im_end|>\n<|im_start|>assistant\n"
+    """The default base model's prompt (SmolLM2's ChatML) for one user message, ready for generation.
+
+    For a library's own base model use ``PromptFormat.for_base(store.base).render(text)``.
+    """
+    return chatml(text, system=system)
 
 
-STOP = "<|im_end|>"
+STOP = CHATML_STOP
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -130,6 +130,18 @@ def _with_starter_text(m: Manifest, task: Task) -> Manifest:
                      routing_samples=starter_routing_samples(task), tags=starter_tags(task))
 
 
+def starter_fits(store: BrickStore, source: Path = STARTER_DIR) -> tuple[bool, str]:
+    """Whether the prebuilt starter bricks were made for `store`'s base model, and why not."""
+    shipped = sorted(source.glob(f"*/{MANIFEST_NAME}"))
+    if not shipped:
+        return False, f"no prebuilt starter bricks in {source}"
+    made_for = Manifest.load(shipped[0].parent).base_model
+    if made_for.get("fingerprint") == store.base.fingerprint:
+        return True, ""
+    return False, (f"the starter bricks and the planner brick were trained for {made_for.get('id')!r}, "
+                   f"the library's base model is {store.base.id!r}")
+
+
 def install_prebuilt(
     store: BrickStore,
     tasks: Sequence[str] | None = None,

@@ -182,9 +182,7 @@ class BaseRunner:
 
     def generate(self, adapter_dir: Path | None, texts: Sequence[str], *, max_new_tokens: int = 32) -> list[str]:
         from brickwork.serving.hf_generate import generate_greedy
-        from brickwork.tasks import render_prompt
-
-        prompts = [render_prompt(t) for t in texts]
+        prompts = [self.base.prompts.render(t) for t in texts]
         with loaded_adapter(self.model, adapter_dir) as m:
             return [t for t, _ in generate_greedy(m, self.tok, prompts, max_new_tokens=max_new_tokens,
                                                   batch_size=self.batch_size)]

@@ -2,7 +2,7 @@
 
 Layout under the library root (``--library``, ``$BRICKWORK_HOME``, default ``~/.brickwork``)::
 
-    library.json                      {"format_version", "base_model": {"id", "fingerprint"}}
+    library.json                      {"format_version", "base_model": {"id", "fingerprint"[, "path"]}}
     bricks/<name>/versions/<v>/       brick.json + adapter files (or mask files), immutable
     bricks/<name>/state.json          {"active": v, "versions": [...]}: the commit record
     .staging/  .trash/                scratch space; anything left there after a crash is ignored
@@ -31,7 +31,8 @@ from brickwork.bricks.manifest import MANIFEST_NAME, Manifest, check_name
 from brickwork.bricks.validate import validate_brick_dir
 from brickwork.lora import refuse_pickles
 from brickwork.errors import BaseModelMismatch, BrickNotFound, LibraryError
-from brickwork.models import BaseModel, resolve_base_model
+from brickwork.models import DEFAULT_BASE_MODEL, BaseModel, resolve_base_model
+from brickwork.prompts import CHATML, PromptFormat
 
 LIBRARY_FORMAT = 1
 STATE = "state.json"
@@ -94,7 +95,13 @@ class BrickStore:
         """The library's base model: recorded in `library.json`, resolved lazily and checked."""
         if self._base is None or not self._base_checked:
             recorded = (self._read_library_json() or {}).get("base_model") or {}
-            base = self._base or resolve_base_model(self._base_name or recorded.get("id"))
+            where = recorded.get("path")
+            if self._base is None and self._base_name is None and where and not Path(where).is_dir():
+                raise LibraryError(
+                    f"library {self.root} was made for the base model in {where}, which is gone; "
+                    "restore that directory (the library's bricks only fit those weights)"
+                )
+            base = self._base or resolve_base_model(self._base_name or where or recorded.get("id"))
             if recorded.get("fingerprint") and recorded["fingerprint"] != base.fingerprint:
                 raise BaseModelMismatch(
                     f"library {self.root} was built for base model {recorded.get('id')!r} "
@@ -102,6 +109,16 @@ class BrickStore:
                 )
             self._base, self._base_checked = base, True
         return self._base
+
+    @property
+    def prompts(self) -> PromptFormat:
+        """How the library's base model is prompted. A library of the default base answers without
+        resolving it (no dequantizing just to render a prompt)."""
+        if self._base is None and self._base_name in (None, DEFAULT_BASE_MODEL):
+            recorded = (self._read_library_json() or {}).get("base_model") or {}
+            if not recorded.get("path") and recorded.get("id", DEFAULT_BASE_MODEL) == DEFAULT_BASE_MODEL:
+                return CHATML
+        return self.base.prompts
 
     def _read_library_json(self) -> dict | None:
         p = self.root / "library.json"
@@ -116,8 +133,19 @@ class BrickStore:
         if self._read_library_json() is None:
             _atomic.write_json(
                 self.root / "library.json",
-                {"format_version": LIBRARY_FORMAT, "base_model": self.base.to_json()},
+                {"format_version": LIBRARY_FORMAT, "base_model": self.base.to_library_json()},
             )
+
+    def init(self) -> bool:
+        """Create the library for its base model (`library.json`); False if it already was, for
+        this base. A library recorded for another base raises `BaseModelMismatch`."""
+        base = self.base  # checks the recorded base, if any, against the one given
+        _ = base.prompts  # a base Brickwork cannot prompt is refused before anything is written
+        with self.lock():
+            if self._read_library_json() is not None:
+                return False
+            self._ensure_library_json()
+        return True
 
     # -- reading -----------------------------------------------------------------------------
     def names(self) -> list[str]:

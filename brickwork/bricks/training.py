@@ -9,11 +9,12 @@ What makes it fast on 2 cores (each cut measured in docs/training.md):
   draw; a training step then runs only the upper layers.
 * **The 49k-vocabulary head only where there are labels**: the decoder body returns hidden
   states, those at answer positions are gathered, and only they go through ``lm_head``.
-* **Loss only on the answer tokens** (the answer plus ``<|im_end|>``); batches are padded to the
-  longest sequence in the batch; prompts are ``render_prompt``'s short ChatML format.
+* **Loss only on the answer tokens** (the answer plus the end-of-turn token); batches are padded
+  to the longest sequence in the batch; prompts have a short system message.
 
-A pair is ``(user text, answer)``: the prompt is ``render_prompt(user_text)``, the target is
-``answer + "<|im_end|>"``. The adapter is written in PEFT's format (safetensors only; bias none,
+A pair is ``(user text, answer)``: the prompt is the base model's chat template over it
+(``base.prompts.render(user_text)``: SmolLM2's ChatML by default), the target is
+``answer + base.prompts.stop`` (``<|im_end|>`` for SmolLM2). The adapter is written in PEFT's format (safetensors only; bias none,
 no DoRA, no ``modules_to_save``), so PEFT and vLLM load it as is.
 
 Example::
@@ -45,7 +46,8 @@ from brickwork._checks import non_negative_int, positive_int
 from brickwork.bricks.partners import NO_PARTNER, PartnerDeltas, partner_identity
 from brickwork.errors import ConfigError, TrainingError
 from brickwork.models import BaseModel
-from brickwork.tasks import STOP, Example, is_correct, render_prompt
+from brickwork.prompts import CHATML, PromptFormat
+from brickwork.tasks import Example, is_correct
 
 if TYPE_CHECKING:
     from brickwork.bricks.store import Brick, BrickStore
@@ -178,13 +180,13 @@ def styled_pairs(
 
 
 def _encode(tok: Any, pairs: Sequence[tuple[str, str]], max_len: int,
-            slots: Sequence[int] | None = None) -> tuple[list[tuple[list[int], int]], list[int]]:
+            slots: Sequence[int] | None = None, prompts: PromptFormat = CHATML) -> tuple[list[tuple[list[int], int]], list[int]]:
     """(token ids, prompt length) per pair, and each kept pair's partner slot; pairs longer than
     `max_len` are dropped."""
     out, kept = [], []
     for k, (q, a) in enumerate(pairs):
-        p = tok(render_prompt(q), add_special_tokens=False)["input_ids"]
-        t = tok(a.strip() + STOP, add_special_tokens=False)["input_ids"]
+        p = tok(prompts.render(q), add_special_tokens=False)["input_ids"]
+        t = tok(prompts.target(a), add_special_tokens=False)["input_ids"]
         if len(p) + len(t) <= max_len:
             out.append((p + t, len(p)))
             kept.append(slots[k] if slots is not None else NO_PARTNER)
@@ -271,7 +273,7 @@ class _Trainer:
         self.upper = torch.nn.ModuleList(list(self.all_layers)[self.split :])
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.cache: dict[int, Any] = {}
-        # Every prompt starts with the same ChatML system turn: its lower-layer states are computed
+        # Every prompt starts with the same system turn: its lower-layer states are computed
         # once and reused as a KV prefix for every sequence (not with partners: their deltas change it).
         self.prefix_len = 0 if deltas else _common_prefix_len([s for s, _ in data], limit=min(p for _, p in data) - 1)
         self._prefix: tuple[Any, Any] | None = None
@@ -411,7 +413,7 @@ def train_lora(
     torch.manual_seed(config.seed)
     partner_dirs, slots = _partner_slots(pairs)
     model, tok = load_base_model(base)
-    data, kept_slots = _encode(tok, [(p[0], p[1]) for p in pairs], config.max_len, slots)
+    data, kept_slots = _encode(tok, [(p[0], p[1]) for p in pairs], config.max_len, slots, base.prompts)
     if not data:
         raise TrainingError(f"every pair is longer than `max_len` ({config.max_len} tokens)")
     n_layers = model.config.num_hidden_layers
@@ -545,7 +547,7 @@ def evaluate_adapter(
     """Exact match (``tasks.is_correct``) of base + adapter (or the base alone) on ``(user text, example)`` items.
 
     Returns ``{"exact_match", "n", "correct", "seconds", "outputs"}``; the prompt is
-    ``render_prompt(user text)`` and decoding is greedy.
+    ``base.prompts.render(user text)`` and decoding is greedy.
     """
     from brickwork.models import load_base_model
     from brickwork.serving.hf_generate import generate_greedy
@@ -567,7 +569,8 @@ def evaluate_adapter(
     bar = _progress(len(items), progress, desc="eval")
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        gen = generate_greedy(model, tok, [render_prompt(q) for q, _ in part], max_new_tokens=budget, batch_size=batch_size)
+        gen = generate_greedy(model, tok, [base.prompts.render(q) for q, _ in part], max_new_tokens=budget,
+                              batch_size=batch_size)
         outputs += [text for text, _ in gen]
         if bar is not None:
             bar.update(len(part))

@@ -101,7 +101,8 @@ def cmd_import(args) -> int:
     from brickwork.bricks.importing import import_brick
 
     store = open_store(args)
-    brick = import_brick(store, args.source, name=args.name, description=args.description)
+    brick = import_brick(store, args.source, name=args.name, description=args.description, examples=args.examples,
+                         tags=args.tags)
     sync_index(store)
     if args.json:
         print_json(_summary(brick))
@@ -145,6 +146,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("source", metavar="DIR_OR_ARCHIVE")
     ap.add_argument("--name", help="brick name (required for a bare PEFT adapter)")
     ap.add_argument("--description", help="what the brick does (required for a bare PEFT adapter)")
+    ap.add_argument("--examples", nargs="+", metavar="TEXT",
+                    help="example instructions it serves (the retrieval index embeds them with the description)")
+    ap.add_argument("--tags", nargs="+", metavar="TAG", help="tags (default for a bare adapter: imported)")
     ap = action("export", cmd_export, "write a brick version as a .tar.gz archive")
     ap.add_argument("name")
     ap.add_argument("out", metavar="OUT")

@@ -1,4 +1,4 @@
-"""`brickwork library build`: install the starter bricks (prebuilt) or train them again."""
+"""`brickwork library init|build`: create a library for a base model; install or train the starter bricks."""
 
 from __future__ import annotations
 
@@ -19,6 +19,34 @@ def _fmt(x: object, spec: str = ".3f") -> str:
     return format(x, spec) if isinstance(x, int | float) else "-"
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from brickwork.bricks import BrickStore
+    from brickwork.bricks.library_build import starter_fits
+    from brickwork.models import resolve_base_model
+
+    base = resolve_base_model(args.base_model)
+    store = BrickStore(args.library, base=base)
+    created = store.init()
+    fits, why = starter_fits(store)
+    note = "" if fits else (
+        f"it starts empty: {why}. Add bricks with `brickwork bricks train` or `brickwork bricks import`; "
+        "instructions are planned by the rules planner (or --planner openai)"
+    )
+    if args.json:
+        print_json({"library": str(store.root), "created": created, "base_model": base.to_library_json(),
+                    "prompt_format": base.prompts.name, "stop": base.prompts.stop, "starter_bricks": fits,
+                    "note": note or None})
+        return 0
+    verb = "created" if created else "already set up"
+    print(f"library {store.root} {verb} for base model {base.id} ({base.fingerprint}, {base.path})")
+    print(f"prompts: {base.prompts.name} (end of turn {base.prompts.stop!r})")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    else:
+        print("next: `brickwork library build` installs the starter bricks")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -34,6 +62,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     store = BrickStore(args.library)
     t0 = time.perf_counter()
     progress = not args.json and sys.stderr.isatty()
+    if not args.retrain:
+        from brickwork.bricks.library_build import starter_fits
+
+        fits, why = starter_fits(store)
+        if not fits:
+            msg = f"no starter bricks installed: {why}; `--retrain` trains them for this base from the bundled data"
+            if args.json:
+                print_json({"library": str(store.root), "bricks": [], "seconds": 0.0, "note": msg})
+            else:
+                print(f"note: {msg}", file=sys.stderr)
+            return 0
     if args.retrain:
         say = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
         rows = retrain(
@@ -71,9 +110,23 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from brickwork.bricks.library_build import EVAL_CAP, STARTER_ANCHORS, STARTER_SEED
+    from brickwork.models import DEFAULT_BASE_MODEL
 
-    p = sub.add_parser("library", help="build the starter library")
+    p = sub.add_parser("library", help="create a library for a base model; build the starter library")
     lsub = p.add_subparsers(dest="library_command", metavar="ACTION", required=True)
+    i = lsub.add_parser(
+        "init",
+        help="create a library for a base model (a local Hugging Face directory)",
+        description="Create a library for a base model: a local Hugging Face model directory (config.json, "
+        "a tokenizer with a chat template, safetensors weights; pickled weights are never loaded) or "
+        f"{DEFAULT_BASE_MODEL!r}. The library records it (library.json); every later command on the library "
+        "uses it, and every prompt goes through its own chat template.",
+    )
+    add_library_arg(i)
+    i.add_argument("--base-model", required=True, metavar="PATH_OR_ID",
+                   help=f"a local model directory, a hub id already in the local cache, or {DEFAULT_BASE_MODEL!r}")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=cmd_init)
     b = lsub.add_parser(
         "build",
         help="install the 17 starter bricks (prebuilt; --retrain trains them from the bundled data)",

@@ -90,7 +90,7 @@ def open_brickwork(args: argparse.Namespace) -> Any:
     if args.planner == "openai":
         planner_options = {"base_url": args.planner_url, "model": args.planner_model}
     _status(f"loading the {args.engine} engine ...", args)
-    return Brickwork(
+    bw = Brickwork(
         args.library,
         engine=args.engine,
         engine_options=_engine_options(args.engine_option),
@@ -100,6 +100,9 @@ def open_brickwork(args: argparse.Namespace) -> Any:
         max_tokens=args.max_tokens,
         k=args.k,
     )
+    for note in bw.notes:
+        _status(f"note: {note}", args)
+    return bw
 
 
 def main(args: argparse.Namespace) -> int:

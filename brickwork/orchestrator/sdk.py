@@ -32,7 +32,7 @@ from brickwork.orchestrator.batching import BatchingEngine
 from brickwork.orchestrator.checkpoint import check_run_id, new_run_id, open_checkpointer, thread_config
 from brickwork.orchestrator.context import Deps, IndexRetriever, PromptStyle, Retriever
 from brickwork.orchestrator.graph import compile_graph
-from brickwork.orchestrator.planners import make_planner
+from brickwork.orchestrator.planners import brick_planner_usable, make_planner
 from brickwork.orchestrator.planners.base import Planner
 from brickwork.orchestrator.planners.brick import PlannerLibrary
 from brickwork.orchestrator.runs import result_from_state, snapshot
@@ -76,8 +76,14 @@ class Brickwork:
         else:
             raw = engine
         self.engine = BatchingEngine(raw)
+        #: things worth telling the user that are not errors (e.g. why the rules planner plans)
+        self.notes: list[str] = []
         try:
             if isinstance(planner, str):
+                if planner == "auto":
+                    usable, why = brick_planner_usable(self.store)
+                    if not usable:
+                        self.notes.append(f"planning with the rules planner: the planner brick cannot be used ({why})")
                 planner = make_planner(planner, engine=self.engine, store=self.store, **(planner_options or {}))
             self.planner: Planner = planner
             self.retriever: Retriever = retriever if retriever is not None else IndexRetriever(self.store, k=k)

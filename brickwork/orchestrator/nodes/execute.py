@@ -14,8 +14,8 @@ from brickwork.orchestrator.types import BrickChoice, StepResult
 
 
 def execute(state: RunState, runtime: Runtime[Deps]) -> dict[str, Any]:
+    from brickwork.prompts import CHATML
     from brickwork.serving.engine import BrickRef, Request, SamplingParams
-    from brickwork.tasks import render_prompt
 
     deps = runtime.context
     done = state.get("results") or {}
@@ -23,14 +23,15 @@ def execute(state: RunState, runtime: Runtime[Deps]) -> dict[str, Any]:
     todo = [sid for sid in steps if sid in (state.get("routes") or {}) and sid not in done]
     if not todo:
         return {}
-    sampling = SamplingParams(max_tokens=deps.max_tokens)
+    prompts = getattr(deps.store, "prompts", CHATML)  # the base model's chat template (test fakes: SmolLM2's)
+    sampling = SamplingParams(max_tokens=deps.max_tokens, stop=(prompts.stop,))
     requests, texts, choices = [], [], []
     for sid in todo:
         r = state["routes"][sid]
         bricks = [BrickChoice.from_json(b) for b in r["bricks"]]
         text = user_text(r["subgoal"], r["input"], bricks, deps.store, style=deps.prompt_style)
         refs = tuple(BrickRef(name=b.name, version=b.version, weight=b.weight) for b in bricks)
-        requests.append(Request(prompt=render_prompt(text), bricks=refs, sampling=sampling))
+        requests.append(Request(prompt=prompts.render(text), bricks=refs, sampling=sampling))
         texts.append(text)
         choices.append(bricks)
     t0 = time.perf_counter()

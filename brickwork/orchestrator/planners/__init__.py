@@ -46,9 +46,11 @@ def brick_planner_usable(store: Any) -> tuple[bool, str]:
     if d is None:
         return False, "it is not built (python -m brickwork.orchestrator.planners.train)"
     if store is not None:
-        fp = Manifest.load(d).base_model.get("fingerprint")
+        made_for = Manifest.load(d).base_model
+        fp = made_for.get("fingerprint")
         if fp != store.base.fingerprint:
-            return False, f"it was trained for base model {fp}, the library uses {store.base.fingerprint}"
+            return False, (f"it was trained for base model {made_for.get('id')!r} ({fp}), the library uses "
+                           f"{store.base.id!r} ({store.base.fingerprint})")
     return True, ""
 
 

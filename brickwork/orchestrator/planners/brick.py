@@ -108,12 +108,12 @@ class BrickPlanner:
 
     def requests(self, instructions: list[str]) -> list[Any]:
         from brickwork.serving.engine import BrickRef, Request, SamplingParams
-        from brickwork.tasks import render_prompt
+        from brickwork.prompts import CHATML
 
         ref = BrickRef(name=PLANNER_NAME, version=self.version)
         return [
             Request(
-                prompt=render_prompt(planner_user_text(i)),
+                prompt=CHATML.render(planner_user_text(i)),  # the planner brick is SmolLM2's (make_planner checks)
                 bricks=(ref,),
                 sampling=SamplingParams(max_tokens=max_plan_tokens(i), json_schema=PLAN_SCHEMA),
             )
