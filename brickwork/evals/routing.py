@@ -120,9 +120,14 @@ def build_queries(
         for x in pool:
             also = tuple(n for n in listed if n != name and _norm(x) in listed[n])
             out.append(Query(x, name, "bare", also=also))
-    for row in _jsonl(ROUTING_DATA / "out_of_scope.jsonl"):
-        if row["split"] == split:
-            out.append(Query(row["text"], None, "out_of_scope", row.get("near")))
+    # out of scope: calib = the calib rows of every none source (written and real requests;
+    # never trained on); report = out_of_scope.jsonl's report half (a writer the router has seen:
+    # the leave-one-source-out figures are the held-out ones, evals/routing_sources.py)
+    from brickwork.retrieval_index import none_data
+
+    for r in none_data.none_rows():
+        if r.split == split:
+            out.append(Query(r.text, None, "out_of_scope", r.near))
     return out
 
 
@@ -538,7 +543,8 @@ def run(
                 min_score_example=thr[1],
                 calibration={
                     "data": "brickwork/data/routing (calib half): instructions.jsonl filled with held-out train inputs, "
-                    "held-out train inputs (bare), out_of_scope.jsonl",
+                    "held-out train inputs (bare), the calib rows of every out-of-scope source (out_of_scope.jsonl's calib half, "
+                    "none_train.jsonl and requests.jsonl rows of split calib)",
                     "objective": "instruction and bare queries each send <= 5% to the base model; among such "
                     "thresholds (one for both kinds of match), of those within one standard error of the most out-of-scope "
                     "queries sent to the base model, the one losing the fewest in-scope queries to it",
@@ -552,6 +558,24 @@ def run(
                 },
             )
         )
+        # leave one source out: each out-of-scope source routed by a router that never saw it
+        from brickwork.evals import routing_sources as srcs
+        from brickwork.retrieval_index import none_data
+
+        space = srcs.build_space(rows, emb, cache, index.features, halves)
+        folds = srcs.Folds(space)
+        design = srcs.Design(
+            name="shipped design",
+            beta=index.features.classifier_weight,
+            gamma=index.features.none_neighbour_weight,
+            delta=index.features.none_neighbour_margin,
+        )
+        results["leave_one_source_out"] = {
+            "shipped": srcs.leave_one_source_out(folds, design, none_data.sources()),
+            "before": srcs.leave_one_source_out(
+                folds, replace(design, name="before: written none texts only (2026-12-02)", legacy=True), none_data.sources()
+            ),
+        }
         results["recalibrated"] = {
             "thresholds": thr,
             **{h: metrics(sc_ship[h][0], halves[h], names, to_base(*sc_ship[h], thr)) for h in halves},
@@ -583,11 +607,18 @@ def _f(x: float | None) -> str:
 
 
 def to_markdown(r: dict[str, Any]) -> str:
+    from brickwork.evals import routing_sources
+
+    head = [f"# routing eval ({r['bricks']} bricks)", "", r["note"], ""]
+    if "leave_one_source_out" in r:
+        head += [*routing_sources.to_markdown(r["leave_one_source_out"]), "", "## Query sets, shipped router, ablations", ""]
     lines = [f"# routing eval ({r['bricks']} bricks)", "", r["note"], ""]
     q = r["queries"]["report"]
     lines.append(
         f"Report half: {q['instruction']} instruction queries, {q['bare']} bare inputs, {q['out_of_scope']} out-of-scope "
-        "queries (none indexed, none used for calibration). Thresholds: (description-matched, example-matched)."
+        "queries (none indexed, none used for calibration; the out-of-scope ones are out_of_scope.jsonl's report half, a "
+        "writer whose other rows the router trained on: *seen*, see the leave-one-source-out table for held-out figures). "
+        "Thresholds: (description-matched, example-matched)."
     )
     lines += [
         "",
@@ -634,7 +665,8 @@ def to_markdown(r: dict[str, Any]) -> str:
             f"| {name} | {t['n']} | {t['n_ambiguous']} | {_f(t['top1'])} | {_f(t['top1_any'])} | {_f(t['routed_correct'])} | "
             f"{_f(t['to_base'])} | {instead} |"
         )
-    return "\n".join(lines)
+    # lines[6:8] (the table header) is reused above, so the leave-one-source-out part goes in front last
+    return "\n".join(head + lines[4:])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,8 +48,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 
@@ -57,16 +55,16 @@ import numpy as np
 #: probabilities with small weights (the L2 penalty then acts on directions, not on scale).
 TEMPERATURE = 20.0
 STEPS = 600
-NONE_DATA = Path(__file__).resolve().parents[1] / "data" / "routing" / "none_train.jsonl"
 #: a none text this close (index-space cosine) to one of a library's brick rows is left out
 NONE_MAX_COS = 0.8
 
 
-@cache
 def none_texts() -> tuple[str, ...]:
-    """The shipped out-of-scope requests the none class is trained on."""
-    rows = [json.loads(line) for line in NONE_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return tuple(r["text"] for r in rows)
+    """The shipped out-of-scope requests the none class is trained on (the train split of every
+    source in `none_data`: written near misses and real user requests)."""
+    from brickwork.retrieval_index import none_data
+
+    return none_data.none_texts()
 
 
 def none_fingerprint() -> str:
@@ -76,7 +74,14 @@ def none_fingerprint() -> str:
 
 
 def fit_library(
-    rows: np.ndarray, row_owner: np.ndarray, extra: np.ndarray, extra_owner: np.ndarray, n_bricks: int, none: np.ndarray | None = None
+    rows: np.ndarray,
+    row_owner: np.ndarray,
+    extra: np.ndarray,
+    extra_owner: np.ndarray,
+    n_bricks: int,
+    none: np.ndarray | None = None,
+    *,
+    none_weight: float = 1.0,
 ) -> np.ndarray:
     """The brick classifier of a library: its bricks' index rows and extra texts (vectors and owning
     brick), plus, when `none` vectors are given, a last class for requests no brick serves.
@@ -90,7 +95,8 @@ def fit_library(
     none = kept_none(none, rows)
     sw = np.ones(len(x) + len(none))
     if len(none):
-        sw[len(x) :] = (len(x) / max(n_bricks, 1)) / len(none)  # the none class weighs one average brick
+        # the none class weighs `none_weight` average bricks
+        sw[len(x) :] = none_weight * (len(x) / max(n_bricks, 1)) / len(none)
     x = np.concatenate([x, none]) if len(none) else x
     y = np.concatenate([y, np.full(len(none), n_bricks, np.int64)])
     return fit(x, y, n_bricks + 1, sample_weight=sw)
