@@ -55,6 +55,17 @@ def make_tiny_qwen2(out: Path, tokenizer_src: Path, *, seed: int = 0, pickles: b
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a CPU shared with other busy processes two spinning threads are far slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def qwen_dir(base, tmp_path_factory) -> Path:
     return make_tiny_qwen2(tmp_path_factory.mktemp("qwen") / "tiny-qwen2", base.path)
@@ -228,7 +239,7 @@ def test_peft_and_vllm_agree_greedily_on_qwen2(qwen_lib):
     with create_engine("peft", store, num_threads=1) as peft:
         want = [c.text for c in peft.generate(requests)]
     assert want[1] == "pong" and want[0] != want[1]
-    with create_engine("vllm", store, max_lora_rank=8, max_loras=2, kv_cache_gb=0.5, max_model_len=256,
+    with create_engine("vllm", store, max_lora_rank=8, max_loras=2, kv_cache_gb=0.5, max_model_len=256, enforce_eager=True,
                        env=VLLM_ENV) as vllm:
         got = [c.text for c in vllm.generate(requests)]
     assert got == want
