@@ -57,7 +57,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from bench.bench_retrieval import queries_near, synthetic_library
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_retrieval import queries_near, synthetic_library
     from brickwork.bricks import BrickStore
     from brickwork.evals.routing import build_manifest_library, build_queries
     from brickwork.retrieval_index import BrickIndex, Router, none_data
