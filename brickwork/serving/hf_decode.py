@@ -1,8 +1,7 @@
-"""transformers decoding beyond plain greedy: sampling, extra stop strings, JSON-schema constraint.
-
-The ``peft`` engine sends the common case (greedy, stop at end of turn) through
-`brickwork.serving.hf_generate.generate_greedy`; requests with a temperature, extra stop strings
-or a JSON schema come here. The JSON constraint is xgrammar's, compiled exactly as vLLM's
+"""transformers decoding for the ``peft`` engine: greedy or sampled (temperature, top-p, seed),
+stop strings, a JSON-schema constraint, per-token logprobs and streaming hooks; and prompt
+scoring (one forward pass). `brickwork.serving.hf_generate.generate_greedy` (trainer and evals)
+is this loop, greedy. The JSON constraint is xgrammar's, compiled exactly as vLLM's
 xgrammar backend compiles it with ``disable_any_whitespace`` (compact JSON), so greedy
 constrained output can match vLLM's.
 """
@@ -15,7 +14,7 @@ from typing import Any
 
 from brickwork.errors import BackendError, ConfigError
 from brickwork.serving.engine import SamplingParams
-from brickwork.serving.hf_generate import stop_token_ids
+from brickwork.serving.hf_generate import pad_batch, stop_token_ids
 
 
 def special_stop_ids(tokenizer: Any, stop: tuple[str, ...]) -> tuple[list[int], list[str]]:
@@ -214,13 +213,8 @@ def generate_with(
     results: list[Decoded | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids = encoded[i]
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = pad_batch([encoded[i] for i in idx], pad_id, left=True)
+        width = input_ids.shape[1]
         kwargs: dict[str, Any] = {}
         if adapter_names is not None:
             kwargs["adapter_names"] = [adapter_names[i] for i in idx]
@@ -285,12 +279,7 @@ def score_prompts(
     results: list[Any] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i], dtype=torch.long)
-            attention[row, : len(encoded[i])] = 1
+        input_ids, attention = pad_batch([encoded[i] for i in idx], pad_id, left=False)
         kwargs: dict[str, Any] = {}
         if adapter_names is not None:
             kwargs["adapter_names"] = [adapter_names[i] for i in idx]

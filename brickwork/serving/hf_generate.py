@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from brickwork.errors import BackendError, ConfigError
+from brickwork.errors import ConfigError
 from brickwork.tasks import STOP
 
 BASE_ADAPTER = "__base__"
@@ -36,6 +36,21 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
+def pad_batch(encoded: list[list[int]], pad_id: int, *, left: bool = True) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) tensors for token-id lists, padded on the left (for
+    generation: every row's next token sits in the last column) or on the right (for scoring)."""
+    import torch
+
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        cols = slice(width - len(ids), width) if left else slice(0, len(ids))
+        input_ids[row, cols] = torch.tensor(ids, dtype=torch.long)
+        attention[row, cols] = 1
+    return input_ids, attention
+
+
 def generate_greedy(
     model: Any,
     tokenizer: Any,
@@ -48,9 +63,11 @@ def generate_greedy(
     """Greedy-decode every prompt; return ``(text, n_generated_tokens)`` in input order.
 
     Prompts are sorted by length and batched (left padding) so little compute goes to padding.
-    `adapter_names` (one per prompt) is passed to PEFT's mixed-batch generation.
+    `adapter_names` (one per prompt) is passed to PEFT's mixed-batch generation. This is the
+    engine's own decoding loop (`brickwork.serving.hf_decode.generate_with`), greedy.
     """
-    import torch
+    from brickwork.serving.engine import SamplingParams
+    from brickwork.serving.hf_decode import generate_with
 
     if max_new_tokens < 1:
         raise ConfigError(f"`max_new_tokens` should be positive, got {max_new_tokens!r}.")
@@ -60,55 +77,14 @@ def generate_greedy(
         raise ConfigError(
             f"`adapter_names` should have one name per prompt ({len(prompts)}), got {len(adapter_names)}."
         )
-    if not prompts:
-        return []
-    stops = stop_token_ids(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    results: list[tuple[str, int] | None] = [None] * len(prompts)
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids = encoded[i]
-                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention[row, width - len(ids) :] = 1
-            kwargs: dict[str, Any] = {}
-            if adapter_names is not None:
-                kwargs["adapter_names"] = [adapter_names[i] for i in idx]
-            try:
-                with torch.inference_mode():
-                    out = model.generate(
-                        input_ids=input_ids,
-                        attention_mask=attention,
-                        max_new_tokens=max_new_tokens,
-                        do_sample=False,
-                        num_beams=1,
-                        eos_token_id=stops,
-                        pad_token_id=pad_id,
-                        **kwargs,
-                    )
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise BackendError(f"generation failed: {exc}") from exc
-            for row, i in enumerate(idx):
-                results[i] = _decode(tokenizer, out[row, width:].tolist(), stops)
+        out = generate_with(
+            model, tokenizer, list(prompts), SamplingParams(max_tokens=max_new_tokens),
+            batch_size=batch_size, adapter_names=adapter_names,
+        )  # fmt: skip
     finally:
         if was_training:
             model.train()
-    return [r for r in results if r is not None]
-
-
-def _decode(tokenizer: Any, new_tokens: list[int], stops: list[int]) -> tuple[str, int]:
-    n = len(new_tokens)
-    for k, t in enumerate(new_tokens):
-        if t in stops:
-            n = k + 1
-            new_tokens = new_tokens[:k]
-            break
-    return tokenizer.decode(new_tokens, skip_special_tokens=True).strip(), n
+    return [(d.text, d.n_tokens) for d in out]
