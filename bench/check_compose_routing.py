@@ -23,7 +23,7 @@ from pathlib import Path
 from brickwork.evals.plan import gold_plan
 from brickwork.evals.routing import build_manifest_library
 from brickwork.orchestrator.nodes.route import _routing_query
-from brickwork.orchestrator.planners.synth import generate
+from brickwork.tasks.synth import generate
 from brickwork.retrieval_index import BrickIndex, Router, retrieve
 
 OUT = Path(__file__).resolve().parent / "results" / "check-compose-routing.json"

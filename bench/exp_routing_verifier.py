@@ -47,7 +47,7 @@ def verifier_prompt(query: str, description: str) -> str:
 
 
 def training_pairs(store: Any, index: Any) -> list[tuple[str, str]]:
-    from brickwork.orchestrator.planners.synth import example_requests
+    from brickwork.tasks.synth import example_requests
     from brickwork.retrieval_index import classifier as clf
     from brickwork.tasks import load_tasks
 

@@ -12,7 +12,7 @@ from brickwork.orchestrator.batching import BatchingEngine
 from brickwork.orchestrator.planners.base import PLAN_SCHEMA, parse_plan
 from brickwork.orchestrator.planners.brick import BrickPlanner
 from brickwork.orchestrator.planners.rules import RulesPlanner
-from brickwork.orchestrator.planners.synth import chained_gold, generate, number_in_words
+from brickwork.tasks.synth import chained_gold, generate, number_in_words
 from brickwork.orchestrator.types import Plan, Step
 from brickwork.serving.fake import FakeEngine
 from tests.conftest_orchestrator import FakeStore, KeywordRetriever, brick_answer
@@ -397,7 +397,7 @@ def test_batching_engine_coalesces_threads():
 
 # -- the composite generator --------------------------------------------------------------------
 def test_generator_is_deterministic_and_held_out():
-    from brickwork.orchestrator.planners.phrasings import CONNECTORS, TASKS, split_items
+    from brickwork.tasks.phrasings import CONNECTORS, TASKS, split_items
 
     a = [c.instruction for c in generate(30, part="test", seed=3)]
     assert a == [c.instruction for c in generate(30, part="test", seed=3)]

@@ -3,7 +3,7 @@
 The retrieval index embeds exactly these fields, so they come from the data, never placeholders:
 the task's definition, the source dataset's own instruction where it is a real one, requests for
 the task in varied everyday wording (the hand-written train-part phrasings of
-`brickwork.orchestrator.planners.phrasings`, filled with training inputs), and a seeded sample of
+`brickwork.tasks.phrasings`, filled with training inputs), and a seeded sample of
 training inputs. `routing_samples` (for the router's classifier only, never index rows) are more
 training inputs, bare and in those train-part phrasings. Test inputs and held-out phrasings are
 never used, so routing evals stay honest.
@@ -27,7 +27,7 @@ def starter_description(task: Task) -> str:
 def starter_examples(
     task: Task, *, n_inputs: int = N_EXAMPLE_INPUTS, n_requests: int = N_EXAMPLE_REQUESTS, seed: int = 0
 ) -> list[str]:
-    from brickwork.orchestrator.planners.synth import example_requests
+    from brickwork.tasks.synth import example_requests
 
     examples: list[str] = []
     src = task.source_instruction.strip()
@@ -42,7 +42,7 @@ def starter_routing_samples(task: Task, *, n: int = N_ROUTING_INPUTS, seed: int 
     """`n` more training inputs (seeded; none of the examples), bare and each also asked for in one of
     the train-part wordings: the router's classifier learns from them what the brick's requests and
     bare inputs look like; the index does not embed them as rows."""
-    from brickwork.orchestrator.planners.synth import requests_for_inputs
+    from brickwork.tasks.synth import requests_for_inputs
 
     listed = {e.strip() for e in starter_examples(task, seed=seed)}
     pool = list(dict.fromkeys(e.input for e in task.split("train") if e.input.strip() not in listed))

@@ -1,7 +1,7 @@
 """compose: composite instructions end to end — base model only vs routed bricks vs oracle bricks.
 
 Composite instructions (1-3 steps; independent, chained and same-input steps) are generated from
-the bundled tasks' *test* splits with held-out phrasings (`planners.synth`, ``part="test"``), so
+the bundled tasks' *test* splits with held-out phrasings (`brickwork.tasks.synth`, ``part="test"``), so
 neither the planner brick nor the bricks saw them. Every instruction is planned once by the
 chosen planner and run three ways on the same plan:
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from brickwork.evals.plan import F1_MIN, gold_plan, score_plan, token_f1
-from brickwork.orchestrator.planners.synth import Composite, chained_gold, generate
+from brickwork.tasks.synth import Composite, chained_gold, generate
 from brickwork.orchestrator.types import BrickSpec, Plan, RunResult, Step
 from brickwork.tasks import normalize
 

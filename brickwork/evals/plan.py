@@ -3,7 +3,7 @@
 Three sets, none seen by the planner brick:
 
 - ``bundled``: composite instructions over the 17 bundled tasks, from test-split inputs and
-  *held-out* phrasings, connectors and intros (`planners.synth`, ``part="test"``);
+  *held-out* phrasings, connectors and intros (`brickwork.tasks.synth`, ``part="test"``);
 - ``unbundled``: the same, half the steps being tasks no brick covers (translation, rhymes, ...);
 - ``handwritten``: instructions written by hand in other wording (``data/planner/handwritten.jsonl``).
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from brickwork.errors import ConfigError
 from brickwork.orchestrator.planners.base import parse_plan
-from brickwork.orchestrator.planners.synth import Composite, generate
+from brickwork.tasks.synth import Composite, generate
 from brickwork.orchestrator.types import Plan
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "planner" / "handwritten.jsonl"

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from brickwork.orchestrator.planners.brick import PLANNER_DIR, PLANNER_NAME, planner_user_text
-from brickwork.orchestrator.planners.synth import generate
+from brickwork.tasks.synth import generate
 
 DESCRIPTION = (
     "Planner: splits an instruction into steps, as compact JSON "

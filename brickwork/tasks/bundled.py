@@ -18,7 +18,7 @@ from typing import Literal
 
 from brickwork.prompts import CHATML_STOP, SYSTEM_PROMPT, chatml
 
-TASKS_DIR = Path(__file__).parent / "data" / "tasks"
+TASKS_DIR = Path(__file__).parent.parent / "data" / "tasks"
 Split = Literal["train", "test"]
 
 

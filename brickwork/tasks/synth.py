@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from brickwork.orchestrator.planners.phrasings import (
+from brickwork.tasks.phrasings import (
     CONNECTORS,
     INTROS,
     OTHER_TASKS,
@@ -39,7 +39,7 @@ from brickwork.orchestrator.planners.phrasings import (
     Phrasing,
     split_items,
 )
-from brickwork.tasks import Example, load_tasks
+from brickwork.tasks.bundled import Example, load_tasks
 
 MAX_INPUT_CHARS = 120
 
