@@ -78,7 +78,9 @@ def test_uncovered_examples_cluster_by_task():
     exs = [GrowExample(text=tasks[t].query(e), answer=e.output)
            for t in ("date_reformat", "spell_word") for e in tasks[t].split("train")[:20]]
     random.Random(0).shuffle(exs)
-    groups = cluster_examples(exs, GrowConfig())
+    from brickwork.retrieval_index.embedder import load_embedder
+
+    groups = cluster_examples(exs, GrowConfig(), embedder=load_embedder(None))
     assert [len(g) for g in groups[:2]] == [20, 20]
     for g in groups[:2]:
         assert len({e.instruction for e in g}) == 1
@@ -87,14 +89,15 @@ def test_uncovered_examples_cluster_by_task():
 @pytest.mark.integration
 def test_grow_from_feedback_adds_a_brick_that_beats_the_base_and_indexes_it(library, base):
     from brickwork.bricks.lineage import BaseRunner
-    from brickwork.bricks.updating import UpdateConfig, run_update
+    from brickwork.bricks.updating import UpdateConfig
     from brickwork.feedback import FeedbackStore
+    from brickwork.library import Library
 
     fb = FeedbackStore(library.root)
     for w in WORDS[:16]:  # steps the base model answered (no brick), corrected by the user
         add_step_feedback(fb, text=secret(w), output="I don't know", correction="zebra", bricks=[])
     runner = BaseRunner(base)
-    report = run_update(library, config=UpdateConfig(), grow_config=GrowConfig(**FAST), runner=runner, command="pytest")
+    report = Library(store=library).update(config=UpdateConfig(), grow_config=GrowConfig(**FAST), runner=runner, command="pytest")
     (g,) = report.grown
     assert g.added, g.reasons
     assert g.metrics["exact_match"] >= g.metrics["base_exact_match"] + 0.3
@@ -124,7 +127,8 @@ def test_a_brick_that_does_not_beat_the_base_is_not_added(library, base):
 
 def test_too_few_examples_wait(library):
     from brickwork.bricks.growing import grow_from_examples
+    from brickwork.retrieval_index.embedder import load_embedder
 
     exs = [GrowExample(text=secret(w), answer="zebra") for w in WORDS[:5]]
-    outcomes, waiting = grow_from_examples(library, exs, config=GrowConfig(), embedder="hash")
+    outcomes, waiting = grow_from_examples(library, exs, config=GrowConfig(), embedder=load_embedder("hash"))
     assert outcomes == [] and sum(len(w) for w in waiting) == 5

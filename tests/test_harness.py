@@ -15,7 +15,7 @@ pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
 
 from brickwork.errors import ConfigError  # noqa: E402
-from brickwork.orchestrator.batching import BatchingEngine  # noqa: E402
+from brickwork.serving.batching import BatchingEngine  # noqa: E402
 from brickwork.serving import FakeEngine, Request, ScoreRequest  # noqa: E402
 from brickwork.tasks import render_prompt  # noqa: E402
 from tests.conftest_orchestrator import FakeStore, KeywordRetriever  # noqa: E402

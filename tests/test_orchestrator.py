@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from brickwork.errors import BackendError, ConfigError, PlanError
-from brickwork.orchestrator.batching import BatchingEngine
+from brickwork.serving.batching import BatchingEngine
 from brickwork.orchestrator.planners.base import PLAN_SCHEMA, parse_plan
 from brickwork.orchestrator.planners.brick import BrickPlanner
 from brickwork.orchestrator.planners.rules import RulesPlanner

@@ -105,7 +105,7 @@ def runner(base):
 
 @pytest.mark.integration
 def test_good_update_from_feedback_is_accepted_and_rollback_restores_answers(library, toy_src, runner):
-    from brickwork.bricks.updating import run_update
+    from brickwork.library import Library
     from brickwork.feedback import FeedbackStore
 
     v1 = library.add(toy_src)
@@ -117,7 +117,7 @@ def test_good_update_from_feedback_is_accepted_and_rollback_restores_answers(lib
     for w, out in zip(WORDS[:12], before, strict=False):
         add_step_feedback(fb, text=secret(w), output=out, correction="zebra",
                           bricks=[{"name": "toy", "version": 1, "weight": 1.0, "score": 0.9}])
-    report = run_update(library, config=FAST, runner=runner, grow=False, command="pytest")
+    report = Library(store=library).update(config=FAST, runner=runner, grow=False, command="pytest")
     (outcome,) = report.updates
     assert outcome.accepted, outcome.reasons
     m = outcome.metrics

@@ -17,7 +17,8 @@ are embedded and clustered; each cluster with at least `min_examples` becomes a 
 
 Example::
 
-    outcomes = grow_from_examples(store, [GrowExample(text="...", answer="...")] * 64)
+    outcomes, waiting = grow_from_examples(store, [GrowExample(text="...", answer="...")] * 64,
+                                           embedder=Library(store=store).embedder())
     outcomes[0].added, outcomes[0].brick, outcomes[0].metrics
 """
 
@@ -33,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from brickwork._checks import fraction, non_negative_int, positive_int
 from brickwork.bricks.anchors import library_anchors
@@ -41,6 +42,12 @@ from brickwork.bricks.lineage import DATA_DIR, HELDOUT_FILE, TRAIN_FILE, BaseRun
 from brickwork.bricks.manifest import Manifest, check_name
 from brickwork.bricks.store import BrickStore
 from brickwork.errors import ConfigError
+
+
+class Embedder(Protocol):
+    """Texts -> unit vectors (`brickwork.retrieval_index.embedder` provides them; passed in, never loaded here)."""
+
+    def embed(self, texts: Sequence[str]) -> Any: ...
 
 Progress = Callable[[str], None]
 N_EXAMPLES = 24
@@ -178,13 +185,10 @@ def cluster(vectors: Any, threshold: float) -> list[list[int]]:
     return sorted((g for g in out if g), key=lambda g: (-len(g), g[0]))
 
 
-def cluster_examples(examples: Sequence[GrowExample], config: GrowConfig, *, embedder: Any = None) -> list[list[GrowExample]]:
-    """Uncovered examples grouped by what they ask (embedding of the user text)."""
+def cluster_examples(examples: Sequence[GrowExample], config: GrowConfig, *, embedder: Embedder) -> list[list[GrowExample]]:
+    """Uncovered examples grouped by what they ask (`embedder`'s embedding of the user text)."""
     if not examples:
         return []
-    from brickwork.retrieval_index.embedder import load_embedder
-
-    embedder = load_embedder(embedder if embedder is not None else config.embedder)
     vecs = embedder.embed([e.text for e in examples])
     return [[examples[i] for i in g] for g in cluster(vecs, config.similarity)]
 
@@ -376,13 +380,14 @@ def grow_from_examples(
     examples: Sequence[GrowExample],
     *,
     config: GrowConfig | None = None,
+    embedder: Embedder,
     runner: BaseRunner | None = None,
-    embedder: Any = None,
     progress: Progress | None = None,
     command: str | None = None,
     dry_run: bool = False,
 ) -> tuple[list[GrowOutcome], list[list[GrowExample]]]:
-    """Cluster `examples` and grow a brick from every cluster big enough.
+    """Cluster `examples` (with `embedder`, see `Library.embedder`) and grow a brick from every
+    cluster big enough.
 
     Returns (outcomes, clusters left waiting for more examples). With `dry_run` nothing is
     trained: each big-enough cluster is reported (name, description) with ``added=False``.

@@ -17,11 +17,9 @@ def open_store(args: argparse.Namespace):
 
 def sync_index(store) -> None:
     """Bring the retrieval index in line with the store after a change (if retrieval is installed)."""
-    try:
-        from brickwork.retrieval_index import BrickIndex
-    except ImportError:
-        return
-    BrickIndex.open(store).sync()
+    from brickwork.library import Library
+
+    Library(store=store).sync_index()
 
 
 def _summary(brick) -> dict:

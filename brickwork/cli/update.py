@@ -38,15 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from brickwork.bricks.growing import GrowConfig
-    from brickwork.bricks.store import BrickStore
-    from brickwork.bricks.updating import UpdateConfig, run_update
+    from brickwork.bricks.updating import UpdateConfig
+    from brickwork.library import Library
 
     config = UpdateConfig(margin=args.margin, min_fix_rate=args.min_fix_rate, test_items=args.test_items,
                           steps=args.steps, anchors=args.anchors, seed=args.seed)
     grow_config = GrowConfig(min_examples=args.min_examples, steps=args.steps, seed=args.seed)
-    store = BrickStore(args.library)
-    report = run_update(
-        store,
+    report = Library(args.library).update(
         config=config,
         grow_config=grow_config,
         bricks=args.brick,

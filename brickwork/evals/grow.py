@@ -4,7 +4,7 @@ The task is held out of the starter library: the library holds every other start
 starter brick is trained on its own task's data only, so "the starter set retrained without task T"
 is exactly "the starter set minus T's brick"; nothing needs retraining.) Feedback events are
 recorded as the orchestrator records them for steps the base model answered (no brick), with the
-gold answer as the correction, from T's *train* split; `run_update` (what `brickwork update` runs)
+gold answer as the correction, from T's *train* split; `Library.update` (what `brickwork update` runs)
 clusters them, grows a brick, gates it against the base model on a held-out part, adds it and
 syncs the index. Then, on T's *test* split (seeded sample):
 
@@ -85,8 +85,8 @@ def _route_shares(lib: Any, requests: dict[str, list[str]], target: str | None) 
 def run(args: argparse.Namespace, sizes: list[int], out: Path) -> dict[str, Any]:
     from brickwork.bricks.growing import GrowConfig
     from brickwork.bricks.lineage import BaseRunner, Item
-    from brickwork.bricks.updating import run_update
     from brickwork.feedback import FEEDBACK_DB, FeedbackStore
+    from brickwork.library import Library
     from brickwork.tasks import load_tasks, sample
 
     t0 = time.perf_counter()
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, sizes: list[int], out: Path) -> dict[str, Any]
                    subgoal=text, prompt=text, output="(the base model's answer)", bricks=[])
         gcfg = GrowConfig(min_examples=min(16, n), steps=args.steps, seed=args.seed)
         say(f"[grow] {n} feedback examples")
-        rep = run_update(lib, grow_config=gcfg, runner=runner, progress=say, command=f"brickwork eval grow ({n})")
+        rep = Library(store=lib).update(grow_config=gcfg, runner=runner, progress=say, command=f"brickwork eval grow ({n})")
         grown = [g for g in rep.grown if g.added]
         row: dict[str, Any] = {"examples": n, "clusters": len(rep.grown), "waiting": rep.waiting,
                                "outcomes": [g.to_json() for g in rep.grown]}
@@ -125,9 +125,7 @@ def run(args: argparse.Namespace, sizes: list[int], out: Path) -> dict[str, Any]
                        heldout=g.metrics, routing=_route_shares(lib, requests, g.name))
             for x in grown:
                 lib.remove(x.name)
-            from brickwork.bricks.updating import sync_index
-
-            sync_index(lib)
+            Library(store=lib).sync_index()
         else:
             row.update(brick=None, accuracy=None, gain=None, routing=None)
         row["seconds"] = round(time.perf_counter() - t, 1)

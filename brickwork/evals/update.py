@@ -2,7 +2,7 @@
 
 A starter brick is run on its task's *train* inputs; its wrong answers become correction events in
 the feedback store (the gold answer as the correction), exactly as `brickwork feedback` records
-them, and `brickwork update`'s code path (`run_update`) trains and gates a new version. Then, for
+them, and `brickwork update`'s code path (`Library.update`) trains and gates a new version. Then, for
 the candidate (accepted or not) against the old version:
 
 - **reliability**: accuracy on the corrected cases, as they were given;
@@ -95,7 +95,8 @@ def _paraphrases(task: Any, inp: str) -> list[str]:
 
 def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from brickwork.bricks.lineage import BaseRunner, Item, same_output, task_items
-    from brickwork.bricks.updating import Correction, UpdateConfig, run_update, update_brick
+    from brickwork.bricks.updating import Correction, UpdateConfig, update_brick
+    from brickwork.library import Library
     from brickwork.feedback import FeedbackStore
     from brickwork.tasks import load_tasks, sample
 
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     others_before = _adapter_hashes(lib, exclude=name)
     shutil.rmtree(out / "candidates", ignore_errors=True)
     cand_dir = out / "candidates" / name
-    report = run_update(lib, config=config, runner=runner, grow=False, progress=say, command="brickwork eval update",
+    report = Library(store=lib).update(config=config, runner=runner, grow=False, progress=say, command="brickwork eval update",
                         keep_candidates=out / "candidates")
     (outcome,) = report.updates
 

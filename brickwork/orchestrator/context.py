@@ -18,6 +18,7 @@ from brickwork.orchestrator.types import BrickChoice
 
 if TYPE_CHECKING:
     from brickwork.bricks.store import BrickStore
+    from brickwork.library import Library
     from brickwork.orchestrator.planners.base import Planner
 
 PromptStyle = Literal["brick", "subgoal"]
@@ -39,26 +40,30 @@ class NoRetriever:
 
 
 class IndexRetriever:
-    """The library's retrieval index and its routing policy (`brickwork.retrieval_index`).
+    """The library's retrieval index and its routing policy (`Library.index`, `Library.router`).
 
-    Opened lazily (the embedder loads on first use, a drifted index is repaired); searches are
-    serialised by a lock because the route tasks of parallel steps call it from several threads.
+    `library`: a `brickwork.library.Library` or a `BrickStore` (wrapped in one). Opened lazily
+    (the embedder loads on first use, a drifted index is repaired); searches are serialised by a
+    lock because the route tasks of parallel steps call it from several threads.
     """
 
-    def __init__(self, store: BrickStore, *, k: int = 5, index: Any = None, router: Any = None) -> None:
-        self.store = store
+    def __init__(self, library: Library | BrickStore, *, k: int = 5, index: Any = None, router: Any = None) -> None:
+        from brickwork.library import Library
+
+        self.library = library if isinstance(library, Library) else Library(store=library)
+        self.store = self.library.store
         self.k = k
         self._index = index
         self._router = router
         self._lock = threading.Lock()
 
     def _open(self) -> tuple[Any, Any]:
-        from brickwork.retrieval_index import BrickIndex, Router
-
         if self._index is None:
-            self._index = BrickIndex.open(self.store)
-        if self._router is None:
-            self._router = Router.for_index(self._index)  # the library's own calibration, if any
+            self._index, self._router = self.library.index, self._router or self.library.router
+        if self._router is None:  # an index handed in: its own calibration, if any
+            from brickwork.retrieval_index import Router
+
+            self._router = Router.for_index(self._index)
         return self._index, self._router
 
     def route(self, queries: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[list[BrickChoice]]:

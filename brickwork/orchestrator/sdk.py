@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from brickwork.errors import ConfigError
-from brickwork.orchestrator.batching import BatchingEngine
+from brickwork.library import Library
 from brickwork.orchestrator.checkpoint import check_run_id, new_run_id, open_checkpointer, thread_config
 from brickwork.orchestrator.context import Deps, IndexRetriever, PromptStyle, Retriever
 from brickwork.orchestrator.graph import compile_graph
@@ -37,6 +37,7 @@ from brickwork.orchestrator.planners.base import Planner
 from brickwork.orchestrator.planners.brick import PlannerLibrary
 from brickwork.orchestrator.runs import result_from_state, snapshot
 from brickwork.orchestrator.types import BrickSpec, Plan, RunResult, Step
+from brickwork.serving.batching import BatchingEngine
 
 
 class Brickwork:
@@ -67,7 +68,9 @@ class Brickwork:
         checkpoints: bool = True,
         store: Any = None,
     ) -> None:
-        self.store = store if store is not None else PlannerLibrary(library, base=base)
+        #: the library facade (store + index + router + feedback) the SDK is built on
+        self.library = Library(store=store if store is not None else PlannerLibrary(library, base=base))
+        self.store = self.library.store
         self._owns_engine = isinstance(engine, str)  # an engine object given to us is the caller's to close
         if isinstance(engine, str):
             from brickwork.serving.engine import create_engine
@@ -86,7 +89,7 @@ class Brickwork:
                         self.notes.append(f"planning with the rules planner: the planner brick cannot be used ({why})")
                 planner = make_planner(planner, engine=self.engine, store=self.store, **(planner_options or {}))
             self.planner: Planner = planner
-            self.retriever: Retriever = retriever if retriever is not None else IndexRetriever(self.store, k=k)
+            self.retriever: Retriever = retriever if retriever is not None else IndexRetriever(self.library, k=k)
             self.deps = Deps(
                 engine=self.engine,
                 planner=self.planner,
