@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any
 
 
+def read_json(path: Path, error: type[Exception], *, missing: str) -> Any:
+    """The JSON document at `path`: `error(missing)` if there is none, `error` naming the file if
+    it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise error(missing) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from exc
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

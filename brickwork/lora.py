@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from brickwork import _atomic
 from brickwork.errors import AdapterError
 
 #: vLLM's LoRA kernels accept only these ranks (vllm/config/lora.py).
@@ -67,12 +68,7 @@ def refuse_pickles(path: Path) -> None:
 def read_config(path: Path) -> dict[str, Any]:
     """The adapter directory's ``adapter_config.json`` as a dict, or a clear `AdapterError`."""
     cfg_path = Path(path) / ADAPTER_CONFIG
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise AdapterError(f"{path}: no {ADAPTER_CONFIG}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{cfg_path}: not valid JSON ({exc})") from exc
+    cfg = _atomic.read_json(cfg_path, AdapterError, missing=f"{path}: no {ADAPTER_CONFIG}")
     if not isinstance(cfg, dict):
         raise AdapterError(f"{cfg_path}: expected a JSON object")
     return cfg

@@ -63,23 +63,10 @@ def write_lora_adapter(
             tensors[f"base_model.model.{mod}.lora_B.weight"] = torch.randn(out_f, rank, generator=g) * scale
     path.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path / "adapter_model.safetensors"))
-    cfg = {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": str(base.path),
-        "r": rank,
-        "lora_alpha": 2 * rank,
-        "lora_dropout": 0.0,
-        "bias": "none",
-        "target_modules": list(modules),
-        "layers_to_transform": list(layers) if len(layers) != n_layers else None,
-        "use_dora": False,
-        "use_rslora": False,
-        "modules_to_save": None,
-        "fan_in_fan_out": False,
-        "init_lora_weights": True,
-        "inference_mode": True,
-    }
+    from brickwork.lora import plain_config
+
+    cfg = {**plain_config(rank, list(modules), list(layers) if len(layers) != n_layers else None,
+                          base_name=str(base.path)), "lora_alpha": 2 * rank}
     (path / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
     return path
 

@@ -24,19 +24,16 @@ Example::
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from brickwork._checks import fraction, non_negative_int, positive_int
+from brickwork._checks import StepBudget, fraction, non_negative_int, positive_int
 from brickwork.bricks.anchors import library_anchors
 from brickwork.bricks.lineage import DATA_DIR, HELDOUT_FILE, TRAIN_FILE, BaseRunner, Item, write_items
 from brickwork.bricks.manifest import Manifest, check_name
@@ -59,7 +56,7 @@ _STOP = frozenset(
 
 
 @dataclass(kw_only=True)
-class GrowConfig:
+class GrowConfig(StepBudget):
     """When a cluster becomes a brick, how it is trained, and what it must beat."""
 
     min_examples: int = 16
@@ -80,20 +77,14 @@ class GrowConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("min_examples", "min_holdout", "min_steps", "max_steps", "batch_size", "rank"):
+        for name in ("min_examples", "min_holdout", "rank"):
             positive_int(name, getattr(self, name))
+        self.check_steps()
         non_negative_int("anchors", self.anchors)
         for name in ("similarity", "holdout_fraction", "min_gain"):
             fraction(name, getattr(self, name))
         if self.min_examples < self.min_holdout + 1:
             raise ConfigError(f"`min_examples` ({self.min_examples}) should exceed `min_holdout` ({self.min_holdout}).")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise ConfigError(f"`steps` should be a positive integer or None, got {self.steps!r}.")
-
-    def steps_for(self, n_pairs: int) -> int:
-        if self.steps is not None:
-            return self.steps
-        return max(self.min_steps, min(self.max_steps, math.ceil(self.epochs * n_pairs / self.batch_size)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,9 +301,7 @@ def grow_brick(
     base = store.base
     runner = runner or BaseRunner(base)
     anchors = library_anchors(store, runner, n=config.anchors, seed=config.seed, exclude=[t for t, _ in pairs])
-    staging = store.root / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"grow-{name}.", dir=staging))
+    work = store.scratch_dir(f"grow-{name}.")
     try:
         say(f"{name}: '{description[:70]}' - {len(train)} examples to train ({len(pairs)} pairs), "
             f"{len(held)} held out, {len(anchors)} anchors; {steps} steps")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from brickwork.bricks.archive import extract_archive, is_archive
@@ -33,9 +32,7 @@ def import_brick(
         raise LibraryError(f"{source} does not exist")
     if name is not None:
         check_name(name)
-    staging_root = store.root / ".staging"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="import.", dir=staging_root))
+    tmp = store.scratch_dir("import.")
     try:
         if is_archive(source):
             src = extract_archive(source, tmp)

@@ -6,7 +6,6 @@ with the field named and the value echoed.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from brickwork import _atomic
 from brickwork.errors import InvalidBrickName, ManifestError
 
 FORMAT_VERSION = 1
@@ -122,11 +122,6 @@ class Manifest:
         path = Path(path)
         if path.is_dir():
             path = path / MANIFEST_NAME
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ManifestError(f"no {MANIFEST_NAME} at {path}") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+        data = _atomic.read_json(path, ManifestError, missing=f"no {MANIFEST_NAME} at {path}")
         return cls.from_json(data, source=str(path))
 

@@ -399,9 +399,7 @@ def merge_bricks(
     if not_lora:
         raise ConfigError(f"only lora bricks can be merged; {not_lora} are not")
     base = store.base
-    staging = store.root / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"merge-{name}.", dir=staging))
+    work = store.scratch_dir(f"merge-{name}.")
     try:
         say(f"merging {', '.join(f'{b.name}@{b.version}:{s.weight:g}' for b, s in zip(bricks, srcs, strict=True))} "
             f"with {config.method}")

@@ -82,6 +82,13 @@ class BrickStore:
     def _brick_dir(self, name: str) -> Path:
         return self.bricks_dir / check_name(name)
 
+    def scratch_dir(self, prefix: str) -> Path:
+        """A new, empty directory under ``.staging`` (on the library's filesystem, so a finished
+        brick renames into place); the caller removes it. Anything left after a crash is ignored."""
+        staging = self.root / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=staging))
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the library's write lock (re-entrant callers should take it once, outside)."""
@@ -230,9 +237,7 @@ class BrickStore:
             self._sweep_orphans(bdir, state["versions"])
             version = max(state["versions"], default=0) + 1
             manifest = manifest.replace(version=version)
-            staging_root = self.root / ".staging"
-            staging_root.mkdir(parents=True, exist_ok=True)
-            staged = Path(tempfile.mkdtemp(prefix=f"{manifest.name}.", dir=staging_root))
+            staged = self.scratch_dir(f"{manifest.name}.")
             try:
                 for item in src.iterdir():
                     if item.name == MANIFEST_NAME or item.name.startswith("."):

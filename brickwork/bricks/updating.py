@@ -26,17 +26,15 @@ Example::
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brickwork._checks import fraction, non_negative_int, positive_int
+from brickwork._checks import StepBudget, fraction, non_negative_int, optional_positive_int, positive_int
 from brickwork.bricks.anchors import library_anchors
 from brickwork.bricks.lineage import (
     CONFIRMED_FILE,
@@ -58,7 +56,7 @@ Progress = Callable[[str], None]
 
 
 @dataclass(kw_only=True)
-class UpdateConfig:
+class UpdateConfig(StepBudget):
     """The update recipe and its acceptance gate (fractions are in [0, 1]: 0.01 = 1 point)."""
 
     margin: float = 0.01
@@ -86,24 +84,14 @@ class UpdateConfig:
         for name in ("margin", "min_fix_rate", "holdout_fraction"):
             fraction(name, getattr(self, name))
         non_negative_int("anchors", self.anchors)
-        for name in ("min_for_holdout", "min_replay", "max_replay", "correction_repeat", "min_steps", "max_steps",
-                     "batch_size", "rank"):
+        for name in ("min_for_holdout", "min_replay", "max_replay", "correction_repeat", "rank"):
             positive_int(name, getattr(self, name))
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise ConfigError(f"`steps` should be a positive integer or None, got {self.steps!r}.")
-        if self.test_items is not None and (not isinstance(self.test_items, int) or self.test_items < 1):
-            raise ConfigError(f"`test_items` should be a positive integer or None, got {self.test_items!r}.")
+        self.check_steps()
+        optional_positive_int("test_items", self.test_items)
         if not isinstance(self.replay_ratio, int | float) or self.replay_ratio < 0:
             raise ConfigError(f"`replay_ratio` should be non-negative, got {self.replay_ratio!r}.")
         if self.max_replay < self.min_replay:
             raise ConfigError(f"`max_replay` ({self.max_replay}) should be >= `min_replay` ({self.min_replay}).")
-        if self.max_steps < self.min_steps:
-            raise ConfigError(f"`max_steps` ({self.max_steps}) should be >= `min_steps` ({self.min_steps}).")
-
-    def steps_for(self, n_pairs: int) -> int:
-        if self.steps is not None:
-            return self.steps
-        return max(self.min_steps, min(self.max_steps, math.ceil(self.epochs * n_pairs / self.batch_size)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,9 +220,7 @@ def update_brick(
                               exclude=own_texts)
     pairs += anchors
     steps = config.steps_for(len(pairs))
-    staging = store.root / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"update-{name}.", dir=staging))
+    work = store.scratch_dir(f"update-{name}.")
     try:
         say(f"{name}: {len(fit)} corrections to fit, {len(held)} held out, {len(replay)} replayed, "
             f"{len(anchors)} anchors; "

@@ -136,8 +136,7 @@ class Brickwork:
     ) -> RunResult:
         """Answer one instruction. `bricks` (``"name"`` or ``"name:weight"``) or `base_only` run it
         as one step with exactly those bricks (or none), skipping planning and routing."""
-        rid = check_run_id(run_id) if run_id else new_run_id()
-        return self._invoke(self._start_state(instruction, bricks, base_only, rid), rid)
+        return self._invoke(*self._new_run(instruction, bricks, base_only, run_id))
 
     def run_batch(
         self,
@@ -194,8 +193,7 @@ class Brickwork:
         """Run one instruction, yielding events as they happen: ``start``, ``plan``, ``route`` (per
         step), ``step`` (per finished step, in the ``run --json`` step shape), ``answer``, ``done``
         (with the whole result)."""
-        rid = check_run_id(run_id) if run_id else new_run_id()
-        yield from self._stream(self._start_state(instruction, bricks, base_only, rid), rid)
+        yield from self._stream(*self._new_run(instruction, bricks, base_only, run_id))
 
     def resume(self, run_id: str) -> RunResult:
         """Finish a run that was interrupted; finished steps are not run again."""
@@ -222,6 +220,12 @@ class Brickwork:
         )
 
     # -- internals ------------------------------------------------------------------------------
+    def _new_run(
+        self, instruction: str, bricks: Sequence[str | BrickSpec] | None, base_only: bool, run_id: str | None
+    ) -> tuple[dict[str, Any], str]:
+        rid = check_run_id(run_id) if run_id else new_run_id()
+        return self._start_state(instruction, bricks, base_only, rid), rid
+
     def _start_state(
         self, instruction: str, bricks: Sequence[str | BrickSpec] | None, base_only: bool, run_id: str
     ) -> dict[str, Any]:

@@ -78,27 +78,23 @@ class FakeEngine(EngineBase):
         self.calls: list[list[Request]] = []
         self._lock = threading.Lock()
 
-    def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        reqs = self._check_batch(requests)
+    def _accept(self, reqs: list[Any]) -> list[Any]:
+        """Resolve every brick (unknown ones fail as on a real engine), then record the call."""
         if self.store is not None:
             for r in reqs:
                 for b in r.bricks:
                     self.store.get(b.name, b.version)
         with self._lock:
             self.calls.append(reqs)
-        return [self._complete(r) for r in reqs]
+        return reqs
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        return [self._complete(r) for r in self._accept(self._check_batch(requests))]
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
         """Whitespace "tokens"; each token's logprob is a deterministic function of the bricks and
         the token, so tests can tell configurations apart."""
-        reqs = self._check_batch(requests, ScoreRequest)
-        if self.store is not None:
-            for r in reqs:
-                for b in r.bricks:
-                    self.store.get(b.name, b.version)
-        with self._lock:
-            self.calls.append(reqs)
-        return [self._score(r) for r in reqs]
+        return [self._score(r) for r in self._accept(self._check_batch(requests, ScoreRequest))]
 
     @staticmethod
     def _score(req: ScoreRequest) -> PromptScore:
