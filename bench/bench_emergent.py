@@ -19,16 +19,24 @@ and its ratios are the headline (wall ratios are reported beside them).
     nice -n 10 .venv/bin/python bench/bench_emergent.py [--threads 1] [--rounds 5]
 
 Writes bench/results/emergent.json.
+
+``--per-token`` instead benchmarks per-token selection (`brickwork.bricks.emergent.sparse_ffn`,
+thresholds calibrated on bundled train texts): FFN-only time of the 30 layers on real one-token
+decode inputs, and end-to-end greedy decode (batch 1), for dense and 50/30% kept, without and with
+a LoRA brick on q/v/gate/up/down (random, nonzero: its delta is computed on the kept neurons).
+Writes bench/results/emergent_token.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 FRACTIONS = (1.0, 0.75, 0.5, 0.25)
@@ -41,8 +49,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--analysis", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "emergent")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "emergent.json")
+    p.add_argument("--out", type=Path, default=None, help="default bench/results/emergent.json (emergent_token.json with --per-token)")
+    p.add_argument("--per-token", action="store_true", help="benchmark per-token selection instead of static slicing")
     args = p.parse_args()
+    if args.per_token:
+        per_token(args)
+        return
+    args.out = args.out or Path(__file__).parent / "results" / "emergent.json"
 
     import torch
 
@@ -179,6 +192,134 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"ffn": ffn_table, "decode": decode_table}, indent=1))
+
+
+TOKEN_FRACTIONS = (1.0, 0.5, 0.3)
+
+
+def _timed(fn: Callable[[], object], reps: int) -> tuple[float, float]:
+    fn()  # warm-up
+    t, c = time.perf_counter(), time.process_time()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps, (time.process_time() - c) / reps
+
+
+def per_token(args: argparse.Namespace) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from brickwork.bricks.emergent.ffn import gated_ffns
+    from brickwork.bricks.emergent.sparse_ffn import SparseFFN, calibrate_thresholds, calibration_texts, sparse_ffn
+    from brickwork.models import load_base_model, resolve_base_model
+    from brickwork.tasks import load_tasks, render_prompt
+
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
+    base = resolve_base_model()
+    model, tok = load_base_model(base)
+    thresholds = calibrate_thresholds(model, tok, [f for f in TOKEN_FRACTIONS if f < 1])
+    task = load_tasks()["english_plural"]
+    ids = tok(render_prompt(task.query(task.split("test")[0])), return_tensors="pt", add_special_tokens=False)["input_ids"]
+
+    # FFN-only: each layer's MLP on its own real input for the last prompt token (decode-shaped).
+    ffns = gated_ffns(model)
+    xs: dict[int, torch.Tensor] = {}
+    hooks = [f.mlp.register_forward_pre_hook(lambda _m, a, i=f.layer: xs.__setitem__(i, a[0][:, -1:].clone())) for f in ffns]
+    with torch.inference_mode():
+        model(ids)
+    for h in hooks:
+        h.remove()
+    mods = {f: [SparseFFN(x.mlp, float(thresholds[f][x.layer])) for x in ffns] for f in TOKEN_FRACTIONS if f < 1}
+
+    def ffn_run(f: float) -> None:
+        layers = [x.mlp for x in ffns] if f == 1.0 else mods[f]
+        for i, m in enumerate(layers):
+            m(xs[i])
+
+    ffn_samples: dict[float, list[tuple[float, float]]] = {f: [] for f in TOKEN_FRACTIONS}
+    with torch.inference_mode():
+        for _ in range(args.rounds):
+            for f in TOKEN_FRACTIONS:
+                ffn_samples[f].append(_timed(lambda f=f: ffn_run(f), 40))
+    ffn_kept = {f: sum(m.kept for m in ms) / sum(m.tokens * x.size for m, x in zip(ms, ffns, strict=True)) for f, ms in mods.items()}
+
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, lora).eval()
+    variants = [(f, b) for b in (False, True) for f in TOKEN_FRACTIONS]
+    dec: dict[tuple[float, bool], list[tuple[float, float]]] = {v: [] for v in variants}
+    kept: dict[tuple[float, bool], float | None] = {}
+
+    def generate(m: object, n_new: int) -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
+        out = m.generate(input_ids=ids, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False, pad_token_id=tok.pad_token_id)  # type: ignore[attr-defined]
+        if out.shape[1] - ids.shape[1] != n_new:
+            raise RuntimeError(f"generated {out.shape[1] - ids.shape[1]} tokens, wanted {n_new}")
+        return time.perf_counter() - t, time.process_time() - c
+
+    with torch.inference_mode():
+        for _ in range(args.rounds):
+            for f, with_lora in variants:
+                ctx = peft_model.disable_adapter() if not with_lora else contextlib.nullcontext()
+                with ctx, (sparse_ffn(peft_model, thresholds[f], fraction=f) if f < 1 else contextlib.nullcontext()) as patch:
+                    generate(peft_model, 2)  # warm-up
+                    t1 = generate(peft_model, 1)
+                    if patch is not None:
+                        patch.reset_counts()
+                    tn = generate(peft_model, args.new_tokens)
+                    kept[(f, with_lora)] = patch.kept_fraction() if patch is not None else 1.0
+                dec[(f, with_lora)].append(tuple((b - a) / (args.new_tokens - 1) for a, b in zip(t1, tn, strict=True)))
+
+    def med(xs: list[tuple[float, float]], k: int) -> float:
+        return statistics.median(x[k] for x in xs)
+
+    ffn_table = {
+        f"{int(f * 100)}%": {
+            "kept_measured": round(ffn_kept.get(f, 1.0), 4),
+            "cpu_ms": round(med(ffn_samples[f], 1) * 1e3, 3),
+            "speedup_cpu": round(med(ffn_samples[1.0], 1) / med(ffn_samples[f], 1), 3),
+            "wall_ms": round(med(ffn_samples[f], 0) * 1e3, 3),
+            "speedup_wall": round(med(ffn_samples[1.0], 0) / med(ffn_samples[f], 0), 3),
+        }
+        for f in TOKEN_FRACTIONS
+    }
+    decode_table = {
+        f"{'lora' if b else 'base'}-{int(f * 100)}%": {
+            "lora_brick": b,
+            "kept_target": f,
+            "kept_measured": round(kept[(f, b)] or 0.0, 4),
+            "cpu_ms_per_token": round(med(dec[(f, b)], 1) * 1e3, 2),
+            "tokens_per_s_cpu": round(1 / med(dec[(f, b)], 1), 2),
+            "decode_speedup_cpu": round(med(dec[(1.0, b)], 1) / med(dec[(f, b)], 1), 3),
+            "wall_ms_per_token": round(med(dec[(f, b)], 0) * 1e3, 2),
+            "decode_speedup_wall": round(med(dec[(1.0, b)], 0) / med(dec[(f, b)], 0), 3),
+        }
+        for f, b in variants
+    }
+    result = {
+        "benchmark": "emergent-per-token",
+        "model": base.to_json(),
+        "command": f"nice -n 10 .venv/bin/python bench/bench_emergent.py --per-token --threads {args.threads} --rounds {args.rounds} --new-tokens {args.new_tokens}",
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": args.threads,
+            "torch": torch.__version__,
+            "shared": "2 cores shared with other jobs; ratios use process CPU time",
+            "load_average_start": [round(x, 2) for x in load_start],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "calibration_texts": len(calibration_texts()),
+        "lora_brick": "r=8 on q_proj, v_proj, gate_proj, up_proj, down_proj, random nonzero init",
+        "rounds": args.rounds,
+        "statistic": "median over interleaved rounds",
+        "ffn_decode_1x1": ffn_table,
+        "decode": {"prompt_tokens": ids.shape[1], "new_tokens": args.new_tokens, "batch": 1, "variants": decode_table},
+    }
+    out = args.out or Path(__file__).parent / "results" / "emergent_token.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"ffn_decode_1x1": ffn_table, "decode": decode_table}, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ and answer perplexity (teacher forced) with
   (mean |activation| x ||down_proj column|| on its train split; resident neurons first);
 - ``global-50``: 50% chosen once for all tasks (the task-agnostic control);
 - ``skip-2/4``: the 2/4 layers with the lowest block influence skipped;
-- ``task-50+skip-2``: both.
+- ``task-50+skip-2``: both;
+- ``ffn-50/30``: per *token*, the neurons with |act(gate_proj(x))| at or above a per-layer
+  threshold calibrated on the base model so that 50/30% are kept on average (CATS/TEAL-style,
+  `brickwork.bricks.emergent.sparse_ffn`; the reported ``kept_measured`` is the share actually
+  kept with the task's brick active).
 
 Prompts are `render_prompt(Task.query(e, "definition"))`. With trained starter bricks under
 ``brickwork/data/starter/<task_id>/`` each task runs with its own LoRA (PEFT, sliced together
@@ -36,6 +40,8 @@ CONFIGS: tuple[tuple[str, float, str, int], ...] = (
     ("skip-2", 1.0, "task", 2),
     ("skip-4", 1.0, "task", 4),
     ("task-50+skip-2", 0.5, "task", 2),
+    ("ffn-50", 0.5, "token", 0),
+    ("ffn-30", 0.3, "token", 0),
 )
 
 
@@ -118,6 +124,18 @@ def _importance(
     }
 
 
+def _thresholds(model: Any, tok: Any, fractions: list[float], starters: dict[str, Path]) -> dict[float, Any]:
+    """Per-token thresholds calibrated on the base model (bricks disabled), train-split texts."""
+    import contextlib
+
+    from brickwork.bricks.emergent.sparse_ffn import calibrate_thresholds
+
+    if not fractions:
+        return {}
+    with model.disable_adapter() if starters else contextlib.nullcontext():
+        return calibrate_thresholds(model, tok, fractions)
+
+
 def run(
     out: Path,
     *,
@@ -131,12 +149,15 @@ def run(
     selection: str = "prompt",
 ) -> dict[str, Any]:
     """Run the suite; write ``emergent.json``, ``emergent.md`` and ``emergent.png`` into `out`."""
+    import contextlib
+
     import torch
 
     from brickwork.bricks.emergent.data import build_instances, category_of
     from brickwork.bricks.emergent.runner import run_pass
     from brickwork.bricks.emergent.select import keep_from_scores
     from brickwork.bricks.emergent.slicing import skip_layers, slice_ffn
+    from brickwork.bricks.emergent.sparse_ffn import sparse_ffn
     from brickwork.models import load_base_model, resolve_base_model
     from brickwork.serving.hf_generate import BASE_ADAPTER, generate_greedy
     from brickwork.tasks import is_correct, load_tasks, render_prompt, sample
@@ -162,6 +183,7 @@ def run(
             runner.load_adapter(str(path), adapter_name=name, is_trainable=False)
         runner.eval()
     imp = _importance(runner, tok, analysis_dir, n_importance, task_ids, selection=selection, starters=starters)
+    thresholds = _thresholds(runner, tok, sorted({c[1] for c in chosen if c[2] == "token"}), starters)
     skip_order = [int(i) for i in torch.argsort(imp["block_influence"]).tolist() if i != 0]
 
     per_task_data = {}
@@ -173,17 +195,22 @@ def run(
         per_task_data[tid] = (exs, pre, inst, min(48, ans_len + 2))
 
     results: dict[str, dict[str, Any]] = {}
-    for name, fraction, selection, n_skip in chosen:
-        row: dict[str, Any] = {"fraction": fraction, "selection": selection if fraction < 1 else "-", "skipped_layers": skip_order[:n_skip], "tasks": {}}
+    for name, fraction, how, n_skip in chosen:
+        row: dict[str, Any] = {"fraction": fraction, "selection": how if fraction < 1 else "-", "skipped_layers": skip_order[:n_skip], "tasks": {}}
         gen_s = ppl_s = 0.0
         gen_tokens = 0
+        kept: list[float] = []
         for tid in task_ids:
             exs, pre, inst, max_new = per_task_data[tid]
             k = imp["tasks"].index(tid)
-            scores = imp["task_importance"][k] if selection == "task" else imp["global_importance"]
-            keep = keep_from_scores(scores, fraction, resident=imp["resident"]) if fraction < 1 else {}
+            scores = imp["task_importance"][k] if how == "task" else imp["global_importance"]
+            keep = keep_from_scores(scores, fraction, resident=imp["resident"]) if fraction < 1 and how != "token" else {}
+            sparse: Any = contextlib.nullcontext()
             names = [tid if tid in starters else BASE_ADAPTER] * len(exs) if starters else None
-            with slice_ffn(runner, keep), skip_layers(runner, skip_order[:n_skip]):
+            if how == "token":
+                keep = {}
+                sparse = sparse_ffn(runner, thresholds[fraction], fraction=fraction)
+            with sparse, slice_ffn(runner, keep), skip_layers(runner, skip_order[:n_skip]):
                 t0 = time.perf_counter()
                 outs = generate_greedy(runner, tok, [render_prompt(task_q) for task_q in (all_tasks[tid].query(e) for e in exs)], max_new_tokens=max_new, adapter_names=names)
                 t1 = time.perf_counter()
@@ -196,6 +223,8 @@ def run(
                 else:
                     res = run_pass(runner, pre, inst, pad_id=tok.pad_token_id or 0)
                 t2 = time.perf_counter()
+            if how == "token":
+                kept.append(sparse.kept_fraction())
             gen_s += t1 - t0
             ppl_s += t2 - t1
             gen_tokens += sum(n for _, n in outs)
@@ -206,6 +235,8 @@ def run(
                 "content_ppl": round(res.ppl(list(range(len(inst)))), 4),
                 "brick": "starter" if tid in starters else "base",
             }
+        if kept:
+            row["kept_measured"] = round(sum(kept) / len(kept), 4)
         row["generate_s"] = round(gen_s, 2)
         row["generated_tokens"] = gen_tokens
         row["ppl_pass_s"] = round(ppl_s, 2)
@@ -292,9 +323,12 @@ def _plot(out: Path, report: dict[str, Any]) -> None:
         return
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [r["fraction"] * 100 for _, r in fr]
-    a1.plot(xs, [r["mean_accuracy"] for _, r in fr], "o-", label="per-task neurons")
+    a1.plot(xs, [r["mean_accuracy"] for _, r in fr], "o-", label="per-task neurons (static)")
+    tok = [(n, r) for n, r in res.items() if r["selection"] in ("token", "-") and not r["skipped_layers"]]
+    if any(r["selection"] == "token" for _, r in tok):
+        a1.plot([r["fraction"] * 100 for _, r in tok], [r["mean_accuracy"] for _, r in tok], "s-", label="per-token threshold")
     for n, r in res.items():
-        if n not in dict(fr):
+        if n not in dict(fr) and n not in dict(tok):
             a1.scatter([r["fraction"] * 100], [r["mean_accuracy"]], label=n, marker="x")
     a1.set_xlabel("FFN neurons kept (%)")
     a1.set_ylabel("mean accuracy")
