@@ -21,7 +21,8 @@ and its ratios are the headline (wall ratios are reported beside them).
 Writes bench/results/emergent.json.
 
 ``--per-token`` instead benchmarks per-token selection (`brickwork.bricks.emergent.sparse_ffn`,
-thresholds calibrated on bundled train texts): FFN-only time of the 30 layers on real one-token
+thresholds calibrated on bundled train texts; neurons ranked by |act(gate)| or by
+|act(gate) * up|): FFN-only time of the 30 layers on real one-token
 decode inputs, and end-to-end greedy decode (batch 1), for dense and 50/30% kept, without and with
 a LoRA brick on q/v/gate/up/down (random, nonzero: its delta is computed on the kept neurons).
 Writes bench/results/emergent_token.json.
@@ -218,7 +219,9 @@ def per_token(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()
     base = resolve_base_model()
     model, tok = load_base_model(base)
-    thresholds = calibrate_thresholds(model, tok, [f for f in TOKEN_FRACTIONS if f < 1])
+    sparse_fr = [f for f in TOKEN_FRACTIONS if f < 1]
+    th = {sc: calibrate_thresholds(model, tok, sparse_fr, score=sc) for sc in ("gate", "act")}
+    kinds = [(1.0, "dense")] + [(f, sc) for sc in ("gate", "act") for f in sparse_fr]
     task = load_tasks()["english_plural"]
     ids = tok(render_prompt(task.query(task.split("test")[0])), return_tensors="pt", add_special_tokens=False)["input_ids"]
 
@@ -230,25 +233,25 @@ def per_token(args: argparse.Namespace) -> None:
         model(ids)
     for h in hooks:
         h.remove()
-    mods = {f: [SparseFFN(x.mlp, float(thresholds[f][x.layer])) for x in ffns] for f in TOKEN_FRACTIONS if f < 1}
+    mods = {(f, sc): [SparseFFN(x.mlp, float(th[sc][f][x.layer]), score=sc) for x in ffns] for f, sc in kinds if f < 1}
 
-    def ffn_run(f: float) -> None:
-        layers = [x.mlp for x in ffns] if f == 1.0 else mods[f]
+    def ffn_run(kind: tuple[float, str]) -> None:
+        layers = [x.mlp for x in ffns] if kind[0] == 1.0 else mods[kind]
         for i, m in enumerate(layers):
             m(xs[i])
 
-    ffn_samples: dict[float, list[tuple[float, float]]] = {f: [] for f in TOKEN_FRACTIONS}
+    ffn_samples: dict[tuple[float, str], list[tuple[float, float]]] = {k: [] for k in kinds}
     with torch.inference_mode():
         for _ in range(args.rounds):
-            for f in TOKEN_FRACTIONS:
-                ffn_samples[f].append(_timed(lambda f=f: ffn_run(f), 40))
-    ffn_kept = {f: sum(m.kept for m in ms) / sum(m.tokens * x.size for m, x in zip(ms, ffns, strict=True)) for f, ms in mods.items()}
+            for k in kinds:
+                ffn_samples[k].append(_timed(lambda k=k: ffn_run(k), 40))
+    ffn_kept = {k: sum(m.kept for m in ms) / sum(m.tokens * x.size for m, x in zip(ms, ffns, strict=True)) for k, ms in mods.items()}
 
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"], init_lora_weights=False)
     peft_model = get_peft_model(model, lora).eval()
-    variants = [(f, b) for b in (False, True) for f in TOKEN_FRACTIONS]
-    dec: dict[tuple[float, bool], list[tuple[float, float]]] = {v: [] for v in variants}
-    kept: dict[tuple[float, bool], float | None] = {}
+    variants = [(f, sc, b) for b in (False, True) for f, sc in kinds]
+    dec: dict[tuple[float, str, bool], list[tuple[float, float]]] = {v: [] for v in variants}
+    kept: dict[tuple[float, str, bool], float | None] = {}
 
     def generate(m: object, n_new: int) -> tuple[float, float]:
         t, c = time.perf_counter(), time.process_time()
@@ -259,42 +262,45 @@ def per_token(args: argparse.Namespace) -> None:
 
     with torch.inference_mode():
         for _ in range(args.rounds):
-            for f, with_lora in variants:
+            for f, sc, with_lora in variants:
                 ctx = peft_model.disable_adapter() if not with_lora else contextlib.nullcontext()
-                with ctx, (sparse_ffn(peft_model, thresholds[f], fraction=f) if f < 1 else contextlib.nullcontext()) as patch:
+                sparse = sparse_ffn(peft_model, th[sc][f], fraction=f, score=sc) if f < 1 else contextlib.nullcontext()
+                with ctx, sparse as patch:
                     generate(peft_model, 2)  # warm-up
                     t1 = generate(peft_model, 1)
                     if patch is not None:
                         patch.reset_counts()
                     tn = generate(peft_model, args.new_tokens)
-                    kept[(f, with_lora)] = patch.kept_fraction() if patch is not None else 1.0
-                dec[(f, with_lora)].append(tuple((b - a) / (args.new_tokens - 1) for a, b in zip(t1, tn, strict=True)))
+                    kept[(f, sc, with_lora)] = patch.kept_fraction() if patch is not None else 1.0
+                dec[(f, sc, with_lora)].append(tuple((b - a) / (args.new_tokens - 1) for a, b in zip(t1, tn, strict=True)))
 
     def med(xs: list[tuple[float, float]], k: int) -> float:
         return statistics.median(x[k] for x in xs)
 
+    dense_k = (1.0, "dense")
     ffn_table = {
-        f"{int(f * 100)}%": {
-            "kept_measured": round(ffn_kept.get(f, 1.0), 4),
-            "cpu_ms": round(med(ffn_samples[f], 1) * 1e3, 3),
-            "speedup_cpu": round(med(ffn_samples[1.0], 1) / med(ffn_samples[f], 1), 3),
-            "wall_ms": round(med(ffn_samples[f], 0) * 1e3, 3),
-            "speedup_wall": round(med(ffn_samples[1.0], 0) / med(ffn_samples[f], 0), 3),
+        f"{sc}-{int(f * 100)}%": {
+            "kept_measured": round(ffn_kept.get((f, sc), 1.0), 4),
+            "cpu_ms": round(med(ffn_samples[(f, sc)], 1) * 1e3, 3),
+            "speedup_cpu": round(med(ffn_samples[dense_k], 1) / med(ffn_samples[(f, sc)], 1), 3),
+            "wall_ms": round(med(ffn_samples[(f, sc)], 0) * 1e3, 3),
+            "speedup_wall": round(med(ffn_samples[dense_k], 0) / med(ffn_samples[(f, sc)], 0), 3),
         }
-        for f in TOKEN_FRACTIONS
+        for f, sc in kinds
     }
     decode_table = {
-        f"{'lora' if b else 'base'}-{int(f * 100)}%": {
+        f"{'lora' if b else 'base'}-{sc}-{int(f * 100)}%": {
             "lora_brick": b,
+            "score": sc,
             "kept_target": f,
-            "kept_measured": round(kept[(f, b)] or 0.0, 4),
-            "cpu_ms_per_token": round(med(dec[(f, b)], 1) * 1e3, 2),
-            "tokens_per_s_cpu": round(1 / med(dec[(f, b)], 1), 2),
-            "decode_speedup_cpu": round(med(dec[(1.0, b)], 1) / med(dec[(f, b)], 1), 3),
-            "wall_ms_per_token": round(med(dec[(f, b)], 0) * 1e3, 2),
-            "decode_speedup_wall": round(med(dec[(1.0, b)], 0) / med(dec[(f, b)], 0), 3),
+            "kept_measured": round(kept[(f, sc, b)] or 0.0, 4),
+            "cpu_ms_per_token": round(med(dec[(f, sc, b)], 1) * 1e3, 2),
+            "tokens_per_s_cpu": round(1 / med(dec[(f, sc, b)], 1), 2),
+            "decode_speedup_cpu": round(med(dec[(1.0, "dense", b)], 1) / med(dec[(f, sc, b)], 1), 3),
+            "wall_ms_per_token": round(med(dec[(f, sc, b)], 0) * 1e3, 2),
+            "decode_speedup_wall": round(med(dec[(1.0, "dense", b)], 0) / med(dec[(f, sc, b)], 0), 3),
         }
-        for f, b in variants
+        for f, sc, b in variants
     }
     result = {
         "benchmark": "emergent-per-token",

@@ -168,3 +168,25 @@ def test_real_model_with_an_mlp_lora_brick(tmp_path, base):
             masked = peft(input_ids=x[:, -1:], adapter_names=["brick"]).logits
     assert (half - dense).abs().max() > 0.1
     assert torch.allclose(fast, masked, atol=1e-4), (fast - masked).abs().max()
+
+
+def test_sdk_refuses_ffn_on_other_engines(library):
+    from brickwork.orchestrator.sdk import Brickwork
+
+    with pytest.raises(ConfigError, match="peft engine only, not 'vllm'"):
+        Brickwork(store=library, engine="vllm", ffn=0.5, checkpoints=False)
+
+
+def test_peft_engine_with_ffn_runs_sparse_and_the_trace_names_it(library):
+    """The product path: `create_engine("peft", store, ffn=0.5)` calibrates, runs every FFN sparse,
+    and names the fraction in the trace; without `ffn` nothing is patched."""
+    from brickwork.serving import Request, SamplingParams, create_engine
+    from brickwork.tasks import render_prompt
+
+    req = Request(prompt=render_prompt("What is the plural of 'mouse'?"), sampling=SamplingParams(max_tokens=4))
+    with create_engine("peft", library, ffn=0.5, num_threads=1) as engine:
+        assert engine.trace_name == "peft ffn=0.5"
+        assert all(isinstance(layer.mlp, SparseFFN) for layer in engine._model.model.layers)
+        [out] = engine.generate([req])
+        assert out.n_tokens >= 1
+        assert 0.35 < engine._sparse.kept_fraction() < 0.65

@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="engine option, repeatable (e.g. url=http://127.0.0.1:8000 for vllm-server; VALUE is JSON or text)",
     )
     p.add_argument("--json", action="store_true", help="print the run as JSON (one object per instruction)")
+    p.add_argument("--ffn", type=float, default=None, metavar="FRACTION", help="peft engine: keep about this share of FFN neurons per token (e.g. 0.5)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--brick", action="append", metavar="NAME[:WEIGHT]", help="run as one step with these bricks (repeatable)")
     mode.add_argument("--base", action="store_true", help="run as one step on the base model only")
@@ -99,6 +100,7 @@ def open_brickwork(args: argparse.Namespace) -> Any:
         prompt_style=args.prompt_style,
         max_tokens=args.max_tokens,
         k=args.k,
+        ffn=args.ffn,
     )
     for note in bw.notes:
         _status(f"note: {note}", args)

@@ -12,7 +12,9 @@ and answer perplexity (teacher forced) with
 - ``ffn-50/30``: per *token*, the neurons with |act(gate_proj(x))| at or above a per-layer
   threshold calibrated on the base model so that 50/30% are kept on average (CATS/TEAL-style,
   `brickwork.bricks.emergent.sparse_ffn`; the reported ``kept_measured`` is the share actually
-  kept with the task's brick active).
+  kept with the task's brick active);
+- ``act-50/30``: the same, ranking neurons by |act(gate_proj(x)) * up_proj(x)| (up computed
+  whole, only down_proj reads the kept neurons).
 
 Prompts are `render_prompt(Task.query(e, "definition"))`. With trained starter bricks under
 ``brickwork/data/starter/<task_id>/`` each task runs with its own LoRA (PEFT, sliced together
@@ -42,6 +44,8 @@ CONFIGS: tuple[tuple[str, float, str, int], ...] = (
     ("task-50+skip-2", 0.5, "task", 2),
     ("ffn-50", 0.5, "token", 0),
     ("ffn-30", 0.3, "token", 0),
+    ("act-50", 0.5, "token-act", 0),
+    ("act-30", 0.3, "token-act", 0),
 )
 
 
@@ -124,7 +128,7 @@ def _importance(
     }
 
 
-def _thresholds(model: Any, tok: Any, fractions: list[float], starters: dict[str, Path]) -> dict[float, Any]:
+def _thresholds(model: Any, tok: Any, fractions: list[float], starters: dict[str, Path], *, score: str) -> dict[float, Any]:
     """Per-token thresholds calibrated on the base model (bricks disabled), train-split texts."""
     import contextlib
 
@@ -133,7 +137,7 @@ def _thresholds(model: Any, tok: Any, fractions: list[float], starters: dict[str
     if not fractions:
         return {}
     with model.disable_adapter() if starters else contextlib.nullcontext():
-        return calibrate_thresholds(model, tok, fractions)
+        return calibrate_thresholds(model, tok, fractions, score=score)  # type: ignore[arg-type]
 
 
 def run(
@@ -183,7 +187,10 @@ def run(
             runner.load_adapter(str(path), adapter_name=name, is_trainable=False)
         runner.eval()
     imp = _importance(runner, tok, analysis_dir, n_importance, task_ids, selection=selection, starters=starters)
-    thresholds = _thresholds(runner, tok, sorted({c[1] for c in chosen if c[2] == "token"}), starters)
+    thresholds = {
+        how: _thresholds(runner, tok, sorted({c[1] for c in chosen if c[2] == how}), starters, score="gate" if how == "token" else "act")
+        for how in ("token", "token-act")
+    }
     skip_order = [int(i) for i in torch.argsort(imp["block_influence"]).tolist() if i != 0]
 
     per_task_data = {}
@@ -204,12 +211,12 @@ def run(
             exs, pre, inst, max_new = per_task_data[tid]
             k = imp["tasks"].index(tid)
             scores = imp["task_importance"][k] if how == "task" else imp["global_importance"]
-            keep = keep_from_scores(scores, fraction, resident=imp["resident"]) if fraction < 1 and how != "token" else {}
+            per_token = how.startswith("token")
+            keep = keep_from_scores(scores, fraction, resident=imp["resident"]) if fraction < 1 and not per_token else {}
             sparse: Any = contextlib.nullcontext()
             names = [tid if tid in starters else BASE_ADAPTER] * len(exs) if starters else None
-            if how == "token":
-                keep = {}
-                sparse = sparse_ffn(runner, thresholds[fraction], fraction=fraction)
+            if per_token:
+                sparse = sparse_ffn(runner, thresholds[how][fraction], fraction=fraction, score="gate" if how == "token" else "act")
             with sparse, slice_ffn(runner, keep), skip_layers(runner, skip_order[:n_skip]):
                 t0 = time.perf_counter()
                 outs = generate_greedy(runner, tok, [render_prompt(task_q) for task_q in (all_tasks[tid].query(e) for e in exs)], max_new_tokens=max_new, adapter_names=names)
@@ -223,7 +230,7 @@ def run(
                 else:
                     res = run_pass(runner, pre, inst, pad_id=tok.pad_token_id or 0)
                 t2 = time.perf_counter()
-            if how == "token":
+            if per_token:
                 kept.append(sparse.kept_fraction())
             gen_s += t1 - t0
             ppl_s += t2 - t1
@@ -324,11 +331,14 @@ def _plot(out: Path, report: dict[str, Any]) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [r["fraction"] * 100 for _, r in fr]
     a1.plot(xs, [r["mean_accuracy"] for _, r in fr], "o-", label="per-task neurons (static)")
-    tok = [(n, r) for n, r in res.items() if r["selection"] in ("token", "-") and not r["skipped_layers"]]
-    if any(r["selection"] == "token" for _, r in tok):
-        a1.plot([r["fraction"] * 100 for _, r in tok], [r["mean_accuracy"] for _, r in tok], "s-", label="per-token threshold")
+    lines = {}
+    for how, label in (("token", "per token, |act(gate)|"), ("token-act", "per token, |act(gate) x up|")):
+        pts = [(n, r) for n, r in res.items() if r["selection"] in (how, "-") and not r["skipped_layers"]]
+        if any(r["selection"] == how for _, r in pts):
+            lines.update(pts)
+            a1.plot([r["fraction"] * 100 for _, r in pts], [r["mean_accuracy"] for _, r in pts], "s-", label=label)
     for n, r in res.items():
-        if n not in dict(fr) and n not in dict(tok):
+        if n not in dict(fr) and n not in lines:
             a1.scatter([r["fraction"] * 100], [r["mean_accuracy"]], label=n, marker="x")
     a1.set_xlabel("FFN neurons kept (%)")
     a1.set_ylabel("mean accuracy")

@@ -50,6 +50,8 @@ class Brickwork:
     `prompt_style`: ``brick`` asks a routed brick its own description plus the step input;
     ``subgoal`` sends the subgoal as written (see `brickwork.orchestrator.prompting`).
     `store` replaces the library's store (tests pass fakes); checkpoints go to its ``root``.
+    `ffn` (``peft`` engine only): the share of FFN neurons each token keeps, e.g. 0.5; the trace's
+    ``engine`` then reads ``peft ffn=0.5``.
     """
 
     def __init__(
@@ -67,11 +69,14 @@ class Brickwork:
         k: int = 5,
         checkpoints: bool = True,
         store: Any = None,
+        ffn: float | None = None,
     ) -> None:
         #: the library facade (store + index + router + feedback) the SDK is built on
         self.library = Library(store=store if store is not None else PlannerLibrary(library, base=base))
         self.store = self.library.store
         self._owns_engine = isinstance(engine, str)  # an engine object given to us is the caller's to close
+        if ffn is not None:
+            engine_options = _with_ffn(engine, engine_options, ffn)
         if isinstance(engine, str):
             from brickwork.serving.engine import create_engine
 
@@ -95,7 +100,7 @@ class Brickwork:
                 planner=self.planner,
                 retriever=self.retriever,
                 store=self.store,
-                engine_name=getattr(raw, "name", "custom"),
+                engine_name=getattr(raw, "trace_name", getattr(raw, "name", "custom")),
                 prompt_style=prompt_style,
                 max_tokens=max_tokens,
             )
@@ -277,3 +282,13 @@ class Brickwork:
     @staticmethod
     def _result(values: dict[str, Any], seconds: float | None) -> RunResult:
         return result_from_state(values, seconds)
+
+
+def _with_ffn(engine: str | Any, options: dict[str, Any] | None, ffn: float) -> dict[str, Any]:
+    """`options` with the peft engine's ``ffn`` set; a clear error for any other engine."""
+    if engine != "peft":
+        name = engine if isinstance(engine, str) else getattr(engine, "name", type(engine).__name__)
+        raise ConfigError(f"`ffn` (per-token FFN neuron selection) is supported by the peft engine only, not {name!r}; pass engine='peft' or drop `ffn`.")
+    if options and "ffn" in options and options["ffn"] != ffn:
+        raise ConfigError(f"`ffn` is given twice: ffn={ffn!r} and engine_options['ffn']={options['ffn']!r}.")
+    return {**(options or {}), "ffn": ffn}

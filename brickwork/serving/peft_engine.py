@@ -41,6 +41,10 @@ class PeftOptions:
     `num_threads` sets torch's intra-op threads while this engine generates (torch's setting is
     process-wide; it is restored after each batch). On a CPU shared with other busy processes,
     1 thread can be many times faster than several spinning OpenMP threads.
+
+    `ffn` runs each FFN with, per token, about that share of its neurons (CATS-style thresholds on
+    |act(gate_proj(x))|, calibrated on the base model when the engine starts; see
+    `brickwork.bricks.emergent.sparse_ffn`); None or 1 is the dense model.
     """
 
     batch_size: int = 16
@@ -50,8 +54,13 @@ class PeftOptions:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     num_threads: int | None = None
     composite_cache: CompositeCache | None = None
+    ffn: float | None = None
 
     def __post_init__(self) -> None:
+        if self.ffn is not None:
+            from brickwork.bricks.emergent.sparse_ffn import check_fraction
+
+            object.__setattr__(self, "ffn", check_fraction(self.ffn))
         positive_int("batch_size", self.batch_size)
         positive_int("num_threads", self.num_threads, allow_none=True)
         positive_int("max_loaded_adapters", self.max_loaded_adapters)
@@ -74,10 +83,27 @@ class PeftEngine(EngineBase):
         self.store = store
         self.resolver = AdapterResolver(store, max_rank=self.options.max_lora_rank, cache=self.options.composite_cache)
         self._model, self._tok = load_base_model(store.base, dtype=self.options.dtype)
+        self._sparse = self._sparsify(self.options.ffn)
         self._peft: Any = None  # a PeftModel around _model once the first adapter is loaded
         self._loaded: OrderedDict[str, Adapter] = OrderedDict()
         self._lock = threading.Lock()
         self._grammars: Any = None
+
+    def _sparsify(self, ffn: float | None) -> Any:
+        """Install per-token FFN selection on the base model (before any adapter is loaded, so
+        the thresholds are the base model's; PEFT then wraps the same projections)."""
+        if ffn is None or ffn >= 1:
+            return None
+        from brickwork.bricks.emergent.sparse_ffn import calibrate_thresholds, sparse_ffn
+
+        with self._threads():
+            thresholds = calibrate_thresholds(self._model, self._tok, [ffn])[ffn]
+        return sparse_ffn(self._model, thresholds, fraction=ffn)
+
+    @property
+    def trace_name(self) -> str:
+        """The engine as a run's trace names it: ``peft``, or ``peft ffn=0.5`` with sparse FFNs."""
+        return self.name if self._sparse is None else f"{self.name} ffn={self.options.ffn:g}"
 
     # -- adapters ------------------------------------------------------------------------------
     @property

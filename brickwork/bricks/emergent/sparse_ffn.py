@@ -33,7 +33,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch.nn as nn
 
@@ -43,6 +43,9 @@ from brickwork.errors import ConfigError
 
 #: train examples per bundled task used to calibrate the thresholds
 CALIBRATION_PER_TASK = 2
+#: what a neuron is ranked by per token: |act(gate(x))| (CATS) or |act(gate(x)) * up(x)|
+Score = Literal["gate", "act"]
+SCORES: tuple[str, ...] = ("gate", "act")
 
 
 def calibration_texts(per_task: int = CALIBRATION_PER_TASK) -> list[str]:
@@ -61,10 +64,15 @@ def check_fraction(value: object, name: str = "ffn") -> float:
     return float(value)
 
 
-def calibrate_thresholds(model: Any, tok: Any, fractions: Sequence[float], texts: Sequence[str] | None = None, *, batch_size: int = 16) -> dict[float, Any]:
-    """Per fraction, a (n_layers,) tensor: the |act(gate(x))| threshold that keeps that share of
-    neurons over the tokens of `texts` (default `calibration_texts()`), on the model as it is
-    called (disable adapters first to calibrate on the base model)."""
+def calibrate_thresholds(
+    model: Any, tok: Any, fractions: Sequence[float], texts: Sequence[str] | None = None, *, score: Score = "gate", batch_size: int = 16
+) -> dict[float, Any]:
+    """Per fraction, a (n_layers,) tensor: the threshold on the neuron `score` (|act(gate(x))|,
+    or |act(gate(x)) * up(x)| for ``"act"``) that keeps that share of neurons over the tokens of
+    `texts` (default `calibration_texts()`), on the model as it is called (disable adapters first
+    to calibrate on the base model)."""
+    if score not in SCORES:
+        raise ConfigError(f"`score` should be one of {SCORES}, got {score!r}.")
     import torch
 
     fr = [check_fraction(f, "fractions") for f in fractions]
@@ -75,14 +83,14 @@ def calibrate_thresholds(model: Any, tok: Any, fractions: Sequence[float], texts
     handles = []
 
     def make(i: int, mlp: Any) -> Any:
-        def hook(_m: Any, _args: Any, out: Any) -> None:
-            a = mlp.act_fn(out).abs().float()
+        def hook(_m: Any, args: Any, out: Any) -> None:  # gate's output, or down's input
+            a = (mlp.act_fn(out) if score == "gate" else args[0]).abs().float()
             acts[i].append(a[token_mask[-1]])
 
         return hook
 
     for f in ffns:
-        handles.append(f.gate.register_forward_hook(make(f.layer, f.mlp)))
+        handles.append((f.gate if score == "gate" else f.down).register_forward_hook(make(f.layer, f.mlp)))
     try:
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
@@ -126,8 +134,9 @@ class SparseFFN(nn.Module):
     names (parameter names and PEFT's module paths are unchanged); `threshold` is a plain float.
     """
 
-    def __init__(self, mlp: Any, threshold: float, *, gather: bool = True) -> None:
+    def __init__(self, mlp: Any, threshold: float, *, gather: bool = True, score: Score = "gate") -> None:
         super().__init__()
+        self.score = score
         self.gather = gather  # False: always the mask path (a reference for tests and benchmarks)
         self.gate_proj, self.up_proj, self.down_proj, self.act_fn = mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act_fn
         self.threshold = float(threshold)
@@ -137,6 +146,8 @@ class SparseFFN(nn.Module):
 
     def forward(self, x: Any) -> Any:
         g = self.act_fn(self.gate_proj(x))
+        if self.score == "act":
+            return self._by_activation(x, g)
         keep = g.abs() >= self.threshold
         self.kept += int(keep.sum())
         self.tokens += keep[..., 0].numel()
@@ -146,6 +157,38 @@ class SparseFFN(nn.Module):
                 return self._one_token(x, g, keep, up_names, down_names)
         return self.down_proj((g * keep) * self.up_proj(x))
 
+    def _by_activation(self, x: Any, g: Any) -> Any:
+        """Rank by |act(gate) * up|: up is computed whole, only down_proj reads the kept neurons."""
+        h = g * self.up_proj(x)
+        keep = h.abs() >= self.threshold
+        self.kept += int(keep.sum())
+        self.tokens += keep[..., 0].numel()
+        if self.gather and x[..., 0].numel() == 1 and x.dtype == core_linear(self.down_proj).weight.dtype:
+            names = _lora_delta_names(self.down_proj)
+            if names is not None:
+                idx = keep.reshape(-1).nonzero().reshape(-1)
+                return self._down_kept(idx, h.reshape(-1).index_select(0, idx), names).view(*x.shape[:-1], -1)
+        return self.down_proj(h * keep)
+
+    def _down_kept(self, idx: Any, h: Any, names: list[str]) -> Any:
+        """down_proj over the kept neurons `idx` (activations `h`): a weighted sum of the rows of
+        its transposed weight, no copy."""
+        import torch
+        import torch.nn.functional as F
+
+        down = core_linear(self.down_proj)
+        if idx.numel() == 0:  # nothing kept: the FFN adds only down_proj's bias
+            return down.bias.clone() if down.bias is not None else h.new_zeros(down.out_features)
+        if self._down_t is None or self._down_t[0] is not down.weight:
+            self._down_t = (down.weight, down.weight.t().contiguous())
+        out = F.embedding_bag(idx.view(1, -1), self._down_t[1], per_sample_weights=h.view(1, -1), mode="sum").view(-1)
+        if down.bias is not None:
+            out = out + down.bias
+        for n in names:  # B @ (columns `idx` of A) h
+            m = self.down_proj
+            out = out + m.lora_B[n](torch.mv(m.lora_A[n].weight.index_select(1, idx), h)) * m.scaling[n]
+        return out
+
     def _one_token(self, x: Any, g: Any, keep: Any, up_names: list[str], down_names: list[str]) -> Any:
         import torch
         import torch.nn.functional as F
@@ -153,24 +196,15 @@ class SparseFFN(nn.Module):
         xv = x.reshape(-1)
         idx = keep.reshape(-1).nonzero().reshape(-1)
         up, down = core_linear(self.up_proj), core_linear(self.down_proj)
-        if idx.numel() == 0:  # nothing kept: the FFN adds only down_proj's bias
-            out = down.bias.clone() if down.bias is not None else x.new_zeros(down.out_features)
-            return out.view(*x.shape[:-1], -1)
+        if idx.numel() == 0:
+            return self._down_kept(idx, g.new_zeros(0), down_names).view(*x.shape[:-1], -1)
         u = torch.mv(up.weight.index_select(0, idx), xv)
         if up.bias is not None:
             u = u + up.bias.index_select(0, idx)
         for n in up_names:  # rows `idx` of B @ A x
             m = self.up_proj
             u = u + torch.mv(m.lora_B[n].weight.index_select(0, idx), m.lora_A[n](xv)) * m.scaling[n]
-        h = g.reshape(-1).index_select(0, idx) * u
-        if self._down_t is None or self._down_t[0] is not down.weight:
-            self._down_t = (down.weight, down.weight.t().contiguous())
-        out = F.embedding_bag(idx.view(1, -1), self._down_t[1], per_sample_weights=h.view(1, -1), mode="sum").view(-1)
-        if down.bias is not None:
-            out = out + down.bias
-        for n in down_names:  # B @ (columns `idx` of A) h
-            m = self.down_proj
-            out = out + m.lora_B[n](torch.mv(m.lora_A[n].weight.index_select(1, idx), h)) * m.scaling[n]
+        out = self._down_kept(idx, g.reshape(-1).index_select(0, idx) * u, down_names)
         return out.view(*x.shape[:-1], -1)
 
 
@@ -192,7 +226,9 @@ class SparsePatch(Patch):
             m.kept = m.tokens = 0
 
 
-def sparse_ffn(model: Any, thresholds: Sequence[float] | Any, *, fraction: float | None = None, gather: bool = True) -> SparsePatch:
+def sparse_ffn(
+    model: Any, thresholds: Sequence[float] | Any, *, fraction: float | None = None, gather: bool = True, score: Score = "gate"
+) -> SparsePatch:
     """Replace every layer's MLP by a `SparseFFN` with its threshold (one per layer); returns the
     patch that puts the original MLPs back. Works on a bare transformers model or a PeftModel;
     adapters may be loaded or added while it is active (the projections are the same modules).
@@ -205,13 +241,15 @@ def sparse_ffn(model: Any, thresholds: Sequence[float] | Any, *, fraction: float
         raise ConfigError(f"`thresholds` should have one value per layer ({len(ffns)}), got {len(ths)}.")
     problems = [f"layer {f.layer}'s MLP is already sparse" for f in ffns if isinstance(f.mlp, SparseFFN)]
     problems += [f"layer {i}: threshold {t!r} is not a finite number >= 0" for i, t in enumerate(ths) if not 0 <= t < float("inf")]
+    if score not in SCORES:
+        problems.append(f"`score` should be one of {SCORES}, got {score!r}")
     if problems:
         raise ConfigError("cannot make the FFNs sparse:\n  - " + "\n  - ".join(problems))
     modules = []
     patch = SparsePatch(modules, fraction)
     for f, t in zip(ffns, ths, strict=True):
         owner = getattr(layers[f.layer], "skipped_layer", layers[f.layer])
-        sparse = SparseFFN(f.mlp, t, gather=gather)
+        sparse = SparseFFN(f.mlp, t, gather=gather, score=score)
         modules.append(sparse)
         owner.mlp = sparse
         patch._undo.append(lambda owner=owner, mlp=f.mlp: setattr(owner, "mlp", mlp))
