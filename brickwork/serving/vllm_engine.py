@@ -25,7 +25,7 @@ from brickwork._checks import positive_float, positive_int
 from brickwork.bricks.store import BrickStore
 from brickwork.lora import VLLM_RANKS
 from brickwork.errors import BackendError, ConfigError
-from brickwork.serving.adapters import Adapter, AdapterResolver
+from brickwork.serving.adapters import Adapter, AdapterResolver, AdapterSource
 from brickwork.serving import vllm_cpu_lora
 from brickwork.serving.composite import CompositeCache
 from brickwork.serving.engine import (
@@ -133,6 +133,7 @@ class VLLMOptions:
     env: Mapping[str, str] = field(default_factory=dict)
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     composite_cache: CompositeCache | None = None
+    adapter_sources: tuple[AdapterSource, ...] = ()
     zero_adapter_for_base: bool | None = None
 
     def __post_init__(self) -> None:
@@ -244,6 +245,7 @@ class VLLMEngine(EngineBase):
             store,
             max_rank=self.options.max_lora_rank,
             cache=self.options.composite_cache,
+            sources=self.options.adapter_sources,
             zero_for_base=zero_adapter_default(self.options.zero_adapter_for_base),
         )
         self.ids = LoRAIds()

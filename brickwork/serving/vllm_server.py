@@ -33,7 +33,7 @@ from typing import Any
 from brickwork._checks import positive_float, positive_int
 from brickwork.bricks.store import BrickStore
 from brickwork.errors import BackendError, BaseModelMismatch, ConfigError
-from brickwork.serving.adapters import Adapter, AdapterResolver
+from brickwork.serving.adapters import Adapter, AdapterResolver, AdapterSource
 from brickwork.serving.composite import CompositeCache
 from brickwork.serving.engine import (
     Completion,
@@ -101,6 +101,7 @@ class VLLMServerOptions:
     max_concurrency: int = 16
     max_prompts_per_request: int = 32
     composite_cache: CompositeCache | None = field(default=None, repr=False)
+    adapter_sources: tuple[AdapterSource, ...] = field(default=(), repr=False)
     zero_adapter_for_base: bool | None = None
 
     def __post_init__(self) -> None:
@@ -170,7 +171,8 @@ class VLLMServerEngine(EngineBase):
         opts = self.options
         self.store = store
         self.resolver = AdapterResolver(
-            store, max_rank=opts.max_lora_rank, cache=opts.composite_cache, zero_for_base=zero_adapter_default(opts.zero_adapter_for_base)
+            store, max_rank=opts.max_lora_rank, cache=opts.composite_cache, zero_for_base=zero_adapter_default(opts.zero_adapter_for_base),
+            sources=opts.adapter_sources,
         )
         try:
             tok = AutoTokenizer.from_pretrained(store.base.path)
