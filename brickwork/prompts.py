@@ -3,8 +3,10 @@
 Every prompt Brickwork sends (training, evaluation, steps, the planner, update gates) is one
 system message and one user message rendered by the base model's chat template with
 ``add_generation_prompt``; the training target ends with the template's end-of-turn token, which
-is also the stop string. `PromptFormat.for_base` reads both from the base model's tokenizer
-(``tokenizer.apply_chat_template``), so any local Hugging Face model with a chat template works.
+is also the stop string. Whole conversations (the server's chats, lm-eval's few-shot chats) go
+through the same template with `render_chat`. `PromptFormat.for_base` reads the format from the
+base model's tokenizer (``tokenizer.apply_chat_template``), so any local Hugging Face model with a
+chat template works.
 
 SmolLM2's template, given a system message, renders exactly ChatML; `CHATML` is that format
 written out, used for the default base without loading a tokenizer (tests check the two are
@@ -14,6 +16,7 @@ Example::
 
     fmt = PromptFormat.for_base(store.base)
     Request(prompt=fmt.render("Plural of 'mouse'?"), sampling=SamplingParams(stop=(fmt.stop,)))
+    fmt.render_chat([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, ...])
 """
 
 from __future__ import annotations
@@ -33,10 +36,21 @@ SYSTEM_PROMPT = "Answer briefly."
 CHATML_STOP = "<|im_end|>"
 _MARK = "\x00brickwork-reply\x00"
 
+Messages = list[dict[str, Any]]
+ChatRenderer = Callable[[Messages, bool, bool], str]  # (messages, add_generation_prompt, continue_final_message)
+
 
 def chatml(text: str, *, system: str = SYSTEM_PROMPT) -> str:
     """SmolLM2's ChatML prompt for one user message (what its chat template renders)."""
     return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{text.strip()}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _chatml_chat(messages: Messages, add_generation_prompt: bool, continue_final_message: bool) -> str:
+    """What SmolLM2's template writes for a conversation that starts with a system message."""
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}{CHATML_STOP}\n" for m in messages)
+    if continue_final_message:
+        return text[: -len(CHATML_STOP) - 1]
+    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,10 +63,30 @@ class PromptFormat:
     name: str
     stop: str
     _render: Callable[[str, str], str] = field(repr=False, compare=False)
+    _render_chat: ChatRenderer = field(repr=False, compare=False)
 
     def render(self, text: str, *, system: str = SYSTEM_PROMPT) -> str:
         """The prompt for one user message (stripped), ready for generation."""
         return self._render(text.strip(), system)
+
+    def render_chat(
+        self,
+        messages: Messages,
+        *,
+        system: str = SYSTEM_PROMPT,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+    ) -> str:
+        """A conversation (``{"role", "content"}`` dicts, contents as given) as the base's chat
+        template writes it, `system` first when it opens with no system message (a template that
+        refuses a system role gets it folded into the first user message, as `render` does).
+        `continue_final_message` leaves a final assistant message open for the model to continue."""
+        msgs = [dict(m) for m in messages]
+        if not msgs or msgs[0].get("role") != "system":
+            msgs.insert(0, {"role": "system", "content": system})
+        if continue_final_message and msgs[-1].get("role") != "assistant":
+            raise ValueError("`continue_final_message` needs the conversation to end with an assistant message")
+        return self._render_chat(msgs, add_generation_prompt and not continue_final_message, continue_final_message)
 
     def target(self, answer: str) -> str:
         """What a brick is trained to reply: the answer, then the end-of-turn token."""
@@ -76,11 +110,13 @@ class PromptFormat:
                 f"the tokenizer of {name} has no chat template; Brickwork prompts every base model "
                 "through its own template (add chat_template.jinja or `chat_template` in tokenizer_config.json)"
             )
-        render = _template_renderer(tok, name)
-        return PromptFormat(name=f"chat template of {name}", stop=_end_of_turn(tok, name), _render=render)
+        render, render_chat = _template_renderer(tok, name)
+        return PromptFormat(name=f"chat template of {name}", stop=_end_of_turn(tok, name), _render=render, _render_chat=render_chat)
 
 
-CHATML = PromptFormat(name="chatml", stop=CHATML_STOP, _render=lambda text, system: chatml(text, system=system))
+CHATML = PromptFormat(
+    name="chatml", stop=CHATML_STOP, _render=lambda text, system: chatml(text, system=system), _render_chat=_chatml_chat
+)
 
 _formats: dict[Path, PromptFormat] = {}
 _lock = threading.Lock()
@@ -99,9 +135,11 @@ def _from_dir(path: Path) -> PromptFormat:
         return _formats[path]
 
 
-def _template_renderer(tok: Any, name: str) -> Callable[[str, str], str]:
-    def apply(messages: list[dict[str, str]]) -> str:
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def _template_renderer(tok: Any, name: str) -> tuple[Callable[[str, str], str], ChatRenderer]:
+    def apply(messages: Messages, add_generation_prompt: bool = True, continue_final_message: bool = False) -> str:
+        if continue_final_message:
+            return tok.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
     from jinja2 import TemplateError
 
@@ -121,7 +159,29 @@ def _template_renderer(tok: Any, name: str) -> Callable[[str, str], str]:
             return apply([{"role": "system", "content": system}, {"role": "user", "content": text}])
         return apply([{"role": "user", "content": f"{system}\n{text}" if system else text}])
 
-    return render
+    def render_chat(messages: Messages, add_generation_prompt: bool, continue_final_message: bool) -> str:
+        if not with_system:
+            messages = _fold_system(messages)
+        return apply(messages, add_generation_prompt, continue_final_message)
+
+    return render, render_chat
+
+
+def _fold_system(messages: Messages) -> Messages:
+    """System messages folded into the next user message (for templates without a system role)."""
+    out: Messages = []
+    pending: list[str] = []
+    for m in messages:
+        if m.get("role") == "system":
+            pending.append(str(m.get("content") or ""))
+            continue
+        if pending and m.get("role") == "user":
+            m = {**m, "content": "\n".join([*(p for p in pending if p), str(m.get("content") or "")])}
+            pending = []
+        out.append(m)
+    if pending:  # no user message after them
+        out.insert(0, {"role": "user", "content": "\n".join(p for p in pending if p)})
+    return out
 
 
 def _end_of_turn(tok: Any, name: str) -> str:

@@ -38,8 +38,10 @@ def fake(tmp_path):
 def make_lm(fake, tokenizer, **kw):
     from brickwork.evals.harness.model import BrickworkLM
 
+    from brickwork.prompts import CHATML
+
     bw = SimpleNamespace(store=fake.store, engine=BatchingEngine(fake.engine), retriever=fake.retriever)
-    return BrickworkLM(brickwork=bw, tokenizer=tokenizer, **kw)
+    return BrickworkLM(brickwork=bw, tokenizer=tokenizer, **{"prompts": CHATML, **kw})
 
 
 def inst(kind, args, idx=0):
@@ -189,6 +191,27 @@ def test_chat_template_renders_the_bricks_prompt_format(fake, tokenizer):
         lm.apply_chat_template([{"role": "robot", "content": "x"}])
 
 
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "Plural of mouse?"}],
+        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": " Q "}, {"role": "assistant", "content": "A"},
+         {"role": "user", "content": "Q2"}],
+        [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "The answer is"}],
+    ],
+)
+def test_chatml_conversations_are_smollm2s_own_template_byte_for_byte(tokenizer, messages):
+    """The server and the harness render the default base's chats as CHATML; SmolLM2's template
+    (given a system message) must write the same bytes, gen prompt or continued final message."""
+    from brickwork.prompts import CHATML, PromptFormat
+
+    own = PromptFormat.from_tokenizer(tokenizer)
+    for kw in ({}, {"add_generation_prompt": False}, {"continue_final_message": messages[-1]["role"] == "assistant"}):
+        assert own.render_chat(messages, **kw) == CHATML.render_chat(messages, **kw)
+    if len(messages) == 1:
+        assert CHATML.render_chat(messages) == CHATML.render(messages[0]["content"])
+
+
 # -- end to end through lm-eval -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def task_dir(tmp_path_factory):
@@ -234,9 +257,10 @@ def test_simple_evaluate_with_cache(fake, tokenizer, task_dir, tmp_path):
 
 def test_model_args_win_over_lm_eval_flags(fake, tokenizer):
     from brickwork.evals.harness.model import BrickworkLM
+    from brickwork.prompts import CHATML
 
     bw = SimpleNamespace(store=fake.store, engine=BatchingEngine(fake.engine), retriever=fake.retriever)
     lm = BrickworkLM.create_from_arg_string(
-        "bricks=base,batch_size=8", {"batch_size": 1, "device": None, "brickwork": bw, "tokenizer": tokenizer}
+        "bricks=base,batch_size=8", {"batch_size": 1, "device": None, "brickwork": bw, "tokenizer": tokenizer, "prompts": CHATML}
     )
     assert (lm.options.batch_size, lm.fixed) == (8, ())

@@ -14,7 +14,7 @@ from tests.conftest_orchestrator import FakeStore, KeywordRetriever, brick_answe
 
 
 class CharTokenizer:
-    """One token per character; ChatML template (what SmolLM2's template writes)."""
+    """One token per character."""
 
     vocab_size = 0x110000
     eos_token_id = None
@@ -25,10 +25,6 @@ class CharTokenizer:
     def decode(self, ids):
         return "".join(chr(i) for i in ids)
 
-    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-        return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
-
 
 @pytest.fixture
 def make_client(tmp_path):
@@ -38,9 +34,11 @@ def make_client(tmp_path):
     made = []
 
     def make(respond=lambda r: brick_answer(r) if isinstance(r.prompt, str) else None, **options):
+        from brickwork.prompts import CHATML
+
         engine = FakeEngine(respond=respond)
         bw = Brickwork(engine=engine, planner="rules", retriever=KeywordRetriever(), store=FakeStore(tmp_path / f"lib{len(made)}"))
-        client = TestClient(create_app(bw, tokenizer=CharTokenizer(), **options))
+        client = TestClient(create_app(bw, **{"tokenizer": CharTokenizer(), "prompts": CHATML, **options}))
         made.append(bw)
         return client, engine
 
@@ -214,6 +212,49 @@ def test_completion_streaming(client):
     assert "".join(ch["choices"][0]["text"] for ch in chunks if ch["choices"]) == whole
 
 
+class TurnTokenizer(CharTokenizer):
+    """A base model whose chat template is not ChatML (``<|role|>`` turns ending in ``<|end|>``)."""
+
+    chat_template = "turns"
+    all_special_tokens = ["<|end|>"]
+    eos_token = "<|end|>"
+
+    def get_added_vocab(self):
+        return {}
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False, continue_final_message=False):
+        text = "".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in messages)
+        return text[: -len("<|end|>\n")] if continue_final_message else text + ("<|assistant|>\n" if add_generation_prompt else "")
+
+
+def test_a_non_chatml_base_model_renders_chats_and_stops_with_its_own_template(tmp_path):
+    from brickwork.orchestrator.sdk import Brickwork
+    from brickwork.prompts import PromptFormat
+    from brickwork.server import create_app
+
+    store = FakeStore(tmp_path / "lib")
+    store.prompts = PromptFormat.from_tokenizer(TurnTokenizer(), name="turns")  # what BrickStore.prompts gives
+    engine = FakeEngine(respond=lambda r: "pong<|end|><|user|>\nmore")
+    with Brickwork(engine=engine, planner="rules", retriever=KeywordRetriever(), store=store) as bw:
+        c = TestClient(create_app(bw, tokenizer=CharTokenizer()))
+        msgs = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "pong"}, {"role": "user", "content": "ping again"}]
+        out = c.post("/v1/chat/completions", json={"model": "base", "messages": msgs, "stop": ["zzz"]}).json()
+        [req] = engine.calls[-1]
+        want = "<|system|>\nAnswer briefly.<|end|>\n<|user|>\nping<|end|>\n<|assistant|>\npong<|end|>\n<|user|>\nping again<|end|>\n<|assistant|>\n"
+        assert req.prompt == want and req.sampling.stop == ("zzz", "<|end|>")
+        assert out["choices"][0]["message"]["content"] == "pong" and out["usage"]["prompt_tokens"] == len(want)
+        assert c.post("/tokenize", json={"messages": msgs}).json()["count"] == len(want)
+        with c.stream("POST", "/v1/chat/completions", json={"model": "base", "messages": msgs, "stream": True}) as r:
+            chunks = sse_events(r.read().decode())
+        assert "".join(ch["choices"][0]["delta"].get("content") or "" for ch in chunks if ch["choices"]) == "pong"
+        planned = c.post("/v1/chat/completions", json={"model": "base", "messages": user("ping")}).json()
+        [req] = engine.calls[-1]  # a planned one-step run: the SDK's step prompt, the same format
+        assert req.prompt == store.prompts.render("ping") and "<|im_end|>" not in req.sampling.stop
+        assert planned["choices"][0]["message"]["content"] == "pong"
+        done = c.post("/v1/completions", json={"model": "base", "prompt": "ping", "max_tokens": 4}).json()
+        assert done["choices"][0]["text"] == "pong" and engine.calls[-1][0].sampling.stop == ("<|end|>",)
+
+
 def test_models_tokenize_detokenize_health(client):
     c, _ = client
     ids = [m["id"] for m in c.get("/v1/models").json()["data"]]
@@ -224,7 +265,8 @@ def test_models_tokenize_detokenize_health(client):
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     t = c.post("/tokenize", json={"prompt": "hi", "return_token_strs": True}).json()
     assert t == {"count": 2, "tokens": [104, 105], "max_model_len": None, "token_strs": ["h", "i"]}
-    assert c.post("/tokenize", json={"messages": user("hi")}).json()["count"] == len("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    chat = "<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert c.post("/tokenize", json={"messages": user("hi")}).json()["count"] == len(chat)  # what a chat request sends
     assert c.post("/detokenize", json={"tokens": [104, 105]}).json() == {"prompt": "hi"}
     assert c.get("/health").json()["status"] == "ok"
 

@@ -57,14 +57,16 @@ HELLO = [{"role": "user", "content": "Name a colour."}]
 
 
 def test_openai_sync_chat_usage_and_length(client, server):
-    from brickwork.server.tokenizer import ServerTokenizer, load_tokenizer
+    from transformers import AutoTokenizer
 
     r = client.chat.completions.create(model="base", messages=[{"role": "system", "content": "Be brief."}, *HELLO], max_tokens=3)
     ch = r.choices[0]
     assert ch.finish_reason == "length" and ch.message.content and r.usage.completion_tokens == 3
-    tok = ServerTokenizer(load_tokenizer(server[1].store))
-    prompt = tok.render([{"role": "system", "content": "Be brief."}, *HELLO])
-    assert r.usage.prompt_tokens == len(tok.encode(prompt))
+    store = server[1].store
+    tok = AutoTokenizer.from_pretrained(str(store.base.path))  # the base model's own template
+    prompt = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, *HELLO], tokenize=False, add_generation_prompt=True)
+    assert prompt == store.prompts.render_chat([{"role": "system", "content": "Be brief."}, *HELLO])
+    assert r.usage.prompt_tokens == len(tok.encode(prompt, add_special_tokens=False))
     assert r.model_extra["brickwork"]["mode"] == "step"
 
 

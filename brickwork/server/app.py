@@ -39,7 +39,6 @@ from brickwork.server.protocol import (
 )
 from brickwork.server.streaming import DONE, SafeDeltas, sse
 from brickwork.server.tokenizer import ServerTokenizer, load_tokenizer
-from brickwork.tasks import STOP
 
 log = logging.getLogger("brickwork.server")
 
@@ -84,6 +83,7 @@ def create_app(
     max_concurrency: int = 16,
     max_queue: int = 64,
     tokenizer: Any = None,
+    prompts: Any = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout_s: float = 30.0,
 ) -> FastAPI:
@@ -92,9 +92,11 @@ def create_app(
     `api_key`: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``.
     `max_concurrency` requests run at once (their engine calls share batches), `max_queue` more
     wait; beyond that a request gets a 503. `tokenizer`: a Hugging Face tokenizer (default: the
-    library's base model's).
+    library's base model's). `prompts`: the `brickwork.prompts.PromptFormat` chats are rendered
+    with and stop at (default: the library's, ``bw.store.prompts``).
     """
     tok = ServerTokenizer(tokenizer if tokenizer is not None else load_tokenizer(bw.store))
+    fmt = prompts if prompts is not None else bw.store.prompts
     gate = Gate(max_concurrency, max_queue)
     default_max = int(getattr(getattr(bw, "deps", None), "max_tokens", 64))
     app = FastAPI(title="Brickwork", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -144,11 +146,11 @@ def create_app(
     async def chat_completions(request: Request) -> Any:
         req = await _parse(request, ChatRequest)
         req.warn_unknown("chat.completions")
-        job = chat.prepare(req, default_max)
+        job = chat.prepare(req, default_max, fmt)
         _check_model(bw, req.model)
         if req.stream:
             return _stream(gate, lambda on_text, on_event, c: chat.run(bw, tok, job, on_text=on_text, on_event=on_event, cancelled=c),
-                           lambda out, ctx: _chat_tail(out, ctx), _chat_chunker(req), req, request)
+                           lambda out, ctx: _chat_tail(out, ctx), _chat_chunker(req), req, request, job.sampling.stop)
         out = await _wait(gate, request, lambda c: chat.run(bw, tok, job, cancelled=c))
         return _chat_response(req, out)
 
@@ -156,11 +158,12 @@ def create_app(
     async def text_completions(request: Request) -> Any:
         req = await _parse(request, CompletionRequest)
         req.warn_unknown("completions")
-        job = completions.prepare(req, tok.vocab_size)
+        job = completions.prepare(req, tok.vocab_size, fmt.stop)
         _check_model(bw, req.model)
         if req.stream:
             return _stream(gate, lambda on_text, on_event, c: completions.run(bw, tok, job, on_text=on_text, cancelled=c),
-                           lambda out, ctx: _completion_tail(out, ctx), _completion_chunker(req), req, request)
+                           lambda out, ctx: _completion_tail(out, ctx), _completion_chunker(req), req, request,
+                           job.sampling.stop if job.sampling is not None else ())
         out = await _wait(gate, request, lambda c: completions.run(bw, tok, job, cancelled=c))
         return _envelope(req.model, "text_completion", out.choices, out, usage=True)
 
@@ -180,7 +183,7 @@ def create_app(
         if req.messages is not None:
             texts = [m.text() for m in req.messages]
             msgs = [{"role": "system" if m.role == "developer" else m.role, "content": t} for m, t in zip(req.messages, texts, strict=True)]
-            text = tok.render(msgs, add_generation_prompt=req.add_generation_prompt)
+            text = chat.render(fmt, msgs, add_generation_prompt=req.add_generation_prompt)
         else:
             text = req.prompt or ""
         ids = tok.encode(text)
@@ -286,12 +289,12 @@ def _chat_response(req: ChatRequest, out: Any) -> dict[str, Any]:
 
 # -- streaming --------------------------------------------------------------------------------
 class _Ctx:
-    def __init__(self, req: Any) -> None:
+    def __init__(self, req: Any, stops: tuple[str, ...]) -> None:
         self.req = req
         self.id = f"{'chatcmpl' if isinstance(req, ChatRequest) else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
         n = req.n * (len(req.prompts()) if isinstance(req, CompletionRequest) else 1)
-        self.deltas = [SafeDeltas((*req.stop, STOP)) for _ in range(n)]
+        self.deltas = [SafeDeltas(stops) for _ in range(n)]
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> str:
         obj = "chat.completion.chunk" if isinstance(self.req, ChatRequest) else "text_completion"
@@ -337,9 +340,12 @@ def _stream(
     chunker: Callable[[_Ctx, int, str], dict[str, Any]],
     req: Any,
     request: Request,
+    stops: tuple[str, ...],
 ) -> StreamingResponse:
+    """`stops`: the request's stop strings (the client's and the end of turn), held back from
+    deltas until a reply cannot end in one."""
     gate.admit()  # a full server answers 503 before the stream starts
-    ctx = _Ctx(req)
+    ctx = _Ctx(req, stops)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
     cancelled = threading.Event()

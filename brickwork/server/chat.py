@@ -8,7 +8,8 @@ Two ways a chat request runs (README "HTTP API"):
   `brickwork run --brick` prompts them. The `brickwork` field is the run's trace (with its
   ``run_id`` for ``/v1/feedback``).
 - **one step**: anything else. The whole conversation is rendered with the base model's chat
-  template (Brickwork's system prompt when the client sends none); the bricks are routed from the
+  template (`PromptFormat.render_chat`; Brickwork's system prompt when the client sends none); the
+  reply stops at the template's end of turn as well as the client's `stop`; the bricks are routed from the
   last user message (``model: brickwork``) or named by ``model``. Tools and response formats are
   constrained decoding (`SamplingParams.json_schema`).
 """
@@ -22,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from brickwork.prompts import SYSTEM_PROMPT, PromptFormat
 from brickwork.server import runs
 from brickwork.server.errors import ApiError, bad_request
 from brickwork.server.protocol import ChatRequest, Message
 from brickwork.serving.engine import Completion, Request, SamplingParams
-from brickwork.tasks import STOP, SYSTEM_PROMPT
 
 ANSWER_KEY = "content"
 
@@ -39,7 +40,7 @@ class ChatJob:
     mode: str  # "planned" or "step"
     sampling: SamplingParams
     instruction: str = ""  # planned: the user message; step: the routing query
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    prompt: str = ""  # step: the conversation rendered by the base model's chat template
     tools: dict[str, Any] = field(default_factory=dict)  # name -> function definition
     tool_mode: str | None = None  # None, "named:<fn>", "required", "auto"
     stream_text: bool = True  # False when the reply is a tool call, sent whole at the end
@@ -53,14 +54,17 @@ class ChatOutcome:
     trace: dict[str, Any]
 
 
-def sampling_of(req: Any, default_max: int, *, json_schema: dict[str, Any] | None = None, logprobs: int | None = None) -> SamplingParams:
+def sampling_of(
+    req: Any, default_max: int, end_of_turn: str, *, json_schema: dict[str, Any] | None = None, logprobs: int | None = None
+) -> SamplingParams:
+    """The request's sampling; replies also stop at the base model's `end_of_turn`."""
     limit = req.token_limit if hasattr(req, "token_limit") else req.max_tokens
     return SamplingParams(
         max_tokens=limit or default_max,
         temperature=req.temperature if req.temperature is not None else 0.0,
         top_p=req.top_p if req.top_p is not None else 1.0,
         seed=req.seed,
-        stop=(*req.stop, STOP),
+        stop=tuple(dict.fromkeys((*req.stop, end_of_turn))),
         json_schema=json_schema,
         logprobs=logprobs,
     )
@@ -124,8 +128,9 @@ def _response_schema(req: ChatRequest) -> tuple[dict[str, Any] | None, str]:
     return schema, f"Reply with JSON matching this schema: {json.dumps(schema)}"
 
 
-def prepare(req: ChatRequest, default_max: int) -> ChatJob:
-    """Check the request and decide how it runs (no engine work here)."""
+def prepare(req: ChatRequest, default_max: int, prompts: PromptFormat) -> ChatJob:
+    """Check the request and decide how it runs (no engine work here); `prompts` is the base
+    model's format (its chat template and end of turn)."""
     for param, msg in req.refusals():
         raise bad_request(msg, param)
     texts = [_text(m, i) for i, m in enumerate(req.messages)]
@@ -140,7 +145,7 @@ def prepare(req: ChatRequest, default_max: int) -> ChatJob:
     if simple:
         if not texts[0].strip():
             raise bad_request("the user message is empty", "messages.0.content")
-        return ChatJob(req=req, mode="planned", sampling=sampling_of(req, default_max), instruction=texts[0])
+        return ChatJob(req=req, mode="planned", sampling=sampling_of(req, default_max, prompts.stop), instruction=texts[0])
     tools, tool_mode, tool_schema, tool_hint = _tool_setup(req)
     fmt_schema, fmt_hint = _response_schema(req)
     if tool_schema is not None and fmt_schema is not None:
@@ -148,16 +153,26 @@ def prepare(req: ChatRequest, default_max: int) -> ChatJob:
     users = [t for m, t in zip(req.messages, texts, strict=True) if m.role == "user" and t.strip()]
     if not users:
         raise bad_request("`messages` should contain a user message with text", "messages")
-    messages = _render_messages(req.messages, texts, tool_hint or fmt_hint)
+    prompt = render(prompts, _messages(req.messages, texts, tool_hint or fmt_hint))
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
-    sampling = sampling_of(req, default_max, json_schema=tool_schema or fmt_schema, logprobs=logprobs)
+    sampling = sampling_of(req, default_max, prompts.stop, json_schema=tool_schema or fmt_schema, logprobs=logprobs)
     return ChatJob(
-        req=req, mode="step", sampling=sampling, instruction=users[-1], messages=messages,
+        req=req, mode="step", sampling=sampling, instruction=users[-1], prompt=prompt,
         tools=tools, tool_mode=tool_mode, stream_text=tool_mode is None,
     )
 
 
-def _render_messages(messages: list[Message], texts: list[str], hint: str) -> list[dict[str, Any]]:
+def render(prompts: PromptFormat, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
+    """`messages` through the base model's chat template; a template that cannot render them is a 400."""
+    from jinja2 import TemplateError
+
+    try:
+        return prompts.render_chat(messages, add_generation_prompt=add_generation_prompt)
+    except (TemplateError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise bad_request(f"the base model's chat template cannot render these messages: {exc}", "messages") from None
+
+
+def _messages(messages: list[Message], texts: list[str], hint: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m, text in zip(messages, texts, strict=True):
         role = "system" if m.role == "developer" else m.role
@@ -208,7 +223,7 @@ def run(
     bricks = fixed if fixed is not None else runs.route(bw, job.instruction)
     if on_event is not None:
         on_event({"event": "route", "step": "s1", "subgoal": job.instruction, "bricks": bricks.trace()})
-    prompt = tok.render(job.messages)
+    prompt = job.prompt
     requests = []
     for i in range(job.req.n):
         sampling = job.sampling

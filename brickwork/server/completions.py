@@ -39,7 +39,7 @@ class CompletionOutcome:
     trace: dict[str, Any]
 
 
-def prepare(req: CompletionRequest, vocab_size: int | None) -> CompletionJob:
+def prepare(req: CompletionRequest, vocab_size: int | None, end_of_turn: str) -> CompletionJob:
     for param, msg in req.refusals():
         raise bad_request(msg, param)
     try:
@@ -57,7 +57,7 @@ def prepare(req: CompletionRequest, vocab_size: int | None) -> CompletionJob:
         raise bad_request("at most 256 completions per request (prompts x n)", "n")
     sampling = None
     if req.max_tokens != 0:
-        sampling = sampling_of(req, DEFAULT_MAX_TOKENS, logprobs=req.logprobs)
+        sampling = sampling_of(req, DEFAULT_MAX_TOKENS, end_of_turn, logprobs=req.logprobs)
     return CompletionJob(req=req, prompts=prompts, sampling=sampling)
 
 

@@ -1,8 +1,9 @@
-"""The base model's tokenizer, as the server uses it: chat template, token counts, /tokenize.
+"""The base model's tokenizer, as the server uses it: token counts, /tokenize, /detokenize.
 
 Loaded with transformers' `AutoTokenizer` from the library's base model directory (a fraction of
-a second; no model weights), so every engine gets the same template and counts. Tests pass any
-object with the Hugging Face methods used here (`encode`, `decode`, `apply_chat_template`).
+a second; no model weights), so every engine gets the same counts. Chats are rendered by the
+library's `PromptFormat` (the same base model's chat template). Tests pass any object with the
+Hugging Face methods used here (`encode`, `decode`).
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ class ServerTokenizer:
 
     def count(self, prompt: str | tuple[int, ...]) -> int:
         return len(prompt) if isinstance(prompt, tuple) else len(self.encode(prompt))
-
-    def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True) -> str:
-        """The conversation as the base model's chat template writes it."""
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
     @property
     def vocab_size(self) -> int | None:

@@ -1,22 +1,25 @@
 """Chat prompts for lm-eval's ``--apply_chat_template``: the format Brickwork's bricks are trained on.
 
 lm-eval hands a model raw context strings; with ``--apply_chat_template`` it first asks the model
-to render the (few-shot) conversation. Brickwork renders it as `brickwork.tasks.render_prompt`
-does (ChatML, with the system message ``Answer briefly.`` when the harness gives none), so one
-user turn becomes exactly the prompt every brick was trained and measured on. The tokenizer's own
-template would put SmolLM2's default system message there instead, a prompt no brick has seen.
+to render the (few-shot) conversation. Brickwork renders it with the library's `PromptFormat`
+(the base model's own chat template, with the system message ``Answer briefly.`` when the harness
+gives none, contents stripped), so one user turn becomes exactly the prompt every brick was
+trained and measured on (`PromptFormat.render`). For SmolLM2 that is ChatML; SmolLM2's template
+alone would put its default system message there instead, a prompt no brick has seen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from brickwork.errors import ConfigError
-from brickwork.tasks import STOP, SYSTEM_PROMPT
+from brickwork.prompts import CHATML, SYSTEM_PROMPT, PromptFormat
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
-# What `chat_template` reports (lm-eval records it with the results and keys its request cache on it).
+# What `chat_template` reports for the default base (lm-eval records it with the results and keys
+# its request cache on it); other bases report their tokenizer's template.
 TEMPLATE = (
     "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n{% endif %}"
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
@@ -24,18 +27,20 @@ TEMPLATE = (
 )
 
 
-def render_chat(messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-    """ChatML for `messages`. With ``add_generation_prompt=False`` a final assistant message is left
-    open (lm-eval's ``gen_prefix``: the model continues it)."""
+def template_source(prompts: PromptFormat, tokenizer: Any) -> str:
+    """The chat template `render_chat` applies, as jinja source."""
+    if prompts == CHATML:
+        return TEMPLATE
+    return str(getattr(tokenizer, "chat_template", None) or prompts.name)
+
+
+def render_chat(prompts: PromptFormat, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+    """`messages` through the base model's chat template. With ``add_generation_prompt=False`` a
+    final assistant message is left open (lm-eval's ``gen_prefix``: the model continues it)."""
     msgs = list(messages)
     bad = [m for m in msgs if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str)]
     if bad or not msgs:
         raise ConfigError(f"chat messages should be {{'role': one of {ROLES}, 'content': str}} dicts, got {bad or msgs!r:.200}")
-    if msgs[0]["role"] != "system":
-        msgs.insert(0, {"role": "system", "content": SYSTEM_PROMPT})
-    parts = [f"<|im_start|>{m['role']}\n{m['content'].strip()}{STOP}\n" for m in msgs]
-    if add_generation_prompt:
-        return "".join(parts) + "<|im_start|>assistant\n"
-    if msgs[-1]["role"] == "assistant":  # continue the prefilled answer
-        parts[-1] = parts[-1][: -len(STOP) - 1]
-    return "".join(parts)
+    msgs = [{"role": m["role"], "content": m["content"].strip()} for m in msgs]
+    cont = not add_generation_prompt and msgs[-1]["role"] == "assistant"
+    return prompts.render_chat(msgs, add_generation_prompt=add_generation_prompt, continue_final_message=cont)

@@ -13,8 +13,8 @@ the same model runs on ``peft``, ``vllm`` and ``vllm-server``:
   tokens is the most likely one at its place (``top_logprobs=1``).
 - `loglikelihood_rolling`: lm-eval's disjoint rolling windows of `max_length` tokens, each scored
   the same way.
-- `generate_until`: `Engine.generate` with `until` as stop strings, `max_gen_toks`, and
-  temperature / top_p when the task samples (``do_sample``).
+- `generate_until`: `Engine.generate` with `until` and the base model's end of turn as stop
+  strings, `max_gen_toks`, and temperature / top_p when the task samples (``do_sample``).
 
 Importing this module registers the model in lm-eval's registry (lm-eval 0.4.13 discovers no
 external models by itself; see `brickwork.evals.harness`).
@@ -33,11 +33,10 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from brickwork.errors import ConfigError
-from brickwork.evals.harness.chat import TEMPLATE, render_chat
+from brickwork.evals.harness.chat import render_chat, template_source
 from brickwork.evals.harness.options import HarnessOptions
 from brickwork.serving.engine import BrickRef, Request, SamplingParams, ScoreRequest
 from brickwork.serving.fake import user_message
-from brickwork.tasks import STOP
 
 # A continuation token is greedy when its logprob is the top one, up to float noise across engines.
 GREEDY_TOL = 1e-5
@@ -51,10 +50,11 @@ class BrickworkLM(TemplateLM):
     """An lm-eval model over a Brickwork library. Keyword arguments are `HarnessOptions`.
 
     From Python, `brickwork` (an open `Brickwork`, whose store, engine and retriever are used and
-    left open) and `tokenizer` may be passed instead of being built from `library`.
+    left open), `tokenizer` and `prompts` (a `brickwork.prompts.PromptFormat`) may be passed
+    instead of being built from `library`.
     """
 
-    def __init__(self, *, brickwork: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, brickwork: Any = None, tokenizer: Any = None, prompts: Any = None, **kwargs: Any) -> None:
         super().__init__()
         self.options, rest = HarnessOptions.from_kwargs(kwargs)
         unknown = sorted(set(rest) - _LM_EVAL_ARGS)
@@ -87,6 +87,8 @@ class BrickworkLM(TemplateLM):
 
             self.fixed = brick_refs(self.store, self.options.specs)
         self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(self.store)
+        self.prompts = prompts if prompts is not None else self.store.prompts  # chat template, end of turn
+        self.chat_queries: dict[str, str] = {}  # a rendered chat prompt -> its last user message
         self.routes: dict[str, Config] = {}  # routing query -> the bricks it was routed to
         self.route_counts: collections.Counter[str] = collections.Counter()
 
@@ -122,10 +124,14 @@ class BrickworkLM(TemplateLM):
         return str(getattr(self.tokenizer, "name_or_path", "brickwork")).replace("/", "__")
 
     def chat_template(self, chat_template: bool | str = False) -> str | None:
-        return TEMPLATE if chat_template else ""
+        return template_source(self.prompts, self.tokenizer) if chat_template else ""
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        return render_chat(chat_history, add_generation_prompt=add_generation_prompt)
+        text = render_chat(self.prompts, chat_history, add_generation_prompt=add_generation_prompt)
+        users = [m["content"].strip() for m in chat_history if m["role"] == "user" and m["content"].strip()]
+        if users:
+            self.chat_queries[text] = users[-1]
+        return text
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
         return list(self.tokenizer.encode(string, add_special_tokens=bool(add_special_tokens)))
@@ -219,7 +225,7 @@ class BrickworkLM(TemplateLM):
     def _sampling(self, gen_kwargs: dict[str, Any], eos: str) -> SamplingParams:
         kw = normalize_gen_kwargs(dict(gen_kwargs or {}), self.options.max_gen_toks)
         until = handle_stop_sequences(kw.pop("until", None), eos=eos)
-        stops = tuple(dict.fromkeys([*(u for u in until if u), STOP]))
+        stops = tuple(dict.fromkeys([*(u for u in until if u), self.prompts.stop]))
         sample = bool(kw.get("do_sample")) and float(kw.get("temperature") or 0) > 0
         seed = kw.get("seed")
         return SamplingParams(
@@ -246,7 +252,7 @@ class BrickworkLM(TemplateLM):
         (the last user message of a chat prompt, else the whole context), routed once per query."""
         if self.fixed is not None:
             return [self.fixed] * len(contexts)
-        queries = [user_message(c) or c or " " for c in contexts]
+        queries = [self.chat_queries.get(c) or user_message(c) or c or " " for c in contexts]
         new = list(dict.fromkeys(q for q in queries if q not in self.routes))
         if new:
             for q, choices in zip(new, self.retriever.route(new), strict=True):

@@ -3,8 +3,10 @@
 `write_tasks(dir)` writes, per bundled task ``T``, ``data/T.{train,test}.jsonl`` and
 
 - ``brickwork_T_gen``: ``generate_until`` on the task's user message (its definition, then the
-  input), scored by exact match against the output or any accepted answer (case and trailing
-  punctuation ignored, as `brickwork.tasks.is_correct` does); tag ``brickwork_gen``;
+  input), until a newline (the model adds its base's end of turn: ``--model brickwork`` and
+  ``brickwork serve`` both stop there), scored by exact match against the output or any accepted
+  answer (case and trailing punctuation ignored, as `brickwork.tasks.is_correct` does); tag
+  ``brickwork_gen``;
 - ``brickwork_T_mc`` for the tasks with a closed label set: ``multiple_choice`` over the labels
   (``acc``, ``acc_norm``); tag ``brickwork_mc``.
 
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from brickwork import _atomic
-from brickwork.tasks import STOP, Task, load_tasks
+from brickwork.tasks import Task, load_tasks
 
 VERSION = 1
 TAG_GEN = "brickwork_gen"
@@ -67,7 +69,7 @@ def gen_config(task: Task, data: dict[str, Path], max_gen_toks: int) -> dict[str
         **_common(data),
         "output_type": "generate_until",
         "doc_to_target": "answers",
-        "generation_kwargs": {"until": [STOP, "\n"], "max_gen_toks": max_gen_toks, "do_sample": False},
+        "generation_kwargs": {"until": ["\n"], "max_gen_toks": max_gen_toks, "do_sample": False},
         "metric_list": [
             {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
              "ignore_case": True, "regexes_to_ignore": [TRAILING]},
