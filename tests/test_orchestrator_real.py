@@ -59,10 +59,11 @@ def real_library(tmp_path_factory, base):
 
 @pytest.fixture(scope="session")
 def peft_engine(real_library, base):
-    from brickwork.orchestrator.planners.brick import PlannerLibrary
+    from brickwork.bricks.store import BrickStore
+    from brickwork.orchestrator.planners.brick import planner_sources
     from brickwork.serving.engine import create_engine
 
-    engine = create_engine("peft", PlannerLibrary(real_library, base=base))
+    engine = create_engine("peft", BrickStore(real_library, base=base), adapter_sources=planner_sources())
     yield engine
     engine.close()
 
@@ -90,10 +91,10 @@ class Spy:
 
 
 def _brickwork(lib, engine, base, **kw):
-    from brickwork.orchestrator.planners.brick import PlannerLibrary
+    from brickwork.bricks.store import BrickStore
     from brickwork.orchestrator.sdk import Brickwork
 
-    store = PlannerLibrary(lib, base=base)
+    store = BrickStore(lib, base=base)
     kw.setdefault("planner", "rules")
     kw.setdefault("retriever", None if _has_index() else KeywordRetriever())
     return Brickwork(engine=engine, store=store, max_tokens=MAX_TOKENS, **kw)
@@ -116,7 +117,8 @@ def test_killed_run_resumes_without_redoing_finished_steps(real_library, peft_en
     script = tmp_path / "killed.py"
     script.write_text(
         "import os, signal, sys\n"
-        "from brickwork.orchestrator.planners.brick import PlannerLibrary\n"
+        "from brickwork.bricks.store import BrickStore\n"
+        "from brickwork.orchestrator.planners.brick import planner_sources\n"
         "from brickwork.orchestrator.sdk import Brickwork\n"
         "from brickwork.serving.engine import create_engine\n"
         "from tests.conftest_orchestrator import KeywordRetriever\n"
@@ -128,8 +130,9 @@ def test_killed_run_resumes_without_redoing_finished_steps(real_library, peft_en
         "        if self.n == 2: os.kill(os.getpid(), signal.SIGKILL)  # dies mid-run, like a crash\n"
         "        return self.inner.generate(reqs)\n"
         "    def close(self): pass\n"
-        "store = PlannerLibrary(sys.argv[1])\n"
-        "bw = Brickwork(engine=KillOnSecondCall(create_engine('peft', store)), store=store, planner='rules',\n"
+        "store = BrickStore(sys.argv[1])\n"
+        "engine = create_engine('peft', store, adapter_sources=planner_sources())\n"
+        "bw = Brickwork(engine=KillOnSecondCall(engine), store=store, planner='rules',\n"
         f"               retriever=KeywordRetriever(), max_tokens={MAX_TOKENS})\n"
         "bw.run(\"Give the plural of 'mouse', then spell it letter by letter.\", run_id='killed-run')\n"
     )

@@ -162,7 +162,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from brickwork.orchestrator.planners import make_planner
-    from brickwork.orchestrator.planners.brick import PlannerLibrary
+    from brickwork.bricks.store import BrickStore
+    from brickwork.orchestrator.planners.brick import planner_sources
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -179,10 +180,10 @@ def main(args: argparse.Namespace) -> int:
                     from brickwork.serving.engine import create_engine
 
                     pdir = Path(args.planner_brick) if getattr(args, "planner_brick", None) else None
-                    store = PlannerLibrary(args.library, planner_dir=pdir)
-                    if store.planner_brick() is None:
+                    sources = planner_sources(pdir)
+                    if not sources:
                         raise ConfigError("the planner brick is not built (python -m brickwork.orchestrator.planners.train)")
-                    engine = create_engine(args.engine, store)
+                    engine = create_engine(args.engine, BrickStore(args.library), adapter_sources=sources)
                 planner = BrickPlanner(engine)
             else:
                 planner = make_planner(name)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from brickwork.bricks.store import BrickStore
 from brickwork.errors import ConfigError
 from brickwork.library import Library
 from brickwork.orchestrator.checkpoint import check_run_id, new_run_id, open_checkpointer, thread_config
@@ -34,7 +35,7 @@ from brickwork.orchestrator.context import Deps, IndexRetriever, PromptStyle, Re
 from brickwork.orchestrator.graph import compile_graph
 from brickwork.orchestrator.planners import brick_planner_usable, make_planner
 from brickwork.orchestrator.planners.base import Planner
-from brickwork.orchestrator.planners.brick import PlannerLibrary
+from brickwork.orchestrator.planners.brick import planner_sources
 from brickwork.orchestrator.runs import result_from_state, snapshot
 from brickwork.orchestrator.types import BrickSpec, Plan, RunResult, Step
 from brickwork.serving.batching import BatchingEngine
@@ -72,7 +73,7 @@ class Brickwork:
         ffn: float | None = None,
     ) -> None:
         #: the library facade (store + index + router + feedback) the SDK is built on
-        self.library = Library(store=store if store is not None else PlannerLibrary(library, base=base))
+        self.library = Library(store=store if store is not None else BrickStore(library, base=base))
         self.store = self.library.store
         self._owns_engine = isinstance(engine, str)  # an engine object given to us is the caller's to close
         if ffn is not None:
@@ -80,7 +81,7 @@ class Brickwork:
         if isinstance(engine, str):
             from brickwork.serving.engine import create_engine
 
-            raw = create_engine(engine, self.store, **(engine_options or {}))
+            raw = create_engine(engine, self.store, **{"adapter_sources": planner_sources(), **(engine_options or {})})
         else:
             raw = engine
         self.engine = BatchingEngine(raw)

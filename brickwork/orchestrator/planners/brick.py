@@ -1,9 +1,9 @@
 """The planner brick: a LoRA trained to split instructions into steps, decoded under the plan schema.
 
 The brick ships with Brickwork in ``brickwork/data/planner/`` (PEFT adapter + ``brick.json``);
-it is not a library brick, so retrieval never routes a subgoal to it. `PlannerLibrary` is the
-library's `BrickStore` that also resolves the planner brick, so every engine serves it like any
-brick. Output is constrained to `PLAN_SCHEMA` (the engine's JSON-schema decoding), then parsed and
+it is not a library brick, so retrieval never routes a subgoal to it. `planner_sources()` is the
+adapter source engines take (``adapter_sources=``) to resolve it, so every engine serves it like
+any brick. Output is constrained to `PLAN_SCHEMA` (the engine's JSON-schema decoding), then parsed and
 checked against the instruction (`parse_plan`); anything malformed or ungrounded falls back to
 the rules splitter, with the reason in `Plan.fallback_reason`. With `cross_check` (the default)
 the brick's plan must also segment the instruction the way the rules splitter does (same number
@@ -29,12 +29,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from brickwork.bricks.manifest import Manifest
-from brickwork.bricks.store import Brick, BrickStore
 from brickwork.errors import BrickworkError, PlanError
 from brickwork.orchestrator.planners.base import PLAN_SCHEMA, Planner, parse_plan
 from brickwork.orchestrator.planners.rules import RulesPlanner
 from brickwork.orchestrator.types import Plan
+from brickwork.serving.adapters import DirectorySource
 
 PLANNER_DIR = Path(__file__).resolve().parents[2] / "data" / "planner"
 PLANNER_NAME = "brickwork-planner"
@@ -59,31 +58,12 @@ def max_plan_tokens(instruction: str) -> int:
     return PLAN_MAX_TOKENS
 
 
-class PlannerLibrary(BrickStore):
-    """A `BrickStore` that also resolves the bundled planner brick (name `PLANNER_NAME`).
-
-    Only `get` knows it: `names`, `list` and `state` (what the retrieval index mirrors) do not,
-    so the planner is never indexed nor routed to.
-    """
-
-    def __init__(self, root: Any = None, base: Any = None, *, planner_dir: Path | None = None) -> None:
-        super().__init__(root, base=base)
-        self.planner_dir = planner_dir if planner_dir is not None else planner_brick_dir()
-        self._planner: Brick | None = None
-
-    def planner_brick(self) -> Brick | None:
-        if self.planner_dir is None:
-            return None
-        if self._planner is None:
-            self._planner = Brick(manifest=Manifest.load(self.planner_dir), path=self.planner_dir)
-        return self._planner
-
-    def get(self, name: str, version: int | None = None) -> Brick:
-        if name == PLANNER_NAME and name not in self.names():
-            brick = self.planner_brick()
-            if brick is not None and version in (None, brick.version):
-                return brick
-        return super().get(name, version)
+def planner_sources(planner_dir: Path | None = None) -> tuple[DirectorySource, ...]:
+    """The engines' adapter source for the planner brick (`planner_dir`, default the bundled one);
+    empty if it is not built. Engines ask it only for names the library does not hold, so the
+    planner is never indexed nor routed to and a library brick of the same name wins."""
+    d = planner_dir if planner_dir is not None else planner_brick_dir()
+    return (DirectorySource({PLANNER_NAME: d}),) if d is not None else ()
 
 
 class BrickPlanner:
