@@ -227,6 +227,26 @@ class TurnTokenizer(CharTokenizer):
         return text[: -len("<|end|>\n")] if continue_final_message else text + ("<|assistant|>\n" if add_generation_prompt else "")
 
 
+def test_tokenize_reports_the_engines_max_model_len_else_the_base_models_context(tmp_path):
+    from types import SimpleNamespace
+
+    from brickwork.orchestrator.sdk import Brickwork
+    from brickwork.prompts import CHATML
+    from brickwork.server import create_app
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 8192}))
+    store = FakeStore(tmp_path / "lib")
+    store.base = SimpleNamespace(fingerprint="sha256:fake", path=base)
+    for engine, want in ((FakeEngine(), 8192), (FakeEngine(), 512)):
+        if want == 512:
+            engine.options = SimpleNamespace(max_model_len=512)  # the vllm engines' option
+        with Brickwork(engine=engine, planner="rules", retriever=KeywordRetriever(), store=store) as bw:
+            c = TestClient(create_app(bw, tokenizer=CharTokenizer(), prompts=CHATML))
+            assert c.post("/tokenize", json={"prompt": "hi"}).json()["max_model_len"] == want
+
+
 def test_a_non_chatml_base_model_renders_chats_and_stops_with_its_own_template(tmp_path):
     from brickwork.orchestrator.sdk import Brickwork
     from brickwork.prompts import PromptFormat

@@ -67,6 +67,10 @@ def test_openai_sync_chat_usage_and_length(client, server):
     prompt = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, *HELLO], tokenize=False, add_generation_prompt=True)
     assert prompt == store.prompts.render_chat([{"role": "system", "content": "Be brief."}, *HELLO])
     assert r.usage.prompt_tokens == len(tok.encode(prompt, add_special_tokens=False))
+    import httpx
+
+    t = httpx.post(server[0].removesuffix("/v1") + "/tokenize", json={"prompt": "hi"}, headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert t["max_model_len"] == 8192  # SmolLM2's context (config.json); the peft engine sets no lower limit
     assert r.model_extra["brickwork"]["mode"] == "step"
 
 

@@ -38,7 +38,7 @@ from brickwork.server.protocol import (
     TokenizeRequest,
 )
 from brickwork.server.streaming import DONE, SafeDeltas, sse
-from brickwork.server.tokenizer import ServerTokenizer, load_tokenizer
+from brickwork.server.tokenizer import ServerTokenizer, load_tokenizer, max_model_len
 
 log = logging.getLogger("brickwork.server")
 
@@ -97,6 +97,7 @@ def create_app(
     """
     tok = ServerTokenizer(tokenizer if tokenizer is not None else load_tokenizer(bw.store))
     fmt = prompts if prompts is not None else bw.store.prompts
+    context: list[int | None] = []  # max_model_len, read once on the first /tokenize
     gate = Gate(max_concurrency, max_queue)
     default_max = int(getattr(getattr(bw, "deps", None), "max_tokens", 64))
     app = FastAPI(title="Brickwork", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -187,7 +188,9 @@ def create_app(
         else:
             text = req.prompt or ""
         ids = tok.encode(text)
-        out: dict[str, Any] = {"count": len(ids), "tokens": ids, "max_model_len": None}
+        if not context:
+            context.append(max_model_len(bw))
+        out: dict[str, Any] = {"count": len(ids), "tokens": ids, "max_model_len": context[0]}
         if req.return_token_strs:
             out["token_strs"] = tok.token_strs(ids)
         return out
