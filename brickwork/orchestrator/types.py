@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from brickwork.errors import ConfigError, PlanError
+from brickwork.errors import ConfigError
 
 REF_RE = re.compile(r"\{s?(\d{1,2})\}")
 STEP_ID_RE = re.compile(r"s\d{1,2}")
