@@ -1,8 +1,10 @@
 """The lm-eval model on the real PEFT engine with starter bricks (integration; ~1 minute).
 
 A brick's loglikelihood path must apply the brick: on its own task's multiple-choice variant the
-brick beats the base model by a clear margin; and ``simple_evaluate(model="brickwork", ...)``
-runs end to end on two small local tasks, one of each kind.
+brick beats the base model by a clear margin; ``simple_evaluate(model="brickwork", ...)``
+runs end to end on two small local tasks, one of each kind; and lm-eval's own
+``local-completions`` (multiple choice) and ``local-chat-completions`` (2-shot generation) run
+against the server on a real uvicorn port, equal to the in-process model.
 """
 
 from __future__ import annotations
@@ -95,3 +97,108 @@ def test_simple_evaluate_by_name_end_to_end(lib, task_dir):
     assert res["results"]["brickwork_sms_spam_mc"]["acc,none"] >= 0.5
     assert res["results"]["brickwork_english_plural_gen"]["exact_match,none"] >= 0.3
     assert res["config"]["brickwork_config"] == ["sms_spam@1:1", "english_plural@1:1"]
+
+
+# -- lm-eval's own API models against `brickwork serve` ------------------------------------------
+KEY = "sk-harness"
+
+
+class Recording:
+    """The engine seam over the real engine, keeping the generation requests that reach it."""
+
+    def __init__(self, engine):
+        self.engine, self.name, self.requests = engine, engine.name, []
+
+    def generate(self, requests):
+        self.requests += list(requests)
+        return self.engine.generate(requests)
+
+    def score(self, requests):
+        return self.engine.score(requests)
+
+    def close(self):  # the shared engine belongs to the `bw` fixture
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(bw, lib):
+    """The in-process app on a real uvicorn port, over the same engine as `bw`."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from brickwork.orchestrator.sdk import Brickwork
+    from brickwork.server import create_app
+
+    engine = Recording(bw.engine.engine)
+    sbw = Brickwork(lib.root, engine=engine, store=lib, planner="rules", checkpoints=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(sbw, api_key=KEY), host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1", engine
+    srv.should_exit = True
+    t.join(10)
+    sbw.close()
+
+
+def _samples(model, model_args, task, task_dir, **kw):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    res = simple_evaluate(
+        model=model, model_args=model_args, tasks=[task], task_manager=TaskManager(include_path=str(task_dir)),
+        apply_chat_template=True, bootstrap_iters=0, log_samples=True, **kw,
+    )
+    return res["results"][task], sorted(res["samples"][task], key=lambda s: s["doc_id"])
+
+
+def test_lm_eval_local_completions_loglikelihoods_equal_in_process(served, bw, lib, task_dir, monkeypatch):
+    """lm-eval's ``local-completions`` (token-id prompts, ``echo`` + ``logprobs``, SmolLM2's own
+    chat template with Brickwork's system message) against the server, and ``--model brickwork``
+    in-process: the same contexts, loglikelihoods equal to 1e-4, and the brick applied."""
+    from brickwork.evals.harness.model import BrickworkLM
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # lm-eval's API models send it as the Bearer token
+    task, kw = "brickwork_sms_spam_mc", {"limit": 2, "system_instruction": "Answer briefly."}
+    args = (f"model=sms_spam,base_url={served[0]}/completions,tokenizer_backend=huggingface,"
+            f"tokenizer={lib.base.path},tokenized_requests=True,batch_size=4,max_retries=1")
+    remote, remote_samples = _samples("local-completions", args, task, task_dir, **kw)
+    local, local_samples = _samples(BrickworkLM(brickwork=bw, bricks="sms_spam"), None, task, task_dir, **kw)
+    assert [s["arguments"] for s in remote_samples] == [s["arguments"] for s in local_samples]  # one prompt format
+    pairs = [(r[0], lo[0]) for rs, ls in zip(remote_samples, local_samples, strict=True) for r, lo in zip(rs["resps"], ls["resps"], strict=True)]
+    assert len(pairs) == 4 and max(abs(float(a[0]) - float(b[0])) for a, b in pairs) < 1e-4, pairs
+    assert remote["acc,none"] == local["acc,none"] >= 0.5
+
+
+def test_lm_eval_local_chat_completions_sends_the_few_shot_conversation(served, bw, task_dir, monkeypatch):
+    """lm-eval's ``local-chat-completions`` with 2-shot multi-turn chats: the server renders the
+    whole conversation (both shots, then the question) and generates with the named brick, scoring
+    as ``--model brickwork`` does in-process on the same few-shot prompts."""
+    from brickwork.evals.harness.model import BrickworkLM
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    task, kw = "brickwork_english_plural_gen", {"limit": 3, "num_fewshot": 2}
+    before = len(served[1].requests)
+    remote, remote_samples = _samples("local-chat-completions", f"model=english_plural,base_url={served[0]}/chat/completions,max_retries=1",
+                                      task, task_dir, **kw)
+    reqs = served[1].requests[before:]
+    assert len(reqs) == 3 and all(r.prompt.count("<|im_start|>user\n") == 3 and r.prompt.count("<|im_start|>assistant\n") == 3 for r in reqs)
+    assert all([b.name for b in r.bricks] == ["english_plural"] and "\n" in r.sampling.stop for r in reqs)
+    local, local_samples = _samples(BrickworkLM(brickwork=bw, bricks="english_plural"), None, task, task_dir, **kw)
+    assert [s["filtered_resps"] for s in remote_samples] == [s["filtered_resps"] for s in local_samples]
+    assert remote["exact_match,none"] == local["exact_match,none"] >= 2 / 3
