@@ -129,30 +129,14 @@ class Recording:
 @pytest.fixture(scope="module")
 def served(bw, lib):
     """The in-process app on a real uvicorn port, over the same engine as `bw`."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from brickwork.orchestrator.sdk import Brickwork
     from brickwork.server import create_app
+    from tests.test_server_real import uvicorn_app
 
     engine = Recording(bw.engine.engine)
     sbw = Brickwork(lib.root, engine=engine, store=lib, planner="rules", checkpoints=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(sbw, api_key=KEY), host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1", engine
-    srv.should_exit = True
-    t.join(10)
+    with uvicorn_app(create_app(sbw, api_key=KEY)) as url:
+        yield url, engine
     sbw.close()
 
 

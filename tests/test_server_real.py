@@ -7,6 +7,7 @@ One uvicorn server for the module, few tokens per request (2 shared CPU cores).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -22,27 +23,36 @@ pytest.importorskip("openai")
 KEY = "sk-test-brickwork"
 
 
-@pytest.fixture(scope="module")
-def server(peft_engine, serving_store):  # noqa: F811
+@contextlib.contextmanager
+def uvicorn_app(app):
+    """`app` served by uvicorn on a free loopback port in a thread; yields the ``/v1`` base URL."""
     import uvicorn
 
-    from brickwork.orchestrator.sdk import Brickwork
-    from brickwork.server import create_app
-
-    bw = Brickwork(engine=peft_engine, store=serving_store, planner="rules", retriever=KeywordRetriever(), max_tokens=8)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(bw, api_key=KEY, max_concurrency=8), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
     for _ in range(200):
         if srv.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1", bw
-    srv.should_exit = True
-    t.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        srv.should_exit = True
+        t.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(peft_engine, serving_store):  # noqa: F811
+    from brickwork.orchestrator.sdk import Brickwork
+    from brickwork.server import create_app
+
+    bw = Brickwork(engine=peft_engine, store=serving_store, planner="rules", retriever=KeywordRetriever(), max_tokens=8)
+    with uvicorn_app(create_app(bw, api_key=KEY, max_concurrency=8)) as url:
+        yield url, bw
     bw.close()
 
 
