@@ -3,7 +3,7 @@
 Two libraries, single queries one at a time, one BLAS thread:
 
 - **17 bricks**: the manifest-only starter library (the real index: rows, brick classifier with the
-  none class, the kept none vectors of the nearest-none-text penalty) and the shipped router;
+  none class, the kept none vectors of the nearest-none-text penalty, the form regions) and the shipped router;
   queries are the routing eval's (instructions, bare inputs, out-of-scope, real requests). Timed
   twice: the decision alone (`search_vectors` + `Router.route`, the query already embedded) and the
   whole routed search (`BrickIndex.search` embedding the query with MiniLM + route).
@@ -81,7 +81,8 @@ def main() -> None:
         rng = random.Random(0)
         qs = rng.sample(qs, min(a.queries, len(qs)))
         vecs = index.embed_queries(qs)
-        dec = timed(lambda v: router.route(index.search_vectors(v[None, :], 5)[0]), list(vecs))
+        # the decision from the vector and the text (the form penalty reads the text's length and lines)
+        dec = timed(lambda vq: router.route(index.search_vectors(vq[0][None, :], 5, [vq[1]])[0]), list(zip(vecs, qs, strict=True)))
         full = timed(lambda q: router.route(index.search(q, 5)), qs)
         n_none = 0 if index._none is None else len(index._none)
         res["bricks_17"] = {
@@ -101,9 +102,11 @@ def main() -> None:
         none /= np.linalg.norm(none, axis=1, keepdims=True)
         f = index.features
         table = BrickTable(names, [1] * 1000, [13] * 1000, rows, Ann.build(rows, AnnConfig()), fields, classifier=clf_w,
-                           classifier_weight=f.classifier_weight, none=none, none_weight=f.none_neighbour_weight, none_margin=f.none_neighbour_margin)
+                           classifier_weight=f.classifier_weight, none=none, none_weight=f.none_neighbour_weight, none_margin=f.none_neighbour_margin,
+                           form=np.stack([g.integers(80, 400, 1000), g.integers(1, 3, 1000)], 1), form_weight=f.form_weight, form_slack=f.form_slack)
         q = queries_near(centres, a.queries)
-        syn = timed(lambda v: router.route(table.search(v[None, :], 5)[0]), list(q))
+        texts = [qs[i % len(qs)] for i in range(len(q))]
+        syn = timed(lambda vq: router.route(table.search(vq[0][None, :], 5, [vq[1]])[0]), list(zip(q, texts, strict=True)))
         res["bricks_1000"] = {"rows": len(rows), "kind": table.kind, "none_vectors": n_none, "queries": len(q), "decision_from_vector": stats(syn)}
         res["embedding_note"] = "embed_and_decide includes MiniLM on one query (the decision itself is decision_from_vector)"
     finally:

@@ -33,6 +33,21 @@ DESIGNS = (
     S.Design(name="+ real requests + opening (12 words), mean", head="mean"),
     S.Design(name="+ real requests + opening (12 words), min, openings trained", head="min", train_heads=True),
     S.Design(name="+ real requests + opening (8 words), min", head="min", head_words=8),
+    # 2026-12-07: the form penalty (retrieval_index/form.py: each brick's length / line region)
+    S.Design(name="+ form penalty 0.1, slack 1.5", form_weight=0.1, form_slack=1.5),
+    S.Design(name="+ form penalty 0.2, slack 1.5", form_weight=0.2, form_slack=1.5),
+    S.Design(name="+ form penalty 0.2, slack 1.0", form_weight=0.2, form_slack=1.0),
+    S.Design(name="+ form penalty 0.4, slack 1.5", form_weight=0.4, form_slack=1.5),
+    S.Design(name="+ form penalty 0.4, slack 1.0", form_weight=0.4, form_slack=1.0),
+    S.Design(name="+ form penalty 0.2, slack 1.0, none class x3", form_weight=0.2, form_slack=1.0, none_weight=3.0),
+    S.Design(name="+ form penalty 0.2, slack 1.0 + opening (8 words), min", form_weight=0.2, form_slack=1.0, head="min", head_words=8),
+    S.Design(name="+ form penalty 0.8, slack 1.0", form_weight=0.8, form_slack=1.0),
+    S.Design(name="+ form penalty 0.4, slack 1.0, none class x3", form_weight=0.4, form_slack=1.0, none_weight=3.0),
+    S.Design(name="+ form penalty 0.4, slack 1.0, gamma 3", form_weight=0.4, form_slack=1.0, gamma=3.0),
+    S.Design(name="+ form penalty 2.0, slack 1.0 (near a hard region)", form_weight=2.0, form_slack=1.0),
+    S.Design(name="+ form penalty 0.8, slack 1.0, none class x3", form_weight=0.8, form_slack=1.0, none_weight=3.0),
+    S.Design(name="+ form penalty 0.8, slack 1.5", form_weight=0.8, form_slack=1.5),
+    S.Design(name="+ form penalty 2.0, slack 1.5", form_weight=2.0, form_slack=1.5),
 )
 
 

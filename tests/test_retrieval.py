@@ -310,15 +310,69 @@ def test_default_router_is_calibrated_and_overridable(tmp_path):
         Router.from_file(tmp_path / "bad.json")
 
 
-def test_calibrate_keeps_the_in_scope_budget():
+def test_calibrate_keeps_the_in_scope_budget_and_records_how(tmp_path):
+    # one brick; in-scope scores 0.3..0.9, out-of-scope 0.1..0.5: the product's one calibration path
     ins = np.linspace(0.3, 0.9, 100)
     oos = np.linspace(0.1, 0.5, 50)
-    thr, res = calibrate(ins, oos, max_in_scope_to_base=0.05)
-    assert res["in_scope_to_base"] == pytest.approx(0.05)
-    assert (ins < thr).sum() == 5 and res["out_of_scope_to_base"] > 0.5
+    scores = np.concatenate([ins, ins, oos])[:, None]
+    kinds = ["instruction"] * 100 + ["bare"] * 100 + ["out_of_scope"] * 50
+    config, res = calibrate(scores, np.zeros(250, np.int8), kinds, data="synthetic")
+    assert res["instruction_to_base"] <= 0.05 and res["bare_to_base"] <= 0.05 and res["out_of_scope_to_base"] > 0.5
+    assert config.min_score == config.min_score_example and (ins < config.min_score).sum() <= 5
+    assert config.calibration["data"] == "synthetic" and config.calibration["n_calib"]["out_of_scope"] == 50
+    Router(config).save(tmp_path / "router.json")  # the on-disk format is unchanged (format_version 1)
+    assert Router.from_file(tmp_path / "router.json").config == config
+    with pytest.raises(ConfigError, match="kinds"):
+        calibrate(scores, np.zeros(250, np.int8), ["nonsense"] * 250)
 
 
 def test_hits_and_routes_are_frozen_values():
     with pytest.raises(AttributeError):
         H[0].score = 1.0  # type: ignore[misc]
     assert Hit("a", 1, 0.5).to_json() == {"name": "a", "version": 1, "score": 0.5}
+
+
+def test_router_explains_base_brick_and_ambiguity():
+    r = Router(RouterConfig(min_score=0.4, margin=0.03))
+    far = [Hit("a", 1, 0.35, "example"), Hit("b", 1, 0.2, "description")]
+    why = r.explain(far)
+    assert r.route(far) == [] and why["decision"] == "base"
+    assert why["best"] == {"name": "a", "score": 0.35, "matched": "example", "threshold": 0.4}
+    assert "0.350 < 0.400" in why["reason"]
+    close = [Hit("b", 1, 0.61, "example"), Hit("a", 1, 0.62, "example"), Hit("c", 1, 0.5, "example")]
+    why = r.explain(close)
+    assert [x.name for x in r.route(close)] == ["a"] and why["decision"] == "brick"
+    # b is within the margin and clears its threshold: the input fits both, and the trace says so
+    assert why["ambiguous"] == [{"name": "b", "score": 0.61}] and "ambiguous, also fits: b 0.610" in why["reason"]
+    assert r.explain([])["decision"] == "base"
+    assert Router(RouterConfig(min_score=0.4, max_bricks=2)).explain(close)["ambiguous"] == []  # both chosen
+
+
+def test_form_region_and_penalty():
+    from brickwork.retrieval_index.form import brick_limits, form_penalty, text_form
+
+    assert brick_limits(["short", "a longer text\nover two lines"]) == [28, 2]
+    assert brick_limits([]) == [1, 1]
+    limits = np.asarray([[100, 1], [1000, 3]], np.float32)
+    q = text_form(["x" * 50, "x" * 200, "a\nb\nc\nd"])
+    pen = form_penalty(q, limits, weight=0.5, slack=1.0)
+    assert pen[0].tolist() == [0.0, 0.0]  # inside both regions
+    assert pen[1, 0] == pytest.approx(0.5 * np.log(2.0)) and pen[1, 1] == 0.0  # twice brick 0's longest text
+    assert pen[2, 0] == pytest.approx(0.5 * 0.25 * 2) and pen[2, 1] == 0.0  # 4 lines vs 1 (+1 allowed)
+    assert not form_penalty(q, limits, weight=0.0, slack=1.0).any()
+
+
+def test_a_request_far_longer_than_a_bricks_texts_loses_score(store, embedder):
+    """The index keeps each brick's form region; a request much longer than anything the brick was
+    built from scores lower by the form penalty, and the score parts show it."""
+    index = _open(store, embedder=embedder)
+    assert index.features.form_weight > 0
+    story = "\n\n".join(["Write a long story about two mice who move into a house in the city."] * 10)
+    long_parts, short_parts = index.score_parts(story), index.score_parts("What is the plural of mouse?")
+    assert all(p["form"] > 0 for p in long_parts.values())
+    assert all(p["form"] == 0 for p in short_parts.values())
+    qv = index.embed_queries([story])
+    with_form, _ = index.scores(qv, [story])
+    without, _ = index.scores(qv)  # no texts: the form is unknown and not applied
+    b = index.names.index("english_plural")
+    assert with_form[0, b] == pytest.approx(without[0, b] - long_parts["english_plural"]["form"], abs=1e-3)

@@ -111,7 +111,7 @@ def test_score_matches_the_index_blend(space):
     d = S.Design(name="t")
     w, kept = folds.fit(d, None)
     q = space.qvecs["report"]
-    got, _ = folds.score(d, None, q)
+    got, _ = folds.score(d, None, q, [x.text for x in space.queries["report"]])
     cos = np.stack([(q @ space.rows[space.owner == b].T).max(1) for b in range(2)], 1)
     want = clf.blend(cos, clf.brick_probabilities(w, q, 2), d.beta) - clf.none_penalty(q, kept, cos.max(1), d.gamma, d.delta)[:, None]
     assert np.allclose(got, want, atol=1e-6)

@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print JSON (one object per query)")
     s.add_argument("--min-score", type=float, default=None, help="override the router's calibrated threshold")
     s.add_argument("--max-bricks", type=int, default=None, help="override the router's maximum bricks per step")
+    s.add_argument("--explain", action="store_true", help="show each hit's score parts (cosine, classifier, none and form penalties)")
     s.set_defaults(func=_search)
 
 
@@ -112,16 +113,23 @@ def _search(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("min_score", args.min_score), ("max_bricks", args.max_bricks)) if v is not None}
     router = Router.for_index(index, **overrides)
     for query, (hits, routes) in zip(queries, retrieve(index, router, queries, k=args.k), strict=True):
+        why = router.explain(hits)
+        parts = index.score_parts(query) if args.explain else {}
         if args.json:
-            print_json(
-                {
-                    "query": query,
-                    "results": [h.to_json() for h in hits],
-                    "route": [{"name": r.name, "weight": round(r.weight, 6)} for r in routes],
-                }
-            )
+            out = {
+                "query": query,
+                "results": [h.to_json() | ({"parts": parts[h.name]} if parts else {}) for h in hits],
+                "route": [{"name": r.name, "weight": round(r.weight, 6)} for r in routes],
+                "why": why,
+            }
+            print_json(out)
         else:
             decision = ", ".join(f"{r.name} ({r.weight:.2f})" for r in routes) or "base model"
-            print(f"{query}\n  route: {decision}")
-            print_table([(h.name, h.version, f"{h.score:.3f}") for h in hits], ("brick", "version", "score"))
+            print(f"{query}\n  route: {decision}\n  why: {why['reason']}")
+            if parts:
+                cols = ("brick", "version", "score", "cosine", "classifier", "none penalty", "form penalty")
+                rows = [(h.name, h.version, f"{h.score:.3f}", *(f"{parts[h.name][k]:.3f}" for k in ("cos", "p", "none", "form"))) for h in hits]
+                print_table(rows, cols)
+            else:
+                print_table([(h.name, h.version, f"{h.score:.3f}") for h in hits], ("brick", "version", "score"))
     return 0

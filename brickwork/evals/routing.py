@@ -43,6 +43,9 @@ from typing import Any
 
 import numpy as np
 
+# the product's calibration rule and decision (evals measure them, they do not keep copies)
+from brickwork.retrieval_index.calibration import calibrate, calibrate_thresholds, to_base
+
 ROUTING_DATA = Path(__file__).resolve().parents[1] / "data" / "routing"
 SETS = ("instruction", "bare", "out_of_scope")
 _NUM = re.compile(r"-?\d+")
@@ -215,11 +218,12 @@ class Variant:
     name: str
     lexical_weight: float
     fields: str = "all"  # "all" | "description"
-    aggregate: str = "max"  # "max" | "top3"
     classifier_weight: float = 0.0  # beta of the brick classifier blended in (retrieval_index/classifier.py)
     none_class: bool = False  # the classifier also learns a "none" class (none_train.jsonl)
     none_neighbour_weight: float = 0.0  # with the none class: gamma of classifier.none_penalty
     none_neighbour_margin: float = 0.0  # and its delta
+    form_weight: float = 0.0  # the form penalty (retrieval_index/form.py); 0 off
+    form_slack: float = 1.5
 
 
 def eval_rows(manifests: dict[str, Any], emb: Any, cache: Any, none_texts: Sequence[str]) -> dict[str, Any]:
@@ -252,30 +256,21 @@ def eval_rows(manifests: dict[str, Any], emb: Any, cache: Any, none_texts: Seque
 
 
 def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[str, Any], lexical_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(queries, bricks) scores under variant `v`, and the field (0 description, 1 example) of the
-    top brick's best row for each query."""
+    """(queries, bricks) scores under variant `v`, computed by the product's `BrickTable` (the
+    index's own scorer) on the variant's rows, classifier fit and weights, and the field (0
+    description, 1 example) of the top brick's best row for each query."""
     from brickwork.retrieval_index import classifier as clf
+    from brickwork.retrieval_index.ann import Ann
     from brickwork.retrieval_index.features import FeatureConfig, combine
+    from brickwork.retrieval_index.form import brick_limits
+    from brickwork.retrieval_index.search import BrickTable
 
     cfg = FeatureConfig(lexical_weight=v.lexical_weight, lexical_dim=lexical_dim)
     mask = rows["fields"] == 0 if v.fields == "description" else np.ones(len(rows["fields"]), bool)
     rv = combine(rows["sem"][mask], [t for t, m in zip(rows["texts"], mask, strict=True) if m], cfg)
     qv = combine(qsem, qtexts, cfg)
-    s = qv @ rv.T
     owner = rows["owner"][mask]
-    fields = rows["fields"][mask]
-    out = np.full((len(qv), len(rows["names"])), -1.0, dtype=np.float32)
-    best_field = np.ones((len(qv), len(rows["names"])), dtype=np.int8)
-    for b in range(len(rows["names"])):
-        cols = s[:, owner == b]
-        if cols.shape[1] == 0:
-            continue
-        best_field[:, b] = fields[owner == b][cols.argmax(1)]
-        if v.aggregate == "max":
-            out[:, b] = cols.max(1)
-        else:
-            m = min(3, cols.shape[1])
-            out[:, b] = np.sort(cols, axis=1)[:, -m:].mean(1)
+    w, kept = None, None
     if v.classifier_weight > 0:  # exactly what BrickIndex fits: rows + description+example texts
         # the fit depends on the vector space and the training texts only (not on beta, gamma or
         # the queries): one fit per such key, kept in `rows` for every variant and half
@@ -283,23 +278,23 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
         if key not in rows.setdefault("fits", {}):
             av = combine(rows["aug_sem"], rows["aug_texts"], cfg)
             none = combine(rows["none_sem"], rows["none_texts"], cfg) if v.none_class else None
-            w = clf.fit_library(rv, owner, av, rows["aug_owner"], len(rows["names"]), none)
-            rows["fits"][key] = (w, None if none is None else clf.kept_none(none, rv))
+            fit = clf.fit_library(rv, owner, av, rows["aug_owner"], len(rows["names"]), none)
+            rows["fits"][key] = (fit, None if none is None else clf.kept_none(none, rv))
         w, kept = rows["fits"][key]
-        cos = out
-        out = clf.blend(cos, clf.brick_probabilities(w, qv, len(rows["names"])), v.classifier_weight)
-        if kept is not None and v.none_neighbour_weight > 0:
-            out = out - clf.none_penalty(qv, kept, cos.max(1), v.none_neighbour_weight, v.none_neighbour_margin)[:, None]
-    return out, best_field[np.arange(len(qv)), out.argmax(1)]
-
-
-def to_base(scores: np.ndarray, field: np.ndarray, thresholds: tuple[float, float] | None) -> np.ndarray:
-    """Which queries the router sends to the base model: the top score below the threshold for
-    the kind of row it matched ((description, example) thresholds; None: never)."""
-    if thresholds is None:
-        return np.zeros(len(scores), bool)
-    thr = np.where(field == 0, thresholds[0], thresholds[1])
-    return scores.max(1) < thr
+    limits = None
+    if v.form_weight > 0:
+        by: dict[int, list[str]] = {}
+        for t, o in [*zip(rows["texts"], rows["owner"], strict=True), *zip(rows["aug_texts"], rows["aug_owner"], strict=True)]:
+            by.setdefault(int(o), []).append(t)
+        limits = np.asarray([brick_limits(by.get(b, [])) for b in range(len(rows["names"]))], np.float32)
+    table = BrickTable(
+        rows["names"], [1] * len(rows["names"]), np.bincount(owner, minlength=len(rows["names"])), rv, Ann("flat", rv),
+        rows["fields"][mask], classifier=w, classifier_weight=v.classifier_weight,
+        none=kept, none_weight=v.none_neighbour_weight, none_margin=v.none_neighbour_margin,
+        form=limits, form_weight=v.form_weight, form_slack=v.form_slack,
+    )
+    out, fields = table.scores(qv, qtexts)
+    return out, fields[np.arange(len(qv)), out.argmax(1)]
 
 
 def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], based: np.ndarray) -> dict[str, dict[str, float]]:
@@ -361,51 +356,6 @@ def per_task(scores: np.ndarray, queries: Sequence[Query], names: list[str], bas
     return out
 
 
-def calibrate_thresholds(
-    scores: np.ndarray,
-    field: np.ndarray,
-    queries: Sequence[Query],
-    *,
-    max_to_base: float = 0.05,
-    single: bool = False,
-    one_se: bool = True,
-) -> tuple[tuple[float, float], dict[str, Any]]:
-    """Thresholds (description-matched, example-matched) fitted on calibration queries: every
-    in-scope set (instruction, bare) keeps at most `max_to_base` of its queries off the bricks;
-    among such pairs, those sending within one standard error of the most out-of-scope queries
-    to the base model (a smaller difference is noise on a calibration set of a few dozen
-    out-of-scope queries); among those, the pair losing the fewest in-scope queries to the base
-    model, so the in-scope budget holds on new queries. Ties (a range of thresholds with the same
-    outcome): the middle one by ``d + e``, as far as the calibration data allows from both ends.
-    `single=True` fits one threshold for both kinds of match. `one_se=False` is the rule before
-    2026-12-02 (the most out-of-scope queries, middle of ties; kept for side-by-side comparison)."""
-    sets = np.array([q.set for q in queries])
-    n_oos = int((sets == "out_of_scope").sum())
-    grid = np.round(np.arange(-0.10, 0.80, 0.005), 4)
-    pairs = ((t, t) for t in grid) if single else ((d, e) for d in grid for e in grid)
-    ok: list[tuple[float, float, float, float]] = []  # (out-of-scope share, in-scope loss, d, e) within the budget
-    for d, e in pairs:
-        based = to_base(scores, field, (d, e))
-        instr, bare = based[sets == "instruction"].mean(), based[sets == "bare"].mean()
-        if instr > max_to_base or bare > max_to_base:
-            continue
-        ok.append((float(based[sets == "out_of_scope"].mean()), float(instr + bare), float(d), float(e)))
-    if not ok:
-        raise RuntimeError("no threshold keeps the in-scope sets within the budget")
-    top = max(r[0] for r in ok)
-    se = float(np.sqrt(top * (1 - top) / n_oos)) if n_oos and one_se else 0.0
-    near = [r for r in ok if r[0] >= top - se - 1e-9]
-    low = min(r[1] for r in near) if one_se else float("inf")
-    tied = sorted((r for r in near if r[1] <= low + 1e-9), key=lambda r: (r[2] + r[3], r[2]))
-    best = tied[(len(tied) - 1) // 2]
-    based = to_base(scores, field, (best[2], best[3]))
-    return (best[2], best[3]), {
-        "instruction_to_base": float(based[sets == "instruction"].mean()),
-        "bare_to_base": float(based[sets == "bare"].mean()),
-        "out_of_scope_to_base": float(based[sets == "out_of_scope"].mean()),
-    }
-
-
 # -- the suite ------------------------------------------------------------------------------------
 VARIANTS = (
     Variant(name="baseline: description only, embedding only", lexical_weight=0.0, fields="description"),
@@ -413,7 +363,6 @@ VARIANTS = (
     Variant(name="hybrid w=0.3, all rows, max", lexical_weight=0.3),
     Variant(name="hybrid w=0.5, all rows, max", lexical_weight=0.5),
     Variant(name="hybrid w=0.7, all rows, max", lexical_weight=0.7),
-    Variant(name="hybrid w=0.5, all rows, mean of top 3", lexical_weight=0.5, aggregate="top3"),
     Variant(name="hybrid w=0.5, max + classifier beta=0.2", lexical_weight=0.5, classifier_weight=0.2),
     Variant(name="hybrid w=0.5, max + classifier beta=0.4", lexical_weight=0.5, classifier_weight=0.4),
     Variant(name="hybrid w=0.5, max + classifier beta=0.8", lexical_weight=0.5, classifier_weight=0.8),
@@ -505,11 +454,13 @@ def run(
             none_class=index.features.none_class,
             none_neighbour_weight=index.features.none_neighbour_weight,
             none_neighbour_margin=index.features.none_neighbour_margin,
+            form_weight=index.features.form_weight,
+            form_slack=index.features.form_slack,
         )
         router = Router.for_index(index)
         dim = index.features.lexical_dim
         for h, qs in halves.items():
-            s_index, f_index = index.scores(index.embed_queries([q.text for q in qs[:50]]))
+            s_index, f_index = index.scores(index.embed_queries([q.text for q in qs[:50]]), [q.text for q in qs[:50]])
             s_eval, f_eval = _variant_scores(shipped, qsem[h][:50], [q.text for q in qs[:50]], rows, dim)
             if not np.allclose(s_index, s_eval, atol=2e-3):
                 raise RuntimeError("the eval's scoring differs from the index's; refusing to report")
@@ -535,29 +486,21 @@ def run(
         }
         # one threshold for both kinds of match: two fit the calibration half better but hold up worse
         # on the report half (docs/retrieval.md)
-        thr, cal = calibrate_thresholds(*sc_ship["calib"], halves["calib"], single=True)
-        new_router = Router(
-            replace(
-                router.config,
-                min_score=thr[0],
-                min_score_example=thr[1],
-                calibration={
-                    "data": "brickwork/data/routing (calib half): instructions.jsonl filled with held-out train inputs, "
-                    "held-out train inputs (bare), the calib rows of every out-of-scope source (out_of_scope.jsonl's calib half, "
-                    "none_train.jsonl and requests.jsonl rows of split calib)",
-                    "objective": "instruction and bare queries each send <= 5% to the base model; among such "
-                    "thresholds (one for both kinds of match), of those within one standard error of the most out-of-scope "
-                    "queries sent to the base model, the one losing the fewest in-scope queries to it",
-                    "embedder": str(index.identity),
-                    "embedder_fingerprint": index.identity.fingerprint,
-                    "features": index.features.to_json(),
-                    "library": note,
-                    "n_calib": {s: sum(q.set == s for q in halves["calib"]) for s in SETS},
-                    "calib_result": cal,
-                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                },
-            )
+        # the product's calibration path (retrieval_index/calibration.py) writes the router
+        new_config, cal = calibrate(
+            *sc_ship["calib"],
+            halves["calib"],
+            base=router.config,
+            data="brickwork/data/routing (calib half): instructions.jsonl filled with held-out train inputs, "
+            "held-out train inputs (bare), the calib rows of every out-of-scope source (out_of_scope.jsonl's calib half, "
+            "none_train.jsonl and requests.jsonl rows of split calib)",
+            embedder=str(index.identity),
+            embedder_fingerprint=index.identity.fingerprint,
+            features=index.features.to_json(),
+            library=note,
         )
+        new_router = Router(new_config)
+        thr = (new_config.min_score, new_config.min_score_example)
         # leave one source out: each out-of-scope source routed by a router that never saw it
         from brickwork.evals import routing_sources as srcs
         from brickwork.retrieval_index import none_data
@@ -569,11 +512,13 @@ def run(
             beta=index.features.classifier_weight,
             gamma=index.features.none_neighbour_weight,
             delta=index.features.none_neighbour_margin,
+            form_weight=index.features.form_weight,
+            form_slack=index.features.form_slack,
         )
         results["leave_one_source_out"] = {
             "shipped": srcs.leave_one_source_out(folds, design, none_data.sources()),
             "before": srcs.leave_one_source_out(
-                folds, replace(design, name="before: written none texts only (2026-12-02)", legacy=True), none_data.sources()
+                folds, replace(design, name="before: written none texts only (2026-12-02)", legacy=True, form_weight=0.0), none_data.sources()
             ),
         }
         results["recalibrated"] = {

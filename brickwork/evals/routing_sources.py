@@ -44,6 +44,9 @@ class Design:
     head_words: int = 12
     #: the none class and penalty also learn the openings of the none texts
     train_heads: bool = False
+    #: the form penalty (retrieval_index/form.py): weight (0 off) and slack
+    form_weight: float = 0.0
+    form_slack: float = 1.0
     #: the router before real requests: every written none row trained (calib ones too), threshold
     #: fitted on out_of_scope.jsonl's calib half only; no written source is held out
     legacy: bool = False
@@ -65,6 +68,7 @@ class Space:
     queries: dict[str, list[Any]]  # half -> in-scope Query list
     qvecs: dict[str, np.ndarray]
     heads: dict[int, dict[str, np.ndarray]]  # head_words -> {"none": ..., half: ...} vectors of the openings
+    limits: np.ndarray | None = None  # (bricks, 2) each brick's form region (form.brick_limits of its texts)
 
 
 def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halves: dict[str, list[Any]]) -> Space:
@@ -72,9 +76,14 @@ def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halve
     from brickwork.retrieval_index import none_data
     from brickwork.retrieval_index.features import combine
 
+    from brickwork.retrieval_index.form import brick_limits
+
     nr = none_data.none_rows()
     texts = [r.text for r in nr]
     qs = {h: [q for q in v if q.set != "out_of_scope"] for h, v in halves.items()}
+    by_brick: dict[int, list[str]] = {}
+    for t, o in [*zip(rows["texts"], rows["owner"], strict=True), *zip(rows["aug_texts"], rows["aug_owner"], strict=True)]:
+        by_brick.setdefault(int(o), []).append(t)
     return Space(
         names=list(rows["names"]),
         rows=combine(rows["sem"], rows["texts"], features),
@@ -87,6 +96,7 @@ def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halve
         queries=qs,
         qvecs={h: combine(cache.embed(emb, [q.text for q in v]), [q.text for q in v], features) for h, v in qs.items()},
         heads={},
+        limits=np.asarray([brick_limits(by_brick.get(b, [])) for b in range(len(rows["names"]))], np.float32),
     )
 
 
@@ -143,31 +153,31 @@ class Folds:
             self._fits[key] = (w, clf.kept_none(none, s.rows))
         return self._fits[key]
 
-    def score(self, d: Design, held_out: str | None, q: np.ndarray, qh: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(queries, bricks) scores and the field of the top brick's best row, as the index computes
-        them; with `qh` (the vectors of the queries' openings) and `d.head`, both views combined."""
-        out, fl = self._score1(d, held_out, q)
+    def score(self, d: Design, held_out: str | None, q: np.ndarray, texts: Sequence[str], qh: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(queries, bricks) scores and the field of the top brick's best row, computed by the
+        product's own `BrickTable` on this fold's fit; with `qh` (the vectors of the queries'
+        openings) and `d.head`, both views combined."""
+        table = self.table(d, held_out)
+        out, fl = table.scores(q, texts)
         if d.head and qh is not None:
-            oh, _ = self._score1(d, held_out, qh)
+            oh, _ = table.scores(qh, [request_head(t, d.head_words) for t in texts])
             out = np.minimum(out, oh) if d.head == "min" else 0.5 * (out + oh)
-        return out, fl
+        return out, fl[np.arange(len(out)), out.argmax(1)] if len(out) else fl[:, 0]
 
-    def _score1(self, d: Design, held_out: str | None, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from brickwork.retrieval_index import classifier as clf
+    def table(self, d: Design, held_out: str | None) -> Any:
+        """The index's scoring structure for this fold (rows as the library has them, this fold's
+        classifier and none vectors, the design's weights)."""
+        from brickwork.retrieval_index.ann import Ann
+        from brickwork.retrieval_index.search import BrickTable
 
         s = self.space
         w, kept = self.fit(d, held_out)
-        sims = q @ s.rows.T
-        cos = np.full((len(q), len(s.names)), -1.0, np.float32)
-        best_field = np.ones((len(q), len(s.names)), np.int8)
-        for b in range(len(s.names)):
-            cols = sims[:, s.owner == b]
-            cos[:, b] = cols.max(1)
-            best_field[:, b] = s.fields[s.owner == b][cols.argmax(1)]
-        out = clf.blend(cos, clf.brick_probabilities(w, q, len(s.names)), d.beta)
-        if d.gamma > 0:
-            out = out - clf.none_penalty(q, kept, cos.max(1), d.gamma, d.delta)[:, None]
-        return out, best_field[np.arange(len(q)), out.argmax(1)]
+        counts = np.bincount(s.owner, minlength=len(s.names))
+        return BrickTable(
+            s.names, [1] * len(s.names), counts, s.rows, Ann("flat", s.rows), s.fields,
+            classifier=w, classifier_weight=d.beta, none=kept, none_weight=d.gamma, none_margin=d.delta,
+            form=s.limits, form_weight=d.form_weight, form_slack=d.form_slack,
+        )
 
 
 def _eval_row(r: Any) -> bool:
@@ -196,12 +206,13 @@ def run_fold(folds: Folds, d: Design, held_out: str | None) -> dict[str, Any]:
     hv = s.heads.get(d.head_words, {}) if d.head else {}
     qv = np.concatenate([s.qvecs["calib"], s.none[cm]])
     qh = np.concatenate([hv["calib"], hv["none"][cm]]) if hv else None
-    sc, fl = folds.score(d, held_out, qv, qh)
-    thr, cal = calibrate_thresholds(sc, fl, [*s.queries["calib"], *oos_calib], single=True)
-    rep_sc, rep_fl = folds.score(d, held_out, s.qvecs["report"], hv.get("report"))
+    calib_q = [*s.queries["calib"], *oos_calib]
+    sc, fl = folds.score(d, held_out, qv, [q.text for q in calib_q], qh)
+    thr, cal = calibrate_thresholds(sc, fl, calib_q, single=True)
+    rep_sc, rep_fl = folds.score(d, held_out, s.qvecs["report"], [q.text for q in s.queries["report"]], hv.get("report"))
     report = metrics(rep_sc, s.queries["report"], s.names, to_base(rep_sc, rep_fl, thr))
     per_source: dict[str, dict[str, Any]] = {}
-    all_sc, all_fl = folds.score(d, held_out, s.none, hv.get("none"))
+    all_sc, all_fl = folds.score(d, held_out, s.none, [r.text for r in s.none_rows], hv.get("none"))
     based = to_base(all_sc, all_fl, thr)
     train, calib = folds.train_mask(d, held_out), cm
     for src in dict.fromkeys(r.source for r in s.none_rows):

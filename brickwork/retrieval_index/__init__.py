@@ -16,6 +16,7 @@ Example::
 """
 
 from brickwork.retrieval_index.ann import AnnConfig
+from brickwork.retrieval_index.calibration import calibrate
 from brickwork.retrieval_index.embedder import (
     DEFAULT_EMBEDDER,
     Embedder,
@@ -25,7 +26,7 @@ from brickwork.retrieval_index.embedder import (
 )
 from brickwork.retrieval_index.features import FeatureConfig
 from brickwork.retrieval_index.index import BrickIndex, Hit, IndexReport, SyncReport
-from brickwork.retrieval_index.router import Route, Router, RouterConfig, calibrate, retrieve
+from brickwork.retrieval_index.router import Route, Router, RouterConfig, retrieve
 
 __all__ = [
     "DEFAULT_EMBEDDER",

@@ -46,6 +46,10 @@ class FeatureConfig:
     #: text's cosine over the nearest brick row's, beyond `none_neighbour_margin` (classifier.py); 0: off
     none_neighbour_weight: float = 2.0
     none_neighbour_margin: float = 0.05
+    #: the form penalty (form.py): a request longer than `form_slack` times a brick's longest text,
+    #: or with more lines, loses `form_weight` x the log of the excess from that brick's score; 0: off
+    form_weight: float = 0.8
+    form_slack: float = 1.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lexical_weight < 1.0:
@@ -60,6 +64,10 @@ class FeatureConfig:
             raise ConfigError(f"`none_neighbour_weight` should be in [0, 10], got {self.none_neighbour_weight!r}.")
         if not -1.0 <= self.none_neighbour_margin <= 1.0:
             raise ConfigError(f"`none_neighbour_margin` should be in [-1, 1], got {self.none_neighbour_margin!r}.")
+        if not 0.0 <= self.form_weight <= 10.0:
+            raise ConfigError(f"`form_weight` should be in [0, 10], got {self.form_weight!r}.")
+        if not self.form_slack >= 1.0:
+            raise ConfigError(f"`form_slack` should be at least 1, got {self.form_slack!r}.")
 
     def dim(self, embed_dim: int) -> int:
         return embed_dim + (self.lexical_dim if self.lexical_weight > 0 else 0)
@@ -77,6 +85,8 @@ class FeatureConfig:
             none_class=bool(d["none_class"]),
             none_neighbour_weight=float(d["none_neighbour_weight"]),
             none_neighbour_margin=float(d["none_neighbour_margin"]),
+            form_weight=float(d["form_weight"]),
+            form_slack=float(d["form_slack"]),
         )
 
 

@@ -36,6 +36,7 @@ from brickwork.retrieval_index.ann import Ann, AnnConfig
 from brickwork.retrieval_index.cache import EmbeddingCache
 from brickwork.retrieval_index.embedder import Embedder, EmbedderIdentity, canonical_spec, load_embedder
 from brickwork.retrieval_index.features import FeatureConfig, combine
+from brickwork.retrieval_index.form import brick_limits
 from brickwork.retrieval_index.search import BrickTable, Hit
 
 log = logging.getLogger("brickwork.retrieval_index")
@@ -320,6 +321,9 @@ class BrickIndex:
         if wants_none and (gen.none is None or gen.none.ndim != 2 or gen.none.shape[1] != gen.vectors.shape[1]):
             self._problem = f"corrupt index: {gen.name} lacks the none vectors its features ask for"
             return
+        if recorded_features.form_weight > 0 and not all(isinstance(bricks[n].get("form"), list) for n in names):
+            self._problem = f"stale index: {gen.name} lacks the bricks' form regions its features ask for"
+            return
         try:
             ann_obj = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
         except IndexError_ as exc:
@@ -348,6 +352,9 @@ class BrickIndex:
             none=self._none,
             none_weight=self.features.none_neighbour_weight,
             none_margin=self.features.none_neighbour_margin,
+            form=np.asarray([e[n]["form"] for n in self._names], np.float32) if self.features.form_weight > 0 and self._names else None,
+            form_weight=self.features.form_weight,
+            form_slack=self.features.form_slack,
         )
 
     # -- embedding ---------------------------------------------------------------------------
@@ -461,12 +468,14 @@ class BrickIndex:
         todo = added + updated
         texts_all: list[str] = []
         spans: dict[str, tuple[int, int, list[int]]] = {}
+        forms: dict[str, list[int]] = {}
         for n in todo:
             v = current[n][0]
             m = self.store.get(n, v).manifest
             texts, fields = brick_texts(m)
             spans[n] = (len(texts_all), len(texts_all) + len(texts), fields)
             texts_all.extend(texts)
+            forms[n] = _form_of(m)
         dim = self.features.dim(identity.dim)
         vecs_all = self._embed_texts(texts_all) if texts_all else np.zeros((0, dim), dtype=np.float32)
         for n, (a, b, fields) in spans.items():
@@ -477,11 +486,13 @@ class BrickIndex:
             if n in keep:
                 e = self._entries[n]
                 vb, fb = self._vectors[e["start"] : e["end"]], self._fields[e["start"] : e["end"]]
+                form = e.get("form") or _form_of(self.store.get(n, current[n][0]).manifest)
             else:
                 vb, fb = new_vecs[n]
+                form = forms[n]
             blocks.append(vb)
             fblocks.append(fb)
-            entries[n] = {"version": current[n][0], "stamp": current[n][1], "start": start, "end": start + len(vb)}
+            entries[n] = {"version": current[n][0], "stamp": current[n][1], "start": start, "end": start + len(vb), "form": form}
             start += len(vb)
         vectors = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dim), dtype=np.float32)
         fields_arr = np.concatenate(fblocks).astype(np.int8) if fblocks else np.zeros(0, dtype=np.int8)
@@ -578,26 +589,37 @@ class BrickIndex:
         masked = [mask_input(q, i) for q, i in zip(queries, inputs, strict=True)] if inputs is not None else []
         todo = [j for j, m in enumerate(masked) if m is not None]
         if not todo:
-            return self.search_vectors(self.embed_queries(queries), k)
+            return self.search_vectors(self.embed_queries(queries), k, queries)
         wide = min(len(self._names), max(4 * k, 32))  # both rankings over the same candidates
-        full = self.search_vectors(self.embed_queries(queries), wide)
-        other = self.search_vectors(self.embed_queries([masked[j] for j in todo]), wide)  # type: ignore[misc]
+        full = self.search_vectors(self.embed_queries(queries), wide, queries)
+        mq = [masked[j] for j in todo]
+        other = self.search_vectors(self.embed_queries(mq), wide, mq)  # type: ignore[arg-type]
         out = [h[:k] for h in full]
         for j, mh in zip(todo, other, strict=True):
             out[j] = _mean_hits(full[j], mh)[:k]
         return out
 
-    def search_vectors(self, qvecs: np.ndarray, k: int = 5) -> list[list[Hit]]:
-        """Search with query vectors already in this index's space (benchmarks time this part)."""
-        return self._table.search(qvecs, k)
+    def search_vectors(self, qvecs: np.ndarray, k: int = 5, texts: Sequence[str] | None = None) -> list[list[Hit]]:
+        """Search with query vectors already in this index's space (benchmarks time this part);
+        `texts`, the queries as written, let the form penalty (form.py) act."""
+        return self._table.search(qvecs, k, texts)
 
-    def brick_scores(self, qvecs: np.ndarray) -> np.ndarray:
+    def brick_scores(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         """(queries, bricks) exact score of every brick, columns in `names` order (evals use it)."""
-        return self._table.brick_scores(qvecs)
+        return self._table.brick_scores(qvecs, texts)
 
-    def scores(self, qvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact brick scores and the field code (0 description, 1 example) of each brick's best row."""
-        return self._table.scores(qvecs)
+        return self._table.scores(qvecs, texts)
+
+    def score_parts(self, query: str) -> dict[str, Any]:
+        """Why each brick scored what it did for `query` (best-row cosine, classifier probability,
+        nearest-none-text and form penalties), {name: {...}}: what a trace shows."""
+        parts = self._table.parts(self.embed_queries([query]), [query])
+        return {
+            n: {k: round(float(parts[k][0, b] if parts[k].ndim == 2 else parts[k][0]), 4) for k in ("cos", "p", "none", "form", "score")}
+            for b, n in enumerate(self._names)
+        }
 
     @property
     def names(self) -> list[str]:
@@ -664,3 +686,8 @@ def index_dir(store: BrickStore) -> Path:
 
 
 __all__ = ["BrickIndex", "Hit", "IndexReport", "SyncReport", "brick_texts", "classifier_texts", "index_dir"]
+
+
+def _form_of(manifest: Any) -> list[int]:
+    """A brick's form region (form.py): from every text the index and classifier learn from."""
+    return brick_limits([*brick_texts(manifest)[0], *classifier_texts(manifest)])

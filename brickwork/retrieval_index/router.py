@@ -12,10 +12,10 @@ means no brick fits and the base model answers. The policy:
 3. weights: a softmax of the chosen scores at `temperature`, normalised to sum to 1 (one brick
    gets weight 1.0, exactly the brick as trained).
 
-`min_score` is calibrated from data, not guessed: `calibrate()` picks the threshold that keeps at
-most a target share of in-scope calibration queries off their bricks and rejects as many
-out-of-scope ones as possible; the shipped default (``brickwork/data/routing/router.json``)
-records the data, embedder and result it came from. Every field is configurable.
+`min_score` is calibrated from data, not guessed: `calibration.calibrate()` picks the threshold
+that keeps at most a target share of in-scope calibration queries off their bricks and rejects as
+many out-of-scope ones as possible; the shipped default (``brickwork/data/routing/router.json``)
+is its output and records the data, embedder and result it came from. Every field is configurable.
 
 Example::
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -146,6 +145,33 @@ class Router:
         w = w / w.sum()
         return [Route(h.name, h.version, float(x)) for h, x in zip(chosen, w, strict=True)]
 
+    def explain(self, hits: Sequence[Hit]) -> dict[str, Any]:
+        """Why `route(hits)` decides what it does, for the trace: ``decision`` (``brick`` or
+        ``base``), the ``best`` hit with the threshold it was held to, a one-line ``reason``, and
+        ``ambiguous``: other bricks that clear their threshold within `margin` of the best but are
+        not chosen (the request fits several bricks; the best one is used, and the trace says so)."""
+        c = self.config
+        ranked = sorted(hits, key=lambda h: -h.score)
+        if not ranked:
+            return {"decision": "base", "reason": "no brick in the library", "best": None, "ambiguous": []}
+        top = ranked[0]
+        thr = self.threshold(top)
+        best = {"name": top.name, "score": round(float(top.score), 4), "matched": top.matched, "threshold": round(float(thr), 4)}
+        if top.score < thr:
+            reason = f"no brick fits: the closest, {top.name}, scores {top.score:.3f} < {thr:.3f} ({top.matched} match)"
+            return {"decision": "base", "reason": reason, "best": best, "ambiguous": []}
+        chosen = {r.name for r in self.route(ranked)}
+        rivals = [h for h in ranked[1:] if h.name not in chosen and h.score >= self.threshold(h) and top.score - h.score <= c.margin]
+        reason = f"{top.name} scores {top.score:.3f} >= {thr:.3f} ({top.matched} match)"
+        if rivals:
+            reason += "; ambiguous, also fits: " + ", ".join(f"{h.name} {h.score:.3f}" for h in rivals)
+        return {
+            "decision": "brick",
+            "reason": reason,
+            "best": best,
+            "ambiguous": [{"name": h.name, "score": round(float(h.score), 4)} for h in rivals],
+        }
+
     def threshold(self, hit: Hit) -> float:
         """The score `hit` must reach to be routed to (see the module docstring)."""
         c = self.config
@@ -174,31 +200,3 @@ def retrieve(
     """
     hits = index.search_batch(list(queries), k=k, inputs=inputs)
     return [(h, router.route(h)) for h in hits]
-
-
-def calibrate(
-    in_scope_scores: Sequence[float],
-    out_of_scope_scores: Sequence[float],
-    *,
-    max_in_scope_to_base: float = 0.05,
-) -> tuple[float, dict[str, float]]:
-    """The `min_score` that rejects the most out-of-scope queries while sending at most
-    `max_in_scope_to_base` of in-scope ones to the base model (scores are each query's best hit).
-
-    Returns the threshold and what it achieves on the data given.
-    """
-    ins = np.sort(np.asarray(in_scope_scores, dtype=np.float64))
-    oos = np.asarray(out_of_scope_scores, dtype=np.float64)
-    if len(ins) == 0:
-        raise ConfigError("calibration needs in-scope scores")
-    allowed = int(math.floor(max_in_scope_to_base * len(ins)))
-    # Threshold just above the `allowed`-th lowest in-scope score: exactly `allowed` go to base.
-    thr = float(ins[allowed]) if allowed < len(ins) else float(ins[-1]) + 1e-6
-    thr = float(np.nextafter(thr, -np.inf)) if allowed == 0 else float((ins[allowed - 1] + ins[allowed]) / 2)
-    return thr, {
-        "in_scope_to_base": float((ins < thr).mean()),
-        "out_of_scope_to_base": float((oos < thr).mean()) if len(oos) else float("nan"),
-        "n_in_scope": int(len(ins)),
-        "n_out_of_scope": int(len(oos)),
-    }
-

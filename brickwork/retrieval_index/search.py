@@ -55,8 +55,16 @@ class BrickTable:
         none: np.ndarray | None = None,
         none_weight: float = 0.0,
         none_margin: float = 0.0,
+        form: np.ndarray | None = None,
+        form_weight: float = 0.0,
+        form_slack: float = 1.5,
     ) -> None:
         self.names = list(names)
+        # each brick's acceptance region on request form, (bricks, 2): max chars, max lines (form.py)
+        self.form = np.asarray(form, np.float32) if form is not None and form_weight > 0 else None
+        self.form_weight, self.form_slack = form_weight, form_slack
+        if self.form is not None and self.form.shape != (len(self.names), 2):
+            raise ValueError(f"form limits {self.form.shape} do not fit {len(self.names)} bricks")
         # the none texts' vectors, compared with each request (classifier.none_penalty)
         self.none = none if none is not None and none_weight > 0 and len(none) else None
         self.none_weight, self.none_margin = none_weight, none_margin
@@ -99,12 +107,13 @@ class BrickTable:
     def kind(self) -> str:
         return self.ann.kind
 
-    def brick_scores(self, qvecs: np.ndarray) -> np.ndarray:
+    def brick_scores(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         """(queries, bricks): every brick's exact score."""
-        return self.scores(qvecs)[0]
+        return self.scores(qvecs, texts)[0]
 
-    def scores(self, qvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(queries, bricks) exact brick scores and, for each, the field of its best row."""
+    def scores(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(queries, bricks) exact brick scores and, for each, the field of its best row. `texts`
+        (the queries as written) enable the form penalty; without them it is not applied."""
         with single_threaded_blas():
             rows = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
         best = np.maximum.reduceat(rows, self.starts, axis=1)
@@ -112,13 +121,33 @@ class BrickTable:
         is_best = rows == best[:, self.row_brick]
         first = np.where(is_best, np.arange(rows.shape[1])[None, :], rows.shape[1])
         arg = np.minimum.reduceat(first, self.starts, axis=1)
-        return self._blend(qvecs, best), self.fields[arg]
+        return self._blend(qvecs, best, texts=texts), self.fields[arg]
 
     @property
     def _adjusted(self) -> bool:
-        return self.classifier is not None or self.none is not None
+        return self.classifier is not None or self.none is not None or self.form is not None
 
-    def _blend(self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+    def parts(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The score's parts for every brick (queries, bricks): ``cos`` (best row), ``p`` (classifier
+        probability), ``none`` (nearest-none-text penalty, per query), ``form`` (form penalty),
+        ``score`` (what `scores` returns). For explaining a decision; absent parts are zeros."""
+        with single_threaded_blas():
+            rows = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
+        cos = np.maximum.reduceat(rows, self.starts, axis=1)
+        n, b = cos.shape
+        z = np.zeros((n, b), np.float32)
+        p = clf.brick_probabilities(self.classifier, qvecs, b) if self.classifier is not None else z
+        none = clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin) if self.none is not None else z[:, 0]
+        form = self._form_penalty(texts) if self.form is not None and texts is not None else z
+        return {"cos": cos, "p": p, "none": none, "form": form, "score": self._blend(qvecs, cos, texts=texts)}
+
+    def _form_penalty(self, texts: Sequence[str], cols: np.ndarray | None = None) -> np.ndarray:
+        from brickwork.retrieval_index.form import form_penalty, text_form
+
+        pen = form_penalty(text_form(texts), self.form, self.form_weight, self.form_slack)  # type: ignore[arg-type]
+        return pen if cols is None else np.take_along_axis(pen, cols, axis=1)
+
+    def _blend(self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None, texts: Sequence[str] | None = None) -> np.ndarray:
         """Scores of bricks (all, or `cols` of each query: the best candidates, so the nearest row
         of all is among them) from their best-row cosines."""
         if not self._adjusted or cos.shape[1] == 0:
@@ -132,15 +161,17 @@ class BrickTable:
                 out = clf.blend(cos, p, self.classifier_weight)
             if self.none is not None:
                 out = out - clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin)[:, None]
+        if self.form is not None and texts is not None:
+            out = out - self._form_penalty(texts, cols)
         return out
 
-    def search(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+    def search(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         if not self.names:
             return [[] for _ in range(len(qvecs))]
         k = min(k, len(self.names))
         if self.ann.kind == "flat":
-            return self._exact(qvecs, k)
-        return self._approximate(qvecs, k)
+            return self._exact(qvecs, k, texts)
+        return self._approximate(qvecs, k, texts)
 
     def _hits(self, order: Sequence[int], scores: Sequence[float], fields: Sequence[int]) -> list[Hit]:
         return [
@@ -148,16 +179,16 @@ class BrickTable:
             for b, s, f in zip(order, scores, fields, strict=True)
         ]
 
-    def _exact(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+    def _exact(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         out = []
-        best, fields = self.scores(qvecs)
+        best, fields = self.scores(qvecs, texts)
         for row, frow in zip(best, fields, strict=True):
             idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
             out.append(self._hits(idx.tolist(), row[idx].tolist(), frow[idx].tolist()))
         return out
 
-    def _approximate(self, qvecs: np.ndarray, k: int) -> list[list[Hit]]:
+    def _approximate(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         qvecs = np.asarray(qvecs, dtype=np.float32)
         n_rows = len(self.vectors)
         k_out = k
@@ -186,7 +217,8 @@ class BrickTable:
                     continue
                 if self._adjusted:
                     cand = np.asarray(sorted(seen), dtype=np.int64)
-                    blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :])[0]
+                    qt = None if texts is None else [texts[qi]]
+                    blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :], qt)[0]
                     seen = {int(b): float(s) for b, s in zip(cand, blended, strict=True)}
                 order = sorted(seen, key=lambda b: (-seen[b], b))[:k_out]
                 results[qi] = self._hits(order, [seen[b] for b in order], [field_of[b] for b in order])
