@@ -154,7 +154,12 @@ def test_no_brick_fits_runs_on_base_model(real_library, peft_engine, base):
     with _brickwork(real_library, Spy(peft_engine), base) as bw:
         r = bw.run("Write a haiku about autumn leaves.")
     assert len(r.steps) == 1 and r.steps[0].bricks == ()
-    assert r.to_json()["steps"][0]["bricks"] == []
+    step = r.to_json()["steps"][0]
+    assert step["bricks"] == []
+    # the trace says why: the closest brick and the calibrated threshold it missed
+    why = step["why"]
+    assert why["decision"] == "base" and why["best"]["score"] < why["best"]["threshold"]
+    assert why["reason"].startswith("no brick fits")
 
 
 def test_no_brick_fits_keyword_router(real_library, peft_engine, base):

@@ -68,6 +68,13 @@ class IndexRetriever:
 
     def route(self, queries: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[list[BrickChoice]]:
         """`inputs`: each subgoal's task input, when the plan names it (scored with it masked too)."""
+        return [choices for choices, _ in self.route_with_reasons(queries, inputs)]
+
+    def route_with_reasons(
+        self, queries: Sequence[str], inputs: Sequence[str | None] | None = None
+    ) -> list[tuple[list[BrickChoice], dict[str, Any]]]:
+        """`route`, and why each decision was made (`Router.explain`: the best brick, the threshold
+        it was held to, other bricks that fit as well) for the trace."""
         from brickwork.retrieval_index import retrieve
 
         with self._lock:
@@ -75,9 +82,8 @@ class IndexRetriever:
             out = []
             for hits, routes in retrieve(index, router, list(queries), k=self.k, inputs=inputs):
                 score = {h.name: float(h.score) for h in hits}
-                out.append(
-                    [BrickChoice(name=r.name, version=r.version, weight=float(r.weight), score=score.get(r.name)) for r in routes]
-                )
+                choices = [BrickChoice(name=r.name, version=r.version, weight=float(r.weight), score=score.get(r.name)) for r in routes]
+                out.append((choices, router.explain(hits)))
             return out
 
 

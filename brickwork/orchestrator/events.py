@@ -30,7 +30,9 @@ def events_from_update(run_id: str, node: str, payload: dict[str, Any] | None) -
         }
     elif node == "route":
         for sid, r in (payload.get("routes") or {}).items():
-            yield {"event": "route", "run_id": run_id, "step": sid, "subgoal": r["subgoal"], "bricks": r["bricks"]}
+            yield {"event": "route", "run_id": run_id, "step": sid, "subgoal": r["subgoal"], "bricks": r["bricks"]} | (
+                {"why": r["why"]} if r.get("why") else {}
+            )
     elif node == "execute":
         for r in (payload.get("results") or {}).values():
             yield {"event": "step", "run_id": run_id, "step": StepResult.from_state(r).to_json()}

@@ -174,10 +174,13 @@ class StepResult:
     prompt: str = ""
     n_tokens: int = 0
     generate_seconds: float = 0.0
+    #: why the router chose these bricks or the base model (`Router.explain`); None: fixed bricks
+    why: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md §5 shape: id, subgoal, depends_on, bricks, output, engine, seconds."""
-        return {
+        """The DESIGN.md §5 shape: id, subgoal, depends_on, bricks, output, engine, seconds; plus
+        ``why`` (the routing decision's reason) when the step was routed."""
+        out = {
             "id": self.id,
             "subgoal": self.subgoal,
             "depends_on": list(self.depends_on),
@@ -186,6 +189,9 @@ class StepResult:
             "engine": self.engine,
             "seconds": round(self.seconds, 4),
         }
+        if self.why is not None:
+            out["why"] = self.why
+        return out
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -211,6 +217,7 @@ class StepResult:
             prompt=d.get("prompt", ""),
             n_tokens=int(d.get("n_tokens", 0)),
             generate_seconds=float(d.get("generate_seconds", 0.0)),
+            why=d.get("why"),
         )
 
 

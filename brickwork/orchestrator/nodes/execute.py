@@ -52,5 +52,6 @@ def execute(state: RunState, runtime: Runtime[Deps]) -> dict[str, Any]:
             prompt=text,
             n_tokens=c.n_tokens,
             generate_seconds=gen,
+            why=r.get("why"),
         ).to_state()
     return {"results": results, "timings": {"generate": gen}}

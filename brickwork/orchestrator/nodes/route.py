@@ -22,15 +22,22 @@ def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = runtime.context
     step = Step.from_json(task["step"])
     subgoal, inp = step.resolve(task["outputs"])
+    why: dict[str, Any] | None = None
     if step.bricks is not None:
         bricks = [
             BrickChoice(name=b.name, version=b.version or deps.store.active_version(b.name), weight=b.weight)
             for b in step.bricks
         ]
     else:
-        [bricks] = deps.retriever.route(*_routing_query(step, subgoal, inp))
+        explained = getattr(deps.retriever, "route_with_reasons", None)
+        if explained is not None:  # the index retriever says why (best brick, threshold, ambiguity)
+            [(bricks, why)] = explained(*_routing_query(step, subgoal, inp))
+        else:
+            [bricks] = deps.retriever.route(*_routing_query(step, subgoal, inp))
     dt = time.perf_counter() - t0
     entry = {"subgoal": subgoal, "input": inp, "bricks": [b.to_json() for b in bricks], "seconds": dt}
+    if why is not None:
+        entry["why"] = why
     return {"routes": {step.id: entry}, "timings": {"route": dt}}
 
 
