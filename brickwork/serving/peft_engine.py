@@ -42,8 +42,8 @@ class PeftOptions:
     process-wide; it is restored after each batch). On a CPU shared with other busy processes,
     1 thread can be many times faster than several spinning OpenMP threads.
 
-    `ffn` runs each FFN with, per token, about that share of its neurons (CATS-style thresholds on
-    |act(gate_proj(x))|, calibrated on the base model when the engine starts; see
+    `ffn` runs each FFN with, per token, about that share of its neurons (thresholds on
+    |act(gate_proj(x)) * up_proj(x)|, calibrated on the base model when the engine starts; see
     `brickwork.bricks.emergent.sparse_ffn`); None or 1 is the dense model.
 
     `adapter_sources` are where bricks outside the library come from (e.g. the bundled planner
@@ -103,8 +103,8 @@ class PeftEngine(EngineBase):
         from brickwork.bricks.emergent.sparse_ffn import calibrate_thresholds, sparse_ffn
 
         with self._threads():
-            thresholds = calibrate_thresholds(self._model, self._tok, [ffn])[ffn]
-        return sparse_ffn(self._model, thresholds, fraction=ffn)
+            thresholds = calibrate_thresholds(self._model, self._tok, [ffn], score="act")[ffn]
+        return sparse_ffn(self._model, thresholds, fraction=ffn, score="act")
 
     @property
     def trace_name(self) -> str:
