@@ -343,3 +343,15 @@ def test_eval_suite_runs_end_to_end_on_one_task(tmp_path):
     assert len(report["results"]["skip-2"]["skipped_layers"]) == 2
     assert report["summary"]["task-50"]["tasks_within_5_points"] in (0, 1)
     assert {p.name for p in tmp_path.iterdir()} >= {"emergent.json", "emergent.md", "emergent.png"}
+
+
+def test_emergent_bricks_are_not_indexed_or_routed(tmp_path, base, library):
+    """No engine serves a static mask as a brick, so the index leaves emergent bricks out (an index
+    row every engine refuses would route requests to an error); the index is not drifted by them."""
+    from brickwork.retrieval_index import BrickIndex
+
+    library.add(_brick_dir(tmp_path, base))
+    index = BrickIndex.open(library)
+    assert "emergent-x" in library.names() and index.names == []
+    report = index.check()
+    assert report.ok and not report.missing

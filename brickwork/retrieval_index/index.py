@@ -395,7 +395,14 @@ class BrickIndex:
 
     # -- keeping in step with the store ------------------------------------------------------
     def _store_state(self) -> dict[str, tuple[int, str]]:
-        return {n: (v, _stamp(self.store, n, v)) for n, v in self.store.state().items()}
+        """The routable bricks' {name: (active version, stamp)}: LoRA bricks only. Emergent bricks
+        (FFN neuron masks, docs/emergent.md) are not adapters any engine serves, so an index row for
+        one would route requests to a brick every engine refuses."""
+        return {
+            n: (v, _stamp(self.store, n, v))
+            for n, v in self.store.state().items()
+            if self.store.get(n, v).manifest.kind == "lora"
+        }
 
     def check(self) -> IndexReport:
         """Compare the index with the store without changing either."""
@@ -547,7 +554,7 @@ class BrickIndex:
     # -- reading -----------------------------------------------------------------------------
     @property
     def state(self) -> dict[str, int]:
-        """{name: version} the index holds (equal to `store.state()` after open/sync)."""
+        """{name: version} the index holds (`store.state()`'s LoRA bricks after open/sync)."""
         return {n: e["version"] for n, e in self._entries.items()}
 
     def __len__(self) -> int:
