@@ -162,6 +162,19 @@ def test_no_brick_fits_runs_on_base_model(real_library, peft_engine, base):
     assert why["reason"].startswith("no brick fits")
 
 
+@pytest.mark.skipif(not _has_index(), reason="needs brickwork.retrieval_index")
+def test_unserved_step_of_a_composite_instruction_runs_on_the_base_model(real_library, peft_engine, base):
+    """Issue 21 item 4: one step a brick serves, one no brick serves; the second is base (bricks: [])."""
+    spy = Spy(peft_engine)
+    with _brickwork(real_library, spy, base) as bw:
+        r = bw.run("Give the plural of 'mouse', and write a short poem about autumn.")
+    steps = r.to_json()["steps"]
+    assert len(steps) == 2
+    assert [b["name"] for b in steps[0]["bricks"]] == ["english_plural"]
+    assert steps[1]["bricks"] == [] and steps[1]["why"]["decision"] == "base"
+    assert sorted(len(q.bricks) for q in spy.requests) == [0, 1]  # the base-model request reached the engine as one
+
+
 def test_no_brick_fits_keyword_router(real_library, peft_engine, base):
     """Without an index: the empty route reaches the real engine as a base-model request."""
     spy = Spy(peft_engine)
