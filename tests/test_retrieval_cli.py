@@ -29,7 +29,8 @@ def test_search_json_contract(lib, capsys):
     assert code == 0
     (line,) = out.strip().splitlines()
     obj = json.loads(line)
-    assert set(obj) == {"query", "results", "route"}
+    assert set(obj) == {"query", "results", "route", "why"}
+    assert obj["why"]["decision"] == "brick" and obj["why"]["best"]["name"] == "english_plural"
     assert obj["query"] == "What is the plural of goose?"
     assert len(obj["results"]) == 3
     for r in obj["results"]:
