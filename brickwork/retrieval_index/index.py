@@ -166,6 +166,7 @@ class BrickIndex:
         self._identity: EmbedderIdentity | None = None
         self._entries: dict[str, dict[str, Any]] = {}  # name -> {version, stamp, start, end}
         self._names: list[str] = []
+        self._kinds: dict[tuple[str, str], str] = {}  # (name, manifest stamp) -> brick kind (_store_state)
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._fields = np.zeros(0, dtype=np.int8)
         self._classifier: np.ndarray | None = None
@@ -398,11 +399,15 @@ class BrickIndex:
         """The routable bricks' {name: (active version, stamp)}: LoRA bricks only. Emergent bricks
         (FFN neuron masks, docs/emergent.md) are not adapters any engine serves, so an index row for
         one would route requests to a brick every engine refuses."""
-        return {
-            n: (v, _stamp(self.store, n, v))
-            for n, v in self.store.state().items()
-            if self.store.get(n, v).manifest.kind == "lora"
-        }
+        out = {}
+        for n, v in self.store.state().items():
+            stamp = _stamp(self.store, n, v)
+            kind = self._kinds.get((n, stamp))
+            if kind is None:  # read each manifest version once per index object, not on every check
+                kind = self._kinds[(n, stamp)] = self.store.get(n, v).manifest.kind
+            if kind == "lora":
+                out[n] = (v, stamp)
+        return out
 
     def check(self) -> IndexReport:
         """Compare the index with the store without changing either."""
@@ -692,9 +697,10 @@ def index_dir(store: BrickStore) -> Path:
     return Path(store.root) / INDEX_DIRNAME
 
 
-__all__ = ["BrickIndex", "Hit", "IndexReport", "SyncReport", "brick_texts", "classifier_texts", "index_dir"]
-
-
 def _form_of(manifest: Any) -> list[int]:
     """A brick's form region (form.py): from every text the index and classifier learn from."""
     return brick_limits([*brick_texts(manifest)[0], *classifier_texts(manifest)])
+
+
+__all__ = ["BrickIndex", "Hit", "IndexReport", "SyncReport", "brick_texts", "classifier_texts", "index_dir"]
+
