@@ -376,3 +376,9 @@ def test_a_request_far_longer_than_a_bricks_texts_loses_score(store, embedder):
     without, _ = index.scores(qv)  # no texts: the form is unknown and not applied
     b = index.names.index("english_plural")
     assert with_form[0, b] == pytest.approx(without[0, b] - long_parts["english_plural"]["form"], abs=1e-3)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [("form_weight", -1.0, "`form_weight`"), ("form_slack", 0.5, "`form_slack`")])
+def test_form_config_errors_name_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        FeatureConfig(**{field: value})
