@@ -362,6 +362,15 @@ def test_form_region_and_penalty():
     assert not form_penalty(q, limits, weight=0.0, slack=1.0).any()
 
 
+def test_form_limits_by_owner_match_each_bricks_own_limits():
+    """The evals compute every brick's region from rows in one call; it equals the per-brick rule."""
+    from brickwork.retrieval_index.form import brick_limits, limits_by_owner
+
+    texts, owner = ["ab", "a\nlonger one", "xyz", "q"], [0, 0, 2, 0]
+    got = limits_by_owner(texts, owner, 3)
+    assert got.tolist() == [brick_limits(["ab", "a\nlonger one", "q"]), [1, 1], brick_limits(["xyz"])]
+
+
 def test_a_request_far_longer_than_a_bricks_texts_loses_score(store, embedder):
     """The index keeps each brick's form region; a request much longer than anything the brick was
     built from scores lower by the form penalty, and the score parts show it."""

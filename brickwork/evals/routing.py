@@ -262,7 +262,6 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
     from brickwork.retrieval_index import classifier as clf
     from brickwork.retrieval_index.ann import Ann
     from brickwork.retrieval_index.features import FeatureConfig, combine
-    from brickwork.retrieval_index.form import brick_limits
     from brickwork.retrieval_index.search import BrickTable
 
     cfg = FeatureConfig(lexical_weight=v.lexical_weight, lexical_dim=lexical_dim)
@@ -283,10 +282,7 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
         w, kept = rows["fits"][key]
     limits = None
     if v.form_weight > 0:
-        by: dict[int, list[str]] = {}
-        for t, o in [*zip(rows["texts"], rows["owner"], strict=True), *zip(rows["aug_texts"], rows["aug_owner"], strict=True)]:
-            by.setdefault(int(o), []).append(t)
-        limits = np.asarray([brick_limits(by.get(b, [])) for b in range(len(rows["names"]))], np.float32)
+        limits = form_limits(rows)
     table = BrickTable(
         rows["names"], [1] * len(rows["names"]), np.bincount(owner, minlength=len(rows["names"])), rv, Ann("flat", rv),
         rows["fields"][mask], classifier=w, classifier_weight=v.classifier_weight,
@@ -295,6 +291,14 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
     )
     out, fields = table.scores(qv, qtexts)
     return out, fields[np.arange(len(qv)), out.argmax(1)]
+
+
+def form_limits(rows: dict[str, Any]) -> np.ndarray:
+    """Each brick's form region from the eval rows: the texts the index and classifier learn from
+    (what `BrickIndex` stores per brick)."""
+    from brickwork.retrieval_index.form import limits_by_owner
+
+    return limits_by_owner([*rows["texts"], *rows["aug_texts"]], [*rows["owner"], *rows["aug_owner"]], len(rows["names"]))
 
 
 def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], based: np.ndarray) -> dict[str, dict[str, float]]:

@@ -76,14 +76,11 @@ def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halve
     from brickwork.retrieval_index import none_data
     from brickwork.retrieval_index.features import combine
 
-    from brickwork.retrieval_index.form import brick_limits
+    from brickwork.evals.routing import form_limits
 
     nr = none_data.none_rows()
     texts = [r.text for r in nr]
     qs = {h: [q for q in v if q.set != "out_of_scope"] for h, v in halves.items()}
-    by_brick: dict[int, list[str]] = {}
-    for t, o in [*zip(rows["texts"], rows["owner"], strict=True), *zip(rows["aug_texts"], rows["aug_owner"], strict=True)]:
-        by_brick.setdefault(int(o), []).append(t)
     return Space(
         names=list(rows["names"]),
         rows=combine(rows["sem"], rows["texts"], features),
@@ -96,7 +93,7 @@ def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halve
         queries=qs,
         qvecs={h: combine(cache.embed(emb, [q.text for q in v]), [q.text for q in v], features) for h, v in qs.items()},
         heads={},
-        limits=np.asarray([brick_limits(by_brick.get(b, [])) for b in range(len(rows["names"]))], np.float32),
+        limits=form_limits(rows),
     )
 
 

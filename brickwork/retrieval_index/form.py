@@ -51,6 +51,14 @@ def brick_limits(texts: Iterable[str]) -> list[int]:
     return [max(1, int(f[:, 0].max())), max(1, int(f[:, 1].max()))]
 
 
+def limits_by_owner(texts: Sequence[str], owner: Sequence[int], bricks: int) -> np.ndarray:
+    """(bricks, 2) `brick_limits` of each brick's texts, given each text's owning brick index."""
+    by: dict[int, list[str]] = {}
+    for t, o in zip(texts, owner, strict=True):
+        by.setdefault(int(o), []).append(t)
+    return np.asarray([brick_limits(by.get(b, [])) for b in range(bricks)], np.float32)
+
+
 def form_penalty(qform: np.ndarray, limits: np.ndarray, weight: float, slack: float) -> np.ndarray:
     """(queries, bricks) what each brick's score loses for the request's form (module docstring)."""
     qform = np.asarray(qform, dtype=np.float32)
