@@ -283,6 +283,23 @@ def test_json_contract(bw):
     json.dumps(d)
 
 
+def test_a_retriever_that_explains_puts_its_why_in_the_trace(tmp_path):
+    """`ExplainingRetriever` (route_with_reasons) is used when the retriever has it; a plain
+    retriever (only `route`, as a user's own) still works and leaves no `why`."""
+    from brickwork.orchestrator.context import ExplainingRetriever
+    from brickwork.orchestrator.sdk import Brickwork
+
+    class Explaining(KeywordRetriever):
+        def route_with_reasons(self, queries, inputs=None):
+            return [(c, {"decision": "brick" if c else "base", "reason": "keyword"}) for c in self.route(queries, inputs)]
+
+    assert isinstance(Explaining(), ExplainingRetriever) and not isinstance(KeywordRetriever(), ExplainingRetriever)
+    with Brickwork(engine=FakeEngine(respond=brick_answer), planner="rules", retriever=Explaining(), store=FakeStore(tmp_path / "lib")) as b:
+        d = b.run("Give the plural of 'wolf'. Also, write a haiku about the sea.").to_json()
+    assert [s["why"] for s in d["steps"]] == [{"decision": "brick", "reason": "keyword"}, {"decision": "base", "reason": "keyword"}]
+    assert d["steps"][1]["bricks"] == []
+
+
 def test_fixed_bricks_and_base(bw):
     r = bw.run("mouse", bricks=["english_plural:0.5"])
     assert len(r.steps) == 1 and r.steps[0].bricks[0].weight == 0.5 and r.steps[0].bricks[0].score is None

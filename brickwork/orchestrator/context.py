@@ -32,6 +32,16 @@ class Retriever(Protocol):
     def route(self, queries: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[list[BrickChoice]]: ...
 
 
+@runtime_checkable
+class ExplainingRetriever(Retriever, Protocol):
+    """A retriever that also says why it chose (the trace's ``why``); the route node uses it when
+    the retriever has it, and plain `route` otherwise (a user's own retriever needs only that)."""
+
+    def route_with_reasons(
+        self, queries: Sequence[str], inputs: Sequence[str | None] | None = None
+    ) -> list[tuple[list[BrickChoice], dict[str, Any]]]: ...
+
+
 class NoRetriever:
     """Routes everything to the base model (a library without an index, or `--base`)."""
 

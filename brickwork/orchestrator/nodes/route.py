@@ -12,7 +12,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from brickwork.orchestrator.context import Deps
+from brickwork.orchestrator.context import Deps, ExplainingRetriever
 from brickwork.orchestrator.state import RouteTask
 from brickwork.orchestrator.types import BrickChoice, Step, refs_in
 
@@ -29,9 +29,8 @@ def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
             for b in step.bricks
         ]
     else:
-        explained = getattr(deps.retriever, "route_with_reasons", None)
-        if explained is not None:  # the index retriever says why (best brick, threshold, ambiguity)
-            [(bricks, why)] = explained(*_routing_query(step, subgoal, inp))
+        if isinstance(deps.retriever, ExplainingRetriever):  # says why (best brick, threshold, ambiguity)
+            [(bricks, why)] = deps.retriever.route_with_reasons(*_routing_query(step, subgoal, inp))
         else:
             [bricks] = deps.retriever.route(*_routing_query(step, subgoal, inp))
     dt = time.perf_counter() - t0
