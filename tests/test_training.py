@@ -33,6 +33,7 @@ WORDS = ["river", "stone", "violet", "engine", "candle", "harbor", "meadow", "co
         ({"seed": "x"}, "`seed` should be an integer, got 'x'."),
         ({"threads": 0}, "`threads` should be a positive integer, got 0."),
         ({"save_dtype": "int8"}, "`save_dtype` should be one of"),
+        ({"compute_dtype": "float16"}, "`compute_dtype` should be one of"),
     ],
 )
 def test_train_config_rejects_bad_values(kwargs, message):
@@ -235,3 +236,13 @@ def test_speed_cuts_leave_the_loss_unchanged(base):
     a, b = fast.loss(idx[:5], data), naive.loss(idx[:5], data)
     c = fast.loss(idx[:5], data)  # from the cache this time
     assert torch.allclose(a, b, atol=1e-4) and torch.allclose(a, c, atol=1e-6), (a, b, c)
+    # packing: sequences share rows (each attends only to itself) -- the same loss as one per padded row
+    unpacked = T._Trainer(peft_model, tok, T.TrainConfig(top_layers=4, pack=False), layers, data)
+    assert any(len(row) > 1 for row in fast._rows(idx, data))
+    assert all(len(row) == 1 for row in unpacked._rows(idx, data))
+    d, e = fast.loss(idx, data), unpacked.loss(idx, data)
+    f = T._Trainer(peft_model, tok, T.TrainConfig(top_layers=4, cache_lower=False), layers, data).loss(idx, data)
+    assert torch.allclose(d, e, atol=1e-5) and torch.allclose(d, f, atol=1e-4), (d, e, f)
+    # bf16 autocast is close, not exact
+    g = T._Trainer(peft_model, tok, T.TrainConfig(top_layers=4, compute_dtype="bfloat16"), layers, data).loss(idx, data)
+    assert abs(g.item() - d.item()) < 0.05 * d.item(), (g, d)

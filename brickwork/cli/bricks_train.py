@@ -3,6 +3,11 @@
 The data file holds one JSON object per line, ``{"input": ..., "output": ...}`` (optionally
 ``"answers": [...]``, other accepted outputs). A seeded part is held out and scored at the end;
 both parts are stored with the brick under ``data/`` so later updates can replay them.
+
+With ``--auto [--budget MIN]`` a recipe search (`brickwork.bricks.recipe_search`) picks rank,
+LoRA layers and modules, steps and learning rate on a validation split carved from the training
+part (never the held-out part), within the budget; the winner is the brick, and the search is in
+``provenance.recipe_search``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ MIN_EXAMPLES = 4
 HELDOUT_FRACTION = 0.1
 HELDOUT_CAP = 200
 DEFAULT_ANCHORS = 64  # bricks.anchors: locality, clean merges
+DEFAULT_BUDGET_MIN = 30.0  # --auto: minutes for the whole search
+AUTO_MAX_STEPS = 240  # --auto without --steps: the last round's steps
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -89,28 +96,57 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--anchors", str(args.anchors)]
     if args.partner_anchors:
         parts += ["--partner-anchors"]
+    if args.auto:
+        parts += ["--auto", "--budget", f"{args.budget:g}"]
     return shlex.join(parts)
 
 
+def _examples(rows: list[dict[str, Any]], split: str) -> list[Any]:
+    from brickwork.tasks import Example
+
+    return [Example(input=r["input"], output=r["output"], split=split, answers=tuple(r["answers"])) for r in rows]
+
+
+def _search(args: argparse.Namespace, store: Any, pairs: list[tuple], val_rows: list[dict[str, Any]],
+            config: Any, work: Path) -> Any:
+    """The recipe search over `pairs` (fit rows + anchors), scored on the validation rows."""
+    from brickwork.bricks.recipe_search import DEFAULT_GRID, search, training_trial
+
+    val = [(e.input, e) for e in _examples(val_rows, "validation")]
+    trial = training_trial(store.base, pairs, val, config, work)
+    return search(DEFAULT_GRID, trial, max_steps=args.steps or AUTO_MAX_STEPS, budget_s=args.budget * 60,
+                  n_validation=len(val), progress=not args.json and sys.stderr.isatty())
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
     from brickwork.bricks import BrickStore, check_name
     from brickwork.bricks.anchors import partner_versions
+    from brickwork.bricks.recipe_search import carve_validation, chosen_config
     from brickwork.bricks.starter import N_ROUTING_INPUTS
     from brickwork.bricks.training import TrainConfig, styled_pairs, train_brick
     from brickwork.errors import ConfigError
-    from brickwork.tasks import Example
 
     check_name(args.name)
     if args.anchors < 0:
         raise ConfigError(f"--anchors should be 0 or more, got {args.anchors}")
     if not args.description.strip():
         raise ConfigError("--description should not be empty")
+    if args.budget is not None and not args.auto:
+        raise ConfigError("--budget only applies with --auto")
+    args.budget = DEFAULT_BUDGET_MIN if args.budget is None else args.budget
+    if args.auto and args.budget <= 0:
+        raise ConfigError(f"--budget should be a positive number of minutes, got {args.budget:g}")
     rows = read_jsonl(Path(args.data))
     train_rows, held_rows = split_heldout(rows, seed=args.seed)
+    # --auto: the recipe is chosen on a validation part of the *training* rows, never the held-out ones
+    fit_rows, val_rows = carve_validation(train_rows, seed=args.seed) if args.auto else (train_rows, [])
     config = TrainConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
     desc = args.description.strip()
-    pairs = styled_pairs([(r["input"], r["output"]) for r in train_rows], [desc], seed=args.seed)
-    ex = [Example(input=r["input"], output=r["output"], split="heldout", answers=tuple(r["answers"])) for r in held_rows]
+    pairs = styled_pairs([(r["input"], r["output"]) for r in fit_rows], [desc], seed=args.seed)
+    ex = _examples(held_rows, "heldout")
     examples = args.examples or [r["input"] for r in train_rows[:24]]
     listed = {e.strip() for e in examples}
     # more training inputs teach the router's classifier what this brick's inputs look like
@@ -123,23 +159,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         anchors = library_anchors(store, BaseRunner(store.base), n=args.anchors, seed=args.seed, skip=args.name,
                                   exclude=[t for t, _ in pairs], partners=args.partner_anchors)
-    brick = train_brick(
-        store,
-        args.name,
-        train_pairs=pairs + anchors,
-        heldout=[(e.input, e) for e in ex],
-        extra_heldout={"instructed": [(f"{desc}\n{e.input}", e) for e in ex]},
-        description=desc,
-        examples=list(examples),
-        routing_samples=routing,
-        tags=["trained"],
-        config=config,
-        provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows),
-                    "n_anchors": len(anchors), "n_partner_anchors": sum(len(a) == 3 for a in anchors),
-                    **({"partners": partner_versions(anchors)} if args.partner_anchors else {})},
-        data_files={"data/train.jsonl": _jsonl(train_rows), "data/heldout.jsonl": _jsonl(held_rows)},
-        progress=not args.json and sys.stderr.isatty(),
-    )
+    files = {"data/train.jsonl": _jsonl(fit_rows), "data/heldout.jsonl": _jsonl(held_rows)}
+    work = Path(tempfile.mkdtemp(prefix=f"brickwork-search-{args.name}-"))
+    try:
+        trained, searched = None, {}
+        if args.auto:
+            result = _search(args, store, pairs + anchors, val_rows, config, work)
+            config, trained = chosen_config(result, config), result.best.artifact[1]
+            searched = {"recipe_search": result.to_json()}
+            files["data/validation.jsonl"] = _jsonl(val_rows)
+        brick = train_brick(
+            store,
+            args.name,
+            train_pairs=pairs + anchors,
+            heldout=[(e.input, e) for e in ex],
+            extra_heldout={"instructed": [(f"{desc}\n{e.input}", e) for e in ex]},
+            description=desc,
+            examples=list(examples),
+            routing_samples=routing,
+            tags=["trained"],
+            config=config,
+            trained=trained,
+            provenance={"command": _command(args), "data_file": str(Path(args.data).name), "n_examples": len(rows),
+                        "n_anchors": len(anchors), "n_partner_anchors": sum(len(a) == 3 for a in anchors),
+                        **({"partners": partner_versions(anchors)} if args.partner_anchors else {}), **searched},
+            data_files=files,
+            progress=not args.json and sys.stderr.isatty(),
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     try:
         from brickwork.cli.bricks import sync_index
 
@@ -147,11 +195,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     m = brick.manifest
+    chosen = searched["recipe_search"]["chosen"] if searched else None
     if args.json:
         print_json({"name": m.name, "version": m.version, "metrics": m.metrics, "seconds": m.provenance.get("seconds"),
-                    "seconds_per_step": m.provenance.get("seconds_per_step"), "path": str(brick.path)})
+                    "seconds_per_step": m.provenance.get("seconds_per_step"), "path": str(brick.path),
+                    **({"recipe": chosen} if chosen else {})})
     else:
         met = m.metrics
+        if chosen:
+            print(f"recipe search: {chosen['recipe']}, {chosen['steps']} steps (validation exact match "
+                  f"{chosen['validation_exact_match']:.3f} on {result.n_validation}; {len(result.trials)} trials, "
+                  f"{result.seconds / 60:.1f} min)")
         print(f"trained {m.name} v{m.version}: held-out exact match {met['exact_match']:.3f} "
               f"(base {met['base_exact_match']:.3f}, n={met['n_eval']}), {m.provenance.get('seconds', 0):.0f} s")
     return 0
@@ -178,6 +232,11 @@ def add_train_parser(bsub: argparse._SubParsersAction) -> None:
     ap.add_argument("--partner-anchors", action="store_true",
                     help="also train each anchor with the brick it belongs to active, keeping that brick's answers, "
                          "so the new brick stays out of its way when the two are merged or composed")
+    ap.add_argument("--auto", action="store_true",
+                    help="search the recipe (rank, layers, modules, steps, learning rate) on a validation split carved "
+                         "from the training part; --steps is then the last round's steps (default: 240)")
+    ap.add_argument("--budget", type=float, default=None, metavar="MIN",
+                    help=f"minutes for the --auto search (default: {DEFAULT_BUDGET_MIN:g})")
     ap.add_argument("--seed", type=int, default=0, help="seed for the held-out split and training (default: 0)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.set_defaults(func=cmd_train)
