@@ -174,3 +174,22 @@ def test_search_on_the_real_parts_returns_a_trained_scored_winner(base, tmp_path
     assert res.best.candidate.lr == 5e-3 and res.best.score >= 0.75 > low.score, res.to_json()
     adapter, train_result = res.best.artifact
     assert train_result.steps == 16 and validate_lora_dir(adapter, base)["r"] == 8
+
+
+@pytest.mark.parametrize("task_id", ["antonym", "word_sorting", "country_capital"])
+def test_starter_validation_comes_from_the_train_split_only(task_id):
+    """Where the train split has unused rows they validate; else a part of the training sample does."""
+    from brickwork.bricks.library_build import TRAIN_CAP, starter_validation
+    from brickwork.tasks import load_tasks, sample
+
+    task = load_tasks()[task_id]
+    fit, val = starter_validation(task, seed=0)
+    key = lambda e: (e.input, e.output)  # noqa: E731
+    train, test = {key(e) for e in task.split("train")}, {key(e) for e in task.split("test")}
+    assert val and {key(e) for e in fit + val} <= train and not {key(e) for e in val} & {key(e) for e in fit}
+    assert not {key(e) for e in val} & test  # the test split is never a validation item
+    pool = sample(task.split("train"), TRAIN_CAP, seed=0)
+    if len(task.split("train")) - len(pool) >= 50:
+        assert fit == pool  # the brick trains on the same examples as without --auto
+    else:
+        assert len(fit) + len(val) == len(pool)

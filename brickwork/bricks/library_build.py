@@ -38,6 +38,7 @@ EVAL_STYLE = "definition"
 BARE_EVAL_CAP = 100  # the same test items asked bare (no instruction), for the routing case
 #: other tasks' train requests mixed in with the base model's own answers (locality: `bricks.anchors`)
 STARTER_ANCHORS = 256
+AUTO_MAX_STEPS = 240  # --auto without --steps: the recipe search's last round
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +90,21 @@ def starter_pairs(task: Task, *, seed: int = STARTER_SEED, cap: int = TRAIN_CAP)
     from brickwork.bricks.training import styled_pairs
 
     return styled_pairs(sample(task.split("train"), cap, seed=seed), task_instructions(task), seed=seed)
+
+
+def starter_validation(task: Task, *, seed: int = STARTER_SEED) -> tuple[list[Example], list[Example]]:
+    """(fit, validation) examples for a recipe search, both from the task's **train** split: the
+    validation part is train examples the brick does not train on (the unused rest of the split
+    where it holds enough, else carved from the training sample). The test split is never read."""
+    from brickwork.bricks.recipe_search import MAX_VALIDATION, carve_validation
+
+    train = task.split("train")
+    pool = sample(train, TRAIN_CAP, seed=seed)
+    used = {(e.input, e.output) for e in pool}
+    rest = [e for e in train if (e.input, e.output) not in used]
+    if len(rest) >= MAX_VALIDATION // 2:
+        return pool, sample(rest, MAX_VALIDATION, seed=seed)
+    return carve_validation(pool, seed=seed)
 
 
 def starter_heldout(task: Task, *, seed: int = STARTER_SEED, cap: int | None = EVAL_CAP, style: str = EVAL_STYLE) -> list[tuple[str, Example]]:
@@ -212,14 +228,18 @@ def retrain(
     eval_cap: int | None = EVAL_CAP,
     anchors: int = STARTER_ANCHORS,
     partners: bool = False,
+    auto: bool = False,
+    budget_min: float = 30.0,
     export_to: Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
 ) -> list[BuildRow]:
     """Train the starter bricks from the bundled data and add them to `store`.
 
-    `export_to` also writes each brick (adapter + brick.json) to ``export_to/<task id>/``, which is
-    how ``brickwork/data/starter`` is produced.
+    `auto`: a recipe search (`bricks.recipe_search`, `budget_min` minutes per brick, `steps` the last
+    round's steps) on validation examples of the train split (`starter_validation`) picks each
+    brick's recipe; its winner is the brick. `export_to` also writes each brick (adapter +
+    brick.json) to ``export_to/<task id>/``, which is how ``brickwork/data/starter`` is produced.
     """
     from brickwork.bricks.anchors import partner_versions
     from brickwork.bricks.training import train_brick
@@ -242,6 +262,11 @@ def retrain(
             cmd += f" --anchors {anchors}"
         heldout = starter_heldout(task, seed=seed, cap=eval_cap)
         own = starter_pairs(task, seed=seed)
+        if auto:
+            from brickwork.bricks.training import styled_pairs
+
+            fit, val = starter_validation(task, seed=seed)
+            own = styled_pairs(fit, task_instructions(task), seed=seed)
         if partners:
             cmd += " --partner-anchors"
         anchor: list[tuple] = []
@@ -252,6 +277,26 @@ def retrain(
             owners = {t: store.get(t).path for t in store.names() if t != task.task_id} if partners else None
             anchor = starter_anchor_pairs(task, runner, n=anchors, seed=seed, exclude=[t for t, _ in own],
                                           partners=owners)
+        trained, searched, work = None, {}, None
+        if auto:
+            from brickwork.bricks.recipe_search import DEFAULT_GRID, chosen_config, search, training_trial
+
+            cmd += f" --auto --budget {budget_min:g}"
+            work = Path(tempfile.mkdtemp(prefix=f"brickwork-search-{task.task_id}-"))
+            val_items = [(task.query(e, EVAL_STYLE), e) for e in val]
+            trial = training_trial(store.base, own + anchor, val_items, config, work)
+            try:
+                result = search(DEFAULT_GRID, trial, max_steps=steps or AUTO_MAX_STEPS, budget_s=budget_min * 60,
+                                n_validation=len(val_items), progress=progress)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            config, trained = chosen_config(result, config), result.best.artifact[1]
+            searched = {"recipe_search": result.to_json()}
+            if say:
+                ch = result.best
+                say(f"  recipe: {ch.candidate.label()}, {ch.steps} steps (validation {ch.score:.3f}, "
+                    f"{len(result.trials)} trials, {result.seconds / 60:.1f} min)")
         brick = train_brick(
             store,
             task.task_id,
@@ -263,12 +308,15 @@ def retrain(
             routing_samples=starter_routing_samples(task),
             tags=starter_tags(task),
             config=config,
+            trained=trained,
             provenance={"task_id": task.task_id, "command": cmd, "eval_style": EVAL_STYLE, "eval_seed": seed,
                         "n_anchors": len(anchor), "n_partner_anchors": sum(len(a) == 3 for a in anchor),
-                        **({"partners": partner_versions(anchor)} if partners else {})},
+                        **({"partners": partner_versions(anchor)} if partners else {}), **searched},
             eval_split="test",
             progress=progress,
         )
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
         if export_to is not None:
             export_brick_dir(brick.path, Path(export_to) / task.task_id)
         row = _row(brick.manifest, "trained")

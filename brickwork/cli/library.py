@@ -59,6 +59,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ConfigError("--steps and --out-starter only apply with --retrain")
     if args.anchors < 0:
         raise ConfigError(f"--anchors should be 0 or more, got {args.anchors}")
+    if (args.auto or args.budget is not None) and not (args.retrain and args.auto):
+        raise ConfigError("--auto only applies with --retrain, --budget only with --auto")
     store = BrickStore(args.library)
     t0 = time.perf_counter()
     progress = not args.json and sys.stderr.isatty()
@@ -83,6 +85,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             eval_cap=args.eval_cap or None,
             anchors=args.anchors,
             partners=args.partner_anchors,
+            auto=args.auto,
+            **({"budget_min": args.budget} if args.budget is not None else {}),
             export_to=Path(args.out_starter) if args.out_starter else None,
             progress=progress,
             say=say,
@@ -147,6 +151,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--partner-anchors", action="store_true",
                    help="also train each anchor with its own task's brick active, keeping that brick's answers "
                         "(--retrain; cleaner merges and composed steps)")
+    b.add_argument("--auto", action="store_true",
+                   help="--retrain: search each brick's recipe on validation examples of its train split "
+                        "(bricks.recipe_search); --steps is the last round's steps (default: 240)")
+    b.add_argument("--budget", type=float, default=None, metavar="MIN", help="minutes per brick for --auto (default: 30)")
     b.add_argument("--out-starter", metavar="DIR", help=argparse.SUPPRESS)  # maintainers: refresh data/starter
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(func=cmd_build)
