@@ -235,25 +235,32 @@ def sparse_ffn(
     `fraction` is only recorded (the target the thresholds were calibrated for). ``gather=False``
     uses the mask path for every input (same selection, no saving: the reference)."""
     ths = [float(t) for t in (thresholds.tolist() if hasattr(thresholds, "tolist") else thresholds)]
-    layers = decoder_layers(model)
     ffns = gated_ffns(model)
     if len(ths) != len(ffns):
         raise ConfigError(f"`thresholds` should have one value per layer ({len(ffns)}), got {len(ths)}.")
-    problems = [f"layer {f.layer}'s MLP is already sparse" for f in ffns if isinstance(f.mlp, SparseFFN)]
-    problems += [f"layer {i}: threshold {t!r} is not a finite number >= 0" for i, t in enumerate(ths) if not 0 <= t < float("inf")]
+    problems = [f"layer {i}: threshold {t!r} is not a finite number >= 0" for i, t in enumerate(ths) if not 0 <= t < float("inf")]
     if score not in SCORES:
         problems.append(f"`score` should be one of {SCORES}, got {score!r}")
     if problems:
         raise ConfigError("cannot make the FFNs sparse:\n  - " + "\n  - ".join(problems))
-    modules = []
+    return install_ffns(model, lambda f: SparseFFN(f.mlp, ths[f.layer], gather=gather, score=score), fraction)
+
+
+def install_ffns(model: Any, make: Any, fraction: float | None) -> SparsePatch:
+    """Put ``make(gated_ffn)`` in place of every layer's MLP (refused, nothing changed, if one is
+    already replaced); the patch puts the originals back."""
+    layers = decoder_layers(model)
+    ffns = gated_ffns(model)
+    replaced = [f.layer for f in ffns if hasattr(f.mlp, "kept")]
+    if replaced:
+        raise ConfigError(f"cannot make the FFNs sparse: the MLPs of layers {replaced} are already sparse")
+    modules = [make(f) for f in ffns]
     patch = SparsePatch(modules, fraction)
-    for f, t in zip(ffns, ths, strict=True):
+    for f, sparse in zip(ffns, modules, strict=True):
         owner = getattr(layers[f.layer], "skipped_layer", layers[f.layer])
-        sparse = SparseFFN(f.mlp, t, gather=gather, score=score)
-        modules.append(sparse)
         owner.mlp = sparse
         patch._undo.append(lambda owner=owner, mlp=f.mlp: setattr(owner, "mlp", mlp))
     return patch
 
 
-__all__ = ["SparseFFN", "SparsePatch", "calibrate_thresholds", "calibration_texts", "check_fraction", "sparse_ffn"]
+__all__ = ["SparseFFN", "SparsePatch", "calibrate_thresholds", "calibration_texts", "check_fraction", "install_ffns", "sparse_ffn"]
