@@ -1,11 +1,16 @@
 """plan: planner accuracy on held-out composite instructions (rules splitter vs planner brick).
 
-Three sets, none seen by the planner brick:
+Four sets, none seen by the planner brick:
 
 - ``bundled``: composite instructions over the 17 bundled tasks, from test-split inputs and
   *held-out* phrasings, connectors and intros (`brickwork.tasks.synth`, ``part="test"``);
 - ``unbundled``: the same, half the steps being tasks no brick covers (translation, rhymes, ...);
-- ``handwritten``: instructions written by hand in other wording (``data/planner/handwritten.jsonl``).
+- ``handwritten``: instructions written by hand in other wording (``data/planner/handwritten.jsonl``);
+- ``independent``: 100 instructions written by hand for issue 24 in phrasings the generator does
+  not make (numbered and lettered lists, "X, and what is its Y?", one step over two sentences,
+  chat wrappers, steps no brick serves; ``data/planner/independent.jsonl``), reported as two sets:
+  ``independent-dev`` (the half the rules were tuned on) and ``independent-test`` (never read
+  while tuning). Its structure breakdown is the item's ``kind``.
 
 A plan is correct when it has the gold number of steps and each step is aligned to its gold
 step: same dependencies, and a subgoal with token F1 >= 0.6 against the gold subgoal (references
@@ -13,7 +18,7 @@ to earlier steps count as one token). Also reported: step-count accuracy, input 
 step inputs the ``brick`` prompt style uses), how often the brick's plan was rejected and the
 rules splitter used instead, and planning seconds per instruction.
 
-    brickwork eval plan [--n 240] [--planners rules,brick] [--out DIR]
+    brickwork eval plan [--n 240] [--planners rules,brick] [--sets independent-dev,...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from brickwork.tasks.synth import Composite, generate
 from brickwork.orchestrator.types import Plan
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "planner" / "handwritten.jsonl"
+INDEPENDENT = HANDWRITTEN.with_name("independent.jsonl")
+SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test")
 F1_MIN = 0.6
 
 
@@ -85,21 +92,34 @@ def gold_plan(c: Composite) -> Plan:
 
 
 # -- sets ---------------------------------------------------------------------------------------
-def load_sets(n: int, seed: int) -> dict[str, list[tuple[str, Plan, str]]]:
-    """name -> [(instruction, gold plan, structure)]."""
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _gold(d: dict[str, Any]) -> Plan:
+    return parse_plan(json.dumps(d["plan"]), planner="gold", check_grounding=False)
+
+
+def load_sets(n: int, seed: int, names: tuple[str, ...] = SETS) -> dict[str, list[tuple[str, Plan, str]]]:
+    """name -> [(instruction, gold plan, structure)], for the sets in `names` (in `SETS` order)."""
+    unknown = sorted(set(names) - set(SETS))
+    if unknown:
+        raise ConfigError(f"unknown plan eval sets {unknown}; available sets: {', '.join(SETS)}")
     sets: dict[str, list[tuple[str, Plan, str]]] = {}
-    sets["bundled"] = [(c.instruction, gold_plan(c), c.structure) for c in generate(n, part="test", seed=seed)]
-    sets["unbundled"] = [
-        (c.instruction, gold_plan(c), c.structure)
-        for c in generate(max(20, n // 2), part="test", seed=seed + 1, other_share=0.5, scorable=False)
-    ]
-    hw = []
-    for line in HANDWRITTEN.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            d = json.loads(line)
-            gold = parse_plan(json.dumps(d["plan"]), planner="gold", check_grounding=False)
-            hw.append((d["instruction"], gold, "handwritten"))
-    sets["handwritten"] = hw
+    if "bundled" in names:
+        sets["bundled"] = [(c.instruction, gold_plan(c), c.structure) for c in generate(n, part="test", seed=seed)]
+    if "unbundled" in names:
+        sets["unbundled"] = [
+            (c.instruction, gold_plan(c), c.structure)
+            for c in generate(max(20, n // 2), part="test", seed=seed + 1, other_share=0.5, scorable=False)
+        ]
+    if "handwritten" in names:
+        sets["handwritten"] = [(d["instruction"], _gold(d), "handwritten") for d in _read_jsonl(HANDWRITTEN)]
+    for split in ("dev", "test"):
+        if f"independent-{split}" in names:
+            sets[f"independent-{split}"] = [
+                (d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(INDEPENDENT) if d["split"] == split
+            ]
     return sets
 
 
@@ -156,6 +176,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=240, help="bundled-task composites (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--planners", default="rules,brick", help="comma-separated planners to compare (default: %(default)s)")
+    p.add_argument("--sets", default=",".join(SETS), help="comma-separated sets to score (default: %(default)s)")
     p.add_argument("--engine", default="peft", help="engine for the planner brick (default: %(default)s)")
     p.add_argument("--planner-brick", metavar="DIR", help="evaluate this planner brick instead of the bundled one")
 
@@ -167,7 +188,7 @@ def main(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sets = load_sets(args.n, args.seed)
+    sets = load_sets(args.n, args.seed, tuple(n.strip() for n in args.sets.split(",") if n.strip()))
     names = [n.strip() for n in args.planners.split(",") if n.strip()]
     report: dict[str, Any] = {"suite": "plan", "seed": args.seed, "sets": {k: len(v) for k, v in sets.items()}, "planners": {}}
     engine = None
@@ -215,8 +236,10 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {name} | {set_name} | {r['n']} | {r['plan_accuracy']:.3f} | {r['accuracy_without_fallback']:.3f} | {r['step_count_accuracy']:.3f} | "
                 f"{r['input_exact']:.3f} | {r['fallback_rate']:.3f} | {_opt(r.get('accuracy_without_cross_check'))} | {r['seconds_per_instruction']:.3f} |"
             )
-    lines += ["", "Plan accuracy by structure (bundled set):", "", "| planner | structure | n | plan accuracy |", "|---|---|---:|---:|"]
+    lines += ["", "Plan accuracy by structure (bundled set) and by kind (independent sets):", "",
+              "| planner | set | structure | n | plan accuracy |", "|---|---|---|---:|---:|"]
     for name, sets in report["planners"].items():
-        for struct, r in sets.get("bundled", {}).get("by_structure", {}).items():
-            lines.append(f"| {name} | {struct} | {r['n']} | {r['plan_accuracy']:.3f} |")
+        for set_name in ("bundled", "independent-dev", "independent-test"):
+            for struct, r in sets.get(set_name, {}).get("by_structure", {}).items():
+                lines.append(f"| {name} | {set_name} | {struct} | {r['n']} | {r['plan_accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
