@@ -2,8 +2,13 @@
 
 How it splits (quoted text, ``rgb(...)`` values and text after a colon are never split):
 
+0. chat around the request is dropped (`strip_chat`): a greeting or thanks before it ("Hey,",
+   "Good morning!", "ok so"), a sign-off after it ("Thanks!", "Cheers!", "lol"), and a preamble
+   that says what it is for, with no task word before its colon ("quick ones for my notes: ...");
 1. numbered or bulleted lists (``1. ...``, ``- ...``, ``1) ... 2) ...``, ``Step 1: ...``) give one
-   step per item, also when the first item shares a line with an intro;
+   step per item, also when the first item shares a line with an intro; so do inline or
+   multi-line lists marked ``1. 2.``, ``(1) (2)``, ``(a) (b)``, ``a) b)`` (the markers must run in
+   order; the text before the first item is dropped unless it names an input);
 2. otherwise sentences, then connectors inside a sentence (``then``, ``after that``, ``next``,
    ``also``, ``last,``, ``;``, and ``, and`` / ``and`` / ``,`` when a task verb or question word
    follows). A sentence starts a new step only where it starts like a task: a verb, a question
@@ -12,11 +17,15 @@ How it splits (quoted text, ``rgb(...)`` values and text after a colon are never
 3. wrappers ("Please", "Can you tell me:", "First,") are stripped; a clause that only introduces
    an input ("Here is the word 'mouse'.", "The number: 742.") is not a step, its input is what a
    later "it" means; "Compare A and B and name the larger one" stays one step; a question about
-   "this question" takes the question after it as its input;
+   "this question" takes the question after it as its input; a clause that tells where an input
+   came from and asks nothing ("My friend texted me this: '...'", "Think of the country Chile",
+   "It is 'harbour'") introduces the input a following "it" means;
 4. a clause with no input of its own that says "it", "the result", "that word", "the negated
    sentence", "the larger one", or names the thing the step before asked for ("What colour is
    ...? Spell the colour.") depends on the step before it (the reference becomes ``{sN}``), or on
-   the introduced input if there is no step before it;
+   the introduced input if there is no step before it; but a question joined by ", and" that says
+   "its"/"it" ("What is the capital of Peru, and what is its region?") asks about the same input
+   as the step before (the step's input, else the last capitalised name in it), not its answer;
 5. a step's input is its quoted text, else the text after a colon, else an rgb value, date or
    number, else none.
 
@@ -47,6 +56,8 @@ _QUOTED = re.compile(r"\"[^\"\n]+\"|“[^”\n]+”|‘[^’\n]+’|(?<![\w])'[^
 _RGB = re.compile(r"rgb\([^)]*\)", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•]|step\s*\d+\s*[:.)])\s+", re.I)
 _INLINE_LIST = re.compile(r"(?:^|\s)(?:\d\)|step\s*\d+\s*:)\s+", re.I)
+# an inline list item marker: "1." "2)" "(3)" "(a)" "b)" "(C)"; items must run 1, 2, 3 or a, b, c
+_MARK = re.compile(r"(?:^|(?<=\s))(?:\((?P<p>[a-zA-Z]|\d{1,2})\)|(?P<l>[a-zA-Z])\)|(?P<n>\d{1,2})[.)])(?=\s)")
 _CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly|last(?=\s*,)"
 _ORDINALS = r"(?:second|third|fourth|fifth)(?:ly)?(?=\s*,)"
 # a sentence can also start a task with a head noun ("Antonym of hot?"), a preposition and a
@@ -59,13 +70,21 @@ _TASK_START = rf"(?:{_HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which
 _TASKWORDS = rf"(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|step\s*\d|\d[.)]|here|take|consider|look|given|{_CONN_WORDS}|{_VERB_ALT})\b"
 _TASKLIKE = rf"(?:{_TASK_START}|{_TASKWORDS})"
 # a sentence boundary only where the next sentence starts like a task (else it is part of an input)
-_SENT = re.compile(rf"(?:(?<=[.?!])|(?<=\x02)(?=\s+(?-i:[A-Z])))\s+(?={_TASKLIKE})", re.I)
+_SENT = re.compile(
+    rf"(?:(?<=[.?!])|(?<=\x02)(?=\s+(?-i:[A-Z]))|(?<=[\x00\x02])(?=\s+(?:can|could|would)\s+you\b))\s+(?={_TASKLIKE})", re.I
+)
 _CONNECT = re.compile(
     r"\s*;\s*(?:and\s+)?(?:then\s+)?"
     rf"|,?\s+(?:and\s+)?(?:{_CONN_WORDS})\s*,?\s+"
-    rf"|,?\s+and\s+(?=(?:{_VERB_ALT})\b)|,\s+and\s+(?={_HEAD_NOUNS}\b)"
+    rf"|,?\s+and\s+(?=\x03|(?:{_VERB_ALT})\b)|,\s+and\s+(?=(?:the\s+)?{_HEAD_NOUNS}\b)"
+    r"|,?\s+and\s+(?=i\s+(?:need|want|would\s+like|'d\s+like)\b)"
     rf"|,\s+(?=(?:{_IMPERATIVE_ALT})\b)",
     re.I,
+)
+# "What is the capital of Peru, and what is its region?": a question on the same input, not on the
+# answer; the \x03 mark survives the split and tells `_step`
+_SAME_INPUT = re.compile(
+    r"(,?\s+and\s+)(?=(?:what|which|where|how|is|does|do)\b[^.!?\x00]*\b(?:its|it)\b[^.!?\x00]*\?\W*$)", re.I
 )
 _COLON_TASK = re.compile(rf":\s+(?=(?:{_VERB_ALT})\b)", re.I)
 _PAYLOAD_END = re.compile(
@@ -79,6 +98,18 @@ _LEAD = re.compile(
     r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,]*)+",
     re.I,
 )
+# chat around the request: a greeting or thanks before it, a sign-off after it, and a preamble
+# that says what the request is for ("Hey, quick ones for my notes: ...")
+_GREETING = re.compile(
+    r"^(?:(?:hey|hi|hello|hiya|good\s+(?:morning|afternoon|evening)|thanks|thank\s+you|ok(?:ay)?|so|um+|hmm+)"
+    r"(?:\s+(?:there|so\s+much|a\s+lot|for\s+earlier|again|so))*\s*(?:[,!.]+\s*|\s+(?=so\b)|\s+(?=my\b)))+",
+    re.I,
+)
+_SIGN_OFF = re.compile(r"(?:[\s,.!?]+(?:thanks(?:\s+(?:a\s+lot|so\s+much|in\s+advance))?|thank\s+you|cheers|thx|ty|lol|haha|xx?)[\s.!]*)+$", re.I)
+_CHAT_PREAMBLE = re.compile(
+    r"^(?P<pre>[^:\x00\d?]{0,60}\b(?:notes|flashcards?|quiz|homework|favou?r|questions?|ones|things|tasks|couple|few)\b[^:\x00\d?]{0,30}):\s+",
+    re.I,
+)
 _TRAIL = re.compile(r"(?:[\s,]*\bplease\b)?[\s,;.]*$", re.I)
 _PREFACE = re.compile(
     r"^(?:i\s+(?:need|have)\s+(?:two|three|\d)\s+\w+|do\s+(?:two|three)\s+things|(?:two|three)\s+tasks|do\s+the\s+following|"
@@ -87,13 +118,13 @@ _PREFACE = re.compile(
 )
 # "take" introduces an input ("Take the word 'mouse'.") unless it is the task ("Take 8 away from 47")
 _INTRO = re.compile(
-    r"^(?:here\s+is|here's|take(?!.*\b(?:away|from|off)\b)(?=\s+(?:the|this|these|a|an)\b|\s*\x00)|consider|look\s+at|i\s+have|given|think\s+about)\b",
+    r"^(?:here\s+is|here's|there\s+is|there's|think\s+of|take(?!.*\b(?:away|from|off)\b)(?=\s+(?:the|this|these|a|an)\b|\s*\x00)|consider|look\s+at|i\s+have|given|think\s+about)\b",
     re.I,
 )
-_INTRO_NOUN = re.compile(r"^(?:here\s+is|here's|take|consider|look\s+at|i\s+have|given|think\s+about)?\s*(?:the|this|these|a|an)\s+\w+\s*:?\s*(.+?)[.:]?$", re.I)
+_INTRO_NOUN = re.compile(r"^(?:here\s+is|here's|there\s+is|there's|think\s+of|take|consider|look\s+at|i\s+have|given|think\s+about)?\s*(?:the|this|these|a|an)\s+\w+\s*:?\s*(.+?)[.:]?$", re.I)
 _ANAPHOR = re.compile(
     r"\b(?:the\s+(?:larg|bigg|small|heavi|light|tall|short|fast|slow|old|young|long|strong|high|low)(?:er|est)\s+one|the\s+(?:result|answer|output|sum|difference)|th(?:at|is|ose)\s+(?:word|words|number|sentence|country|date|"
-    r"message|question|colour|color|result|answer|text)|it|its|them|that)\b",
+    r"message|question|colour|color|result|answer|text|city|animal|region|language|capital|name)|it|its|them|that)\b",
     re.I,
 )
 # "this question" names text that follows it: after a colon, or as the next sentence
@@ -120,21 +151,34 @@ class RulesPlanner:
         return [self.plan(i) for i in instructions]
 
     def plan(self, instruction: str) -> Plan:
-        masked, spans = _mask(instruction)
-        clauses = _clauses(masked)
+        masked, spans = _mask(strip_chat(instruction))
+        clauses = [_strip(c) for c in _clauses(masked)]
         steps: list[Step] = []
         intro_input: str | None = None
-        for c in clauses:
-            c = _strip(c)
+        for i, c in enumerate(clauses):
             if not c or _PREFACE.match(_unmask(c, spans)):
                 continue
-            if _INTRO.match(c) or _is_intro_only(c):
+            if _INTRO.match(c) or _is_intro_only(c) or _introduces(c, clauses[i + 1] if i + 1 < len(clauses) else "", spans):
                 intro_input = _input_of(c, spans) or _intro_noun(_unmask(c, spans)) or intro_input
                 continue
             steps.append(_step(len(steps), c, spans, intro_input, steps))
         if not steps:
             return single_step_plan(instruction, self.name)
         return Plan(steps=tuple(steps), planner=self.name)
+
+
+def strip_chat(instruction: str) -> str:
+    """The request without the chat around it: "Hey, quick ones for my notes: A, and B. Thanks!"
+    -> "A, and B". A preamble is dropped only where no task word comes before its colon."""
+    text = instruction.strip()
+    masked = _QUOTED.sub(lambda m: "\x00" * len(m.group(0)), text)  # positions stay; quotes untouched
+    start = m.end() if (m := _GREETING.match(masked)) else 0
+    m = _CHAT_PREAMBLE.match(masked[start:])
+    if m and not re.search(rf"\b(?:{_IMPERATIVE_ALT})\b|{_TASK_START}", m.group("pre"), re.I):
+        start += m.end()
+    end = m.start() if (m := _SIGN_OFF.search(masked, start)) else len(text)
+    out = text[start:end].strip()
+    return out if out else text
 
 
 def _mask(text: str) -> tuple[str, list[str]]:
@@ -148,7 +192,9 @@ def _mask(text: str) -> tuple[str, list[str]]:
     text = _QUOTED.sub(lambda m: keep(m) + ("\x02" if m.group(0)[-2:-1] in ".?!" else ""), text.strip())
     text = _RGB.sub(keep, text)
     text = _BANG.sub(lambda m: (spans.append("\x01" + m.group(0)), f"\x00{len(spans) - 1}\x00")[1], text)
-    # the text after a colon is one input ("Classify this SMS: ..."), up to where a new task starts
+    # the text after a colon is one input ("Classify this SMS: ..."), up to where a new task or
+    # list item starts
+    marks = [m.start() for m in _list_marks(text)]
     out, pos = [], 0
     for m in re.finditer(r":[ \t]+", text):
         if m.start() < pos:
@@ -162,9 +208,10 @@ def _mask(text: str) -> tuple[str, list[str]]:
         if len(after.split()) < 2 or tasklike or _LEAD.match(after) or _PREFACE.match(before.strip() + ":") or _LEAD.fullmatch(before.strip() + ": "):
             continue
         end = _PAYLOAD_END.search(after)
-        payload = after[: end.start()] if end else after
+        cut = min([end.start() if end else len(after)] + [k - m.end() for k in marks if k > m.end()])
+        payload = after[:cut]
         payload = payload.rstrip()
-        if end and payload[-1:] in (".", "?", "!"):
+        if cut < len(after) and payload[-1:] in (".", "?", "!"):
             payload = payload[:-1]  # the sentence's end stays outside, so sentences still split
         if not payload or "\x00" in payload:
             continue
@@ -184,15 +231,54 @@ def _clauses(masked: str) -> list[str]:
     return [c.replace("\x02", "") for c in _split(masked)]
 
 
+def _list_marks(text: str) -> list[re.Match]:
+    """The markers of an inline or multi-line list ("1. .. 2. ..", "(a) .. (b) .."): the longest run
+    1, 2, 3... or a, b, c... of one style; none if fewer than two items."""
+    best: list[re.Match] = []
+    for style, first in (("n", "1"), ("p", "1"), ("p", "a"), ("l", "a")):
+        run: list[re.Match] = []
+        for m in _MARK.finditer(text):
+            v = m.group(style)
+            if v is None or (style == "p" and v.isdigit() != first.isdigit()):
+                continue
+            want = first if not run else _next_mark(run[-1].group(style))
+            if v.lower() == want:
+                run.append(m)
+        if len(run) > len(best):
+            best = run
+    return best if len(best) >= 2 else []
+
+
+def _next_mark(v: str) -> str:
+    return str(int(v) + 1) if v.isdigit() else chr(ord(v.lower()) + 1)
+
+
+def _list_items(text: str) -> list[str] | None:
+    """One clause per list item; the text before the first item is kept only if it names an input
+    ("The word 'mouse': (a) spell it (b) ..."), else it is a preamble ("Answer these:")."""
+    marks = _list_marks(text)
+    if not marks:
+        return None
+    bounds = [m.start() for m in marks] + [len(text)]
+    items = [text[m.end() : bounds[i + 1]] for i, m in enumerate(marks)]
+    pre = text[: marks[0].start()].strip()
+    keep_pre = bool(pre) and ("\x00" in pre or _NUMBERISH.search(pre))
+    return ([pre] if keep_pre else []) + [it for it in items if it.strip()]
+
+
 def _split(masked: str) -> list[str]:
     lines = _split_first_item([ln for ln in masked.splitlines() if ln.strip()])
     if sum(bool(_LIST_ITEM.match(ln)) for ln in lines) >= 2:
         return [ln for ln in lines if _LIST_ITEM.match(ln) or not ln.rstrip().endswith(":")]
     text = " ".join(lines)
+    items = _list_items(text)
+    if items is not None:
+        return items
     if len(_INLINE_LIST.findall(text)) >= 2:
         return [p for p in _INLINE_LIST.split(text) if p.strip()]
     out: list[str] = []
     for sent in _SENT.split(text):
+        sent = _SAME_INPUT.sub(lambda m: m.group(1) + "\x03", sent)
         for part in _CONNECT.split(sent):
             if not part or not part.strip():
                 continue
@@ -244,6 +330,8 @@ def _split_first_item(lines: list[str]) -> list[str]:
 
 def _strip(clause: str) -> str:
     c = _LEAD.sub("", clause.strip())
+    if c.startswith("\x03"):
+        return "\x03" + _strip(c[1:])
     c = _TRAIL.sub("", c) if not c.endswith("?") else c
     return c.strip()
 
@@ -254,7 +342,22 @@ def _is_intro_only(clause: str) -> bool:
     return bool(
         re.fullmatch(r"(?:(?:the|this|these)\s+\w+\s*:?\s*)?\x00\d+\x00[.:]?", c, re.I)
         or re.fullmatch(r"(?:the|this|these)\s+\w+\s*:\s*[^\s:]+", c, re.I)  # "The number: 742"
+        or re.fullmatch(r"(?:it|this|that)\s*(?:is|'s|was)\s+\x00\d+\x00[.:]?", c, re.I)  # "It is 'harbour'"
     )
+
+
+def _introduces(clause: str, following: str, spans: list[str]) -> bool:
+    """A clause that tells where an input came from and asks nothing ("My friend texted me this:
+    '...'", "I got this message: ...") followed by one that says "it" and has no input of its own:
+    the first names the input. A label with no verb ("Larger animal: cat, dog") is a task."""
+    bare = _MASK.sub(" ", clause)
+    if not re.search(r"\b(?:i|my|me|we|our|us)\b", bare, re.I):
+        return False
+    task = rf"\b(?:{_VERB_ALT}|need|want|like)\b|\b{_HEAD_NOUNS}\b"  # "I need the antonym of 'x'" asks
+    if _input_of(clause, spans) is None or re.search(task, bare, re.I) or re.match(_TASK_START, bare, re.I):
+        return False
+    nxt = following.lstrip("\x03")
+    return bool(nxt) and _input_of(nxt, spans) is None and bool(_ANAPHOR.search(nxt))
 
 
 def _input_of(clause: str, spans: list[str]) -> str | None:
@@ -265,7 +368,7 @@ def _input_of(clause: str, spans: list[str]) -> str | None:
     m = _NAMED.search(clause)  # "the word wolf", "the number 47"
     if m:
         return m.group(1)
-    nums = _NUMBERISH.findall(clause)
+    nums = _NUMBERISH.findall(_MASK.sub(" ", clause))
     return nums[0] if len(nums) == 1 else None  # "What is 82 plus 23?" has no single input
 
 
@@ -290,7 +393,30 @@ def _back_reference(clause: str, previous: str) -> re.Match | None:
     return None
 
 
+def _entity(subgoal: str) -> str | None:
+    """The last capitalised name after the first word ("What is the capital of Peru" -> "Peru")."""
+    names = re.findall(r"(?<=\s)[A-Z][^\W\d_]+(?:\s+[A-Z][^\W\d_]+)*", subgoal)
+    return names[-1] if names else None
+
+
+def _same_input_step(index: int, text: str, previous: Step | None) -> Step:
+    """ "..., and what is its region?": "its" is the previous step's input, not its answer."""
+    ref = None
+    if previous is not None:
+        ref = previous.input if previous.input and not previous.depends_on else _entity(previous.subgoal)
+    if ref is None:
+        return Step(id=step_id(index), subgoal=text)
+    new = re.sub(r"\bits\s+(\w+)", lambda k: f"the {k.group(1)} of {ref}", text, count=1, flags=re.I)
+    if new == text:
+        new = re.sub(r"\bit\b", lambda k: ref, text, count=1, flags=re.I)
+    return Step(id=step_id(index), subgoal=new, input=ref)
+
+
 def _step(index: int, clause: str, spans: list[str], intro_input: str | None, earlier: list[Step]) -> Step:
+    if clause.startswith("\x03"):
+        clause = clause[1:]
+        if _input_of(clause, spans) is None:
+            return _same_input_step(index, _unmask(clause, spans), earlier[-1] if earlier else None)
     own = _input_of(clause, spans)
     text = _unmask(clause, spans)
     if own is None:
@@ -300,7 +426,7 @@ def _step(index: int, clause: str, spans: list[str], intro_input: str | None, ea
     if own is not None:
         return Step(id=step_id(index), subgoal=text, input=own)
     m = None
-    if not _NUMBERISH.search(clause):  # a clause with a number of its own refers to nothing earlier
+    if not _NUMBERISH.search(_MASK.sub(" ", clause)):  # a clause with a number of its own refers to nothing earlier
         m = _ANAPHOR.search(clause) or (_back_reference(clause, earlier[-1].subgoal) if earlier else None)
     if m:
         if earlier:
