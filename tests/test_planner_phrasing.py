@@ -10,7 +10,7 @@ import pytest
 
 from brickwork.evals.plan import INDEPENDENT, load_sets, score_plan
 from brickwork.orchestrator.planners.base import parse_plan
-from brickwork.orchestrator.planners.rules import RulesPlanner
+from brickwork.orchestrator.planners.rules import RulesPlanner, strip_chat
 
 TRAIN = INDEPENDENT.with_name("train.jsonl")
 
@@ -59,3 +59,74 @@ def test_plan_eval_reports_the_two_halves_apart():
     dev, test = sets["independent-dev"], sets["independent-test"]
     assert len(dev) == len(test) == len(_rows(INDEPENDENT)) // 2
     assert not {i for i, _, _ in dev} & {i for i, _, _ in test}
+
+
+# -- the rules splitter on real phrasing (instructions written for these tests) ---------------
+@pytest.mark.parametrize(
+    "instruction, subgoals, inputs, deps",
+    [
+        # numbered and lettered lists, inline or on lines; a preamble without an input is dropped
+        ("Could you help? 1. Pluralize 'moth'. 2. What is 12 plus 30?", ["Pluralize 'moth'", "What is 12 plus 30?"], ["moth", None], [(), ()]),
+        ("(a) Spell 'kite' (b) Negate 'Dogs bark.' (c) Which is larger, a cat or a lynx?",
+         ["Spell 'kite'", "Negate 'Dogs bark.'", "Which is larger, a cat or a lynx?"], ["kite", "Dogs bark.", None], [(), (), ()]),
+        ("a) reformat 2020-05-17 as !MM!DD!YYYY! b) give the opposite of 'loud'",
+         ["reformat 2020-05-17 as !MM!DD!YYYY!", "give the opposite of 'loud'"], ["2020-05-17", "loud"], [(), ()]),
+        ("(A) Give the capital of Chad.\n(B) Spell that city backwards.", ["Give the capital of Chad", "Spell {s1} backwards"], [None, "{s1}"], [(), ("s1",)]),
+        # an item's text after a colon ends where the next item starts
+        ("(1) Sort these words: oak elm ash (2) Name a tree that grows in deserts",
+         ["Sort these words: oak elm ash", "Name a tree that grows in deserts"], ["oak elm ash", None], [(), ()]),
+        # a relative "that" is not a reference
+        ("Spell 'kite', then name a bird that sings at night.", ["Spell 'kite'", "name a bird that sings at night"], ["kite", None], [(), ()]),
+        # markers out of order are not a list
+        ("Write 5 in words. 3. Done?", ["Write 5 in words. 3. Done?"], [None], [()]),
+        # ", and what is its Y?": the same input, not the first answer
+        ("What is the capital of Chad, and what is its region?",
+         ["What is the capital of Chad", "what is the region of Chad?"], [None, "Chad"], [(), ()]),
+        ("Negate 'Owls hunt at night.', and what language is it in?",
+         ["Negate 'Owls hunt at night.'", "what language is Owls hunt at night. in?"], ["Owls hunt at night.", "Owls hunt at night."], [(), ()]),
+        # ... but "then ... it" still works on the answer
+        ("Give the plural of 'moth', then spell it.", ["Give the plural of 'moth'", "spell {s1}"], ["moth", "{s1}"], [(), ("s1",)]),
+        # one step stated across two sentences: a clause that tells where the input came from
+        ("My neighbour sent me this: 'Parcel left by the door.' Is it spam?", ["Is Parcel left by the door. spam?"], ["Parcel left by the door."], [()]),
+        ("Think of the country Chad. Which region is it in?", ["Which region is Chad in?"], ["Chad"], [()]),
+        ("I have a noun for you. It is 'moth', and I want its plural.", ["I want the plural of moth"], ["moth"], [()]),
+        ("There's a date, 2020-05-17. Put it in !MM!DD!YYYY! format.", ["Put 2020-05-17 in !MM!DD!YYYY! format"], ["2020-05-17"], [()]),
+        # ... a label with no verb is a task, not an intro
+        ("Larger animal: cat, lynx? Then spell it.", ["Larger animal: cat, lynx?", "spell {s1}"], ["cat, lynx", "{s1}"], [(), ("s1",)]),
+        # chat around the request
+        ("Hey, two for my notes: the capital of Chad, and the plural of 'moth'. Thanks!",
+         ["the capital of Chad", "the plural of 'moth'"], [None, "moth"], [(), ()]),
+        ("ok so my teacher wrote 'Homework is due Monday.' can you negate that sentence lol",
+         ["negate Homework is due Monday."], ["Homework is due Monday."], [()]),
+    ],
+)
+def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
+    plan = RulesPlanner().plan(instruction)
+    assert [s.subgoal for s in plan.steps] == subgoals
+    assert [s.input for s in plan.steps] == inputs
+    assert [s.depends_on for s in plan.steps] == deps
+
+
+@pytest.mark.parametrize(
+    "instruction, wanted",
+    [
+        ("Good morning! Spell 'kite'.", "Spell 'kite'."),
+        ("Thanks so much! One more thing: write 17 in words. Cheers!", "write 17 in words"),
+        ("Hi there, quick favour for my homework: what is 30 minus 4?", "what is 30 minus 4?"),
+        # no chat: untouched, and quotes are never cut
+        ("Negate 'Thanks for coming.'", "Negate 'Thanks for coming.'"),
+        # a colon after a task word is the task's input, not a preamble
+        ("Classify these questions: who wrote it?", "Classify these questions: who wrote it?"),
+    ],
+)
+def test_strip_chat(instruction, wanted):
+    assert strip_chat(instruction) == wanted
+
+
+def test_the_rules_score_the_independent_set_through_the_eval():
+    """The real parts of `brickwork eval plan` on the independent set (rules only, no model)."""
+    sets = load_sets(0, 0, ("independent-dev", "independent-test"))
+    planner = RulesPlanner()
+    for name, items in sets.items():
+        scores = [score_plan(p, g) for p, (_, g, _) in zip(planner.plan_batch([i for i, _, _ in items]), items, strict=True)]
+        assert sum(s.correct for s in scores) / len(scores) >= 0.9, name

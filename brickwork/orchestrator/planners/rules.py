@@ -107,7 +107,7 @@ _GREETING = re.compile(
 )
 _SIGN_OFF = re.compile(r"(?:[\s,.!?]+(?:thanks(?:\s+(?:a\s+lot|so\s+much|in\s+advance))?|thank\s+you|cheers|thx|ty|lol|haha|xx?)[\s.!]*)+$", re.I)
 _CHAT_PREAMBLE = re.compile(
-    r"^(?P<pre>[^:\x00\d?]{0,60}\b(?:notes|flashcards?|quiz|homework|favou?r|questions?|ones|things|tasks|couple|few)\b[^:\x00\d?]{0,30}):\s+",
+    r"^(?P<pre>[^:\x00\d?]{0,60}\b(?:notes|flashcards?|quiz|homework|favou?r|questions?|ones?|things?|tasks?|couple|few)\b[^:\x00\d?]{0,30}):\s+",
     re.I,
 )
 _TRAIL = re.compile(r"(?:[\s,]*\bplease\b)?[\s,;.]*$", re.I)
@@ -124,7 +124,7 @@ _INTRO = re.compile(
 _INTRO_NOUN = re.compile(r"^(?:here\s+is|here's|there\s+is|there's|think\s+of|take|consider|look\s+at|i\s+have|given|think\s+about)?\s*(?:the|this|these|a|an)\s+\w+\s*:?\s*(.+?)[.:]?$", re.I)
 _ANAPHOR = re.compile(
     r"\b(?:the\s+(?:larg|bigg|small|heavi|light|tall|short|fast|slow|old|young|long|strong|high|low)(?:er|est)\s+one|the\s+(?:result|answer|output|sum|difference)|th(?:at|is|ose)\s+(?:word|words|number|sentence|country|date|"
-    r"message|question|colour|color|result|answer|text|city|animal|region|language|capital|name)|it|its|them|that)\b",
+    r"message|question|colour|color|result|answer|text|city|animal|region|language|capital|name)|it|its|them|that(?=\s*(?:$|[.?!,;]|\s+(?:into|in|to|as|out|letter|backwards|for|with|please|and|then)\b)))\b",
     re.I,
 )
 # "this question" names text that follows it: after a colon, or as the next sentence
