@@ -10,7 +10,10 @@ Four sets, none seen by the planner brick:
   not make (numbered and lettered lists, "X, and what is its Y?", one step over two sentences,
   chat wrappers, steps no brick serves; ``data/planner/independent.jsonl``), reported as two sets:
   ``independent-dev`` (the half the rules were tuned on) and ``independent-test`` (never read
-  while tuning). Its structure breakdown is the item's ``kind``.
+  while tuning). Its structure breakdown is the item's ``kind``;
+- ``fresh``: 21 more, written the same way after the rules were final and run only once, for the
+  figures (``data/planner/fresh.jsonl``): the ``independent`` test half was written alongside
+  the dev half, often as its twin, so it says less about constructions nobody wrote yet.
 
 A plan is correct when it has the gold number of steps and each step is aligned to its gold
 step: same dependencies, and a subgoal with token F1 >= 0.6 against the gold subgoal (references
@@ -39,7 +42,8 @@ from brickwork.orchestrator.types import Plan
 
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "planner" / "handwritten.jsonl"
 INDEPENDENT = HANDWRITTEN.with_name("independent.jsonl")
-SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test")
+FRESH = HANDWRITTEN.with_name("fresh.jsonl")
+SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh")
 F1_MIN = 0.6
 
 
@@ -120,6 +124,8 @@ def load_sets(n: int, seed: int, names: tuple[str, ...] = SETS) -> dict[str, lis
             sets[f"independent-{split}"] = [
                 (d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(INDEPENDENT) if d["split"] == split
             ]
+    if "fresh" in names:
+        sets["fresh"] = [(d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(FRESH)]
     return sets
 
 
@@ -239,7 +245,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Plan accuracy by structure (bundled set) and by kind (independent sets):", "",
               "| planner | set | structure | n | plan accuracy |", "|---|---|---|---:|---:|"]
     for name, sets in report["planners"].items():
-        for set_name in ("bundled", "independent-dev", "independent-test"):
+        for set_name in ("bundled", "independent-dev", "independent-test", "fresh"):
             for struct, r in sets.get(set_name, {}).get("by_structure", {}).items():
                 lines.append(f"| {name} | {set_name} | {struct} | {r['n']} | {r['plan_accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
