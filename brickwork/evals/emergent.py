@@ -15,6 +15,8 @@ and answer perplexity (teacher forced) with
   kept with the task's brick active);
 - ``act-50/30``: the same, ranking neurons by |act(gate_proj(x)) * up_proj(x)| (up computed
   whole, only down_proj reads the kept neurons).
+- ``group-50/30``: per token, the 50/30% of 16 co-activation neuron groups a linear router picks
+  (MoEfication-style, `brickwork.bricks.emergent.grouped_ffn`; fitted on the base model).
 
 Prompts are `render_prompt(Task.query(e, "definition"))`. With trained starter bricks under
 ``brickwork/data/starter/<task_id>/`` each task runs with its own LoRA (PEFT, sliced together
@@ -46,6 +48,8 @@ CONFIGS: tuple[tuple[str, float, str, int], ...] = (
     ("ffn-30", 0.3, "token", 0),
     ("act-50", 0.5, "token-act", 0),
     ("act-30", 0.3, "token-act", 0),
+    ("group-50", 0.5, "token-group", 0),
+    ("group-30", 0.3, "token-group", 0),
 )
 
 
@@ -191,6 +195,12 @@ def run(
         how: _thresholds(runner, tok, sorted({c[1] for c in chosen if c[2] == how}), starters, score="gate" if how == "token" else "act")
         for how in ("token", "token-act")
     }
+    routing = None
+    if any(c[2] == "token-group" for c in chosen):
+        from brickwork.bricks.emergent.grouped_ffn import fit_groups
+
+        with runner.disable_adapter() if starters else contextlib.nullcontext():
+            routing = fit_groups(runner, tok)
     skip_order = [int(i) for i in torch.argsort(imp["block_influence"]).tolist() if i != 0]
 
     per_task_data = {}
@@ -215,7 +225,11 @@ def run(
             keep = keep_from_scores(scores, fraction, resident=imp["resident"]) if fraction < 1 and not per_token else {}
             sparse: Any = contextlib.nullcontext()
             names = [tid if tid in starters else BASE_ADAPTER] * len(exs) if starters else None
-            if per_token:
+            if how == "token-group":
+                from brickwork.bricks.emergent.grouped_ffn import grouped_ffn
+
+                sparse = grouped_ffn(runner, routing, fraction)
+            elif per_token:
                 sparse = sparse_ffn(runner, thresholds[how][fraction], fraction=fraction, score="gate" if how == "token" else "act")
             with sparse, slice_ffn(runner, keep), skip_layers(runner, skip_order[:n_skip]):
                 t0 = time.perf_counter()
@@ -332,7 +346,7 @@ def _plot(out: Path, report: dict[str, Any]) -> None:
     xs = [r["fraction"] * 100 for _, r in fr]
     a1.plot(xs, [r["mean_accuracy"] for _, r in fr], "o-", label="per-task neurons (static)")
     lines = {}
-    for how, label in (("token", "per token, |act(gate)|"), ("token-act", "per token, |act(gate) x up|")):
+    for how, label in (("token", "per token, |act(gate)|"), ("token-act", "per token, |act(gate) x up|"), ("token-group", "per token, groups (router)")):
         pts = [(n, r) for n, r in res.items() if r["selection"] in (how, "-") and not r["skipped_layers"]]
         if any(r["selection"] == how for _, r in pts):
             lines.update(pts)
