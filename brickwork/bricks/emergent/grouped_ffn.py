@@ -41,6 +41,7 @@ from brickwork.bricks.emergent.sparse_ffn import (
     _lora_delta_names,
     calibration_texts,
     check_fraction,
+    forward_texts,
     install_ffns,
 )
 from brickwork.errors import ConfigError
@@ -102,15 +103,7 @@ def fit_groups(
     for f in ffns:  # the MLP's input and down_proj's input, real tokens only, fp16 to bound memory
         handles.append(f.mlp.register_forward_pre_hook(lambda _m, a, i=f.layer: xs[i].append(a[0][token_mask[-1]].half())))
         handles.append(f.down.register_forward_pre_hook(lambda _m, a, i=f.layer: hs[i].append(a[0][token_mask[-1]].abs().half())))
-    try:
-        with torch.inference_mode():
-            for s in range(0, len(texts), batch_size):
-                enc = tok(list(texts[s : s + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False)
-                token_mask.append(enc["attention_mask"].bool())
-                model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-    finally:
-        for h in handles:
-            h.remove()
+    forward_texts(model, tok, texts, batch_size, token_mask, handles)
     assign, weight, bias = [], [], []
     for f in ffns:
         x, h = torch.cat(xs[f.layer]).float(), torch.cat(hs[f.layer]).float()

@@ -91,15 +91,7 @@ def calibrate_thresholds(
 
     for f in ffns:
         handles.append((f.gate if score == "gate" else f.down).register_forward_hook(make(f.layer, f.mlp)))
-    try:
-        with torch.inference_mode():
-            for s in range(0, len(texts), batch_size):
-                enc = tok(list(texts[s : s + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False)
-                token_mask.append(enc["attention_mask"].bool())
-                model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-    finally:
-        for h in handles:
-            h.remove()
+    forward_texts(model, tok, texts, batch_size, token_mask, handles)
     out = {}
     for f in fr:
         th = []
@@ -109,6 +101,22 @@ def calibrate_thresholds(
             th.append(0.0 if f >= 1 else float(vals.kthvalue(min(max(k, 1), vals.numel())).values))
         out[f] = torch.tensor(th)
     return out
+
+
+def forward_texts(model: Any, tok: Any, texts: Sequence[str], batch_size: int, token_mask: list[Any], handles: list[Any]) -> None:
+    """Run `texts` through `model` in batches (inference mode), appending each batch's attention
+    mask (bool) to `token_mask` first so the hooks can keep real tokens; removes `handles` after."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            for s in range(0, len(texts), batch_size):
+                enc = tok(list(texts[s : s + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False)
+                token_mask.append(enc["attention_mask"].bool())
+                model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _lora_delta_names(module: Any) -> list[str] | None:
