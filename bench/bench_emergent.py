@@ -402,21 +402,23 @@ def plot(root: Path) -> None:
     import matplotlib.pyplot as plt
 
     docs = root / "docs" / "emergent"
-    rows: dict[str, dict] = {}
-    for run in ("eval-token", "eval-group"):  # same 17 tasks, 40 test items each, same seeds
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    # each committed run against its own dense row: eval-token is 17 tasks x 40, eval-group 6 x 20
+    for run, style in (("eval-token", "o-"), ("eval-group", "^--")):
         f = docs / run / "emergent.json"
-        if f.is_file():
-            rows.update(json.loads(f.read_text())["results"])
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for method, (label, prefix, _sel) in PLOT_METHODS.items():
-        pts = sorted((r["fraction"], r["mean_accuracy"]) for n, r in rows.items() if n.split("-")[0] == prefix and "+" not in n)
-        if pts and "dense" in rows:
-            pts.append((1.0, rows["dense"]["mean_accuracy"]))
-            ax.plot([100 * x for x, _ in pts], [y for _, y in pts], "o-", label=label)
+        if not f.is_file():
+            continue
+        report = json.loads(f.read_text())
+        rows, where = report["results"], f"{len(next(iter(report['results'].values()))['tasks'])} tasks x {report['n_per_task']}"
+        for method, (label, prefix, _sel) in PLOT_METHODS.items():
+            pts = sorted((r["fraction"], r["mean_accuracy"]) for n, r in rows.items() if n.split("-")[0] == prefix and "+" not in n)
+            if pts and "dense" in rows:
+                pts.append((1.0, rows["dense"]["mean_accuracy"]))
+                ax.plot([100 * x for x, _ in pts], [y for _, y in pts], style, label=f"{label} ({where})")
     ax.set_xlabel("FFN neurons kept per token (%)")
-    ax.set_ylabel("mean accuracy, 17 tasks x 40 (starter bricks)")
+    ax.set_ylabel("mean accuracy (starter bricks, greedy exact match)")
     ax.invert_xaxis()
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(docs / "token-accuracy.png", dpi=90)
 
@@ -426,10 +428,10 @@ def plot(root: Path) -> None:
         v = bench["decode"]["variants"]
         pre = "lora" if lora else "base"
         for method in ("gate", "act", "group"):
-            pts = sorted((r["kept_target"], r["decode_speedup_cpu"]) for r in v.values() if r["method"] == method and r["lora_brick"] is lora)
-            ax.plot([100 * x for x, _ in [(1.0, 1.0), *pts]], [y for _, y in [(1.0, 1.0), *pts]], "o-", label=f"{PLOT_METHODS[method][0]}, decode")
-        g = sorted((r["kept_target"], r["ffn_only_speedup_cpu"]) for r in v.values() if r["method"] == "group" and r["lora_brick"] is lora)
-        ax.plot([100 * x for x, _ in [(1.0, 1.0), *g]], [y for _, y in [(1.0, 1.0), *g]], "s--", label="groups, FFN only")
+            pts = sorted([(1.0, 1.0), *((r["kept_target"], r["decode_speedup_cpu"]) for r in v.values() if r["method"] == method and r["lora_brick"] is lora)])
+            ax.plot([100 * x for x, _ in pts], [y for _, y in pts], "o-", label=f"{PLOT_METHODS[method][0]}, decode")
+        g = sorted([(1.0, 1.0), *((r["kept_target"], r["ffn_only_speedup_cpu"]) for r in v.values() if r["method"] == "group" and r["lora_brick"] is lora)])
+        ax.plot([100 * x for x, _ in g], [y for _, y in g], "s--", label="groups, FFN only")
         ax.axhline(v[f"{pre}-no-ffn"]["decode_speedup_cpu"], color="grey", ls=":", label="no FFN at all (ceiling)")
         ax.axhline(1.3, color="red", ls=":", lw=0.8, label="target 1.3x")
         ax.set_title(("with" if lora else "without") + " a LoRA brick (q,v,gate,up,down)", fontsize=9)
