@@ -385,6 +385,49 @@ def test_concurrent_requests_share_engine_batches_and_a_full_queue_is_503(make_c
     assert max(len(call) for call in engine.calls) > 1  # gathered into shared batches
 
 
+def test_a_disconnecting_clients_queued_request_never_reaches_the_engine(tmp_path):
+    """On a real uvicorn port (the test client never disconnects): while one request holds the
+    engine, other clients give up (waiting or streaming); their requests leave the engine's queue
+    and are not run."""
+    import httpx
+
+    from brickwork.orchestrator.sdk import Brickwork
+    from brickwork.prompts import CHATML
+    from brickwork.server import create_app
+    from tests.test_server_real import uvicorn_app
+
+    release = threading.Event()
+    engine = FakeEngine(respond=lambda r: (release.wait(20), None)[1] if "hold" in r.prompt else None)
+    bw = Brickwork(engine=engine, planner="rules", retriever=KeywordRetriever(), store=FakeStore(tmp_path / "lib"))
+    try:
+        with uvicorn_app(create_app(bw, tokenizer=CharTokenizer(), prompts=CHATML)) as url:
+            held: list[int] = []
+            first = threading.Thread(target=lambda: held.append(httpx.post(f"{url}/completions", json={"model": "base", "prompt": "hold"}, timeout=30).status_code))
+            first.start()
+            for _ in range(500):
+                if engine.calls:
+                    break
+                threading.Event().wait(0.01)
+            for path, body in (("completions", {"model": "base", "prompt": "gone"}),
+                               ("chat/completions", {"model": "base", "messages": user("gone"), "n": 2}),
+                               ("completions", {"model": "base", "prompt": "gone", "stream": True})):
+                with pytest.raises(httpx.TimeoutException):
+                    httpx.post(f"{url}/{path}", json=body, timeout=0.3)
+            for _ in range(500):  # the server notices the disconnect on its next look (0.5 s)
+                if bw.engine.stats.cancelled == 4:
+                    break
+                threading.Event().wait(0.01)
+            assert bw.engine.stats.cancelled == 4  # a completion, a chat with n=2, a streamed completion
+            release.set()
+            first.join(10)
+            after = httpx.post(f"{url}/completions", json={"model": "base", "prompt": "after"}, timeout=10)
+            assert held == [200] and after.status_code == 200 and after.json()["choices"][0]["text"] == "[base] after"
+            assert [[r.prompt for r in call] for call in engine.calls] == [["hold"], ["after"]]
+    finally:
+        release.set()
+        bw.close()
+
+
 @pytest.mark.parametrize(
     "stops, raws, final, expect",
     [

@@ -127,6 +127,46 @@ def test_fake_engine_checks_bricks_against_a_store(library, make_brick):
         engine.generate([Request(prompt="p", bricks=(BrickRef(name="beta", version=1),))])
 
 
+def _wait_until(cond, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_batching_engine_drops_a_cancelled_queued_job_before_the_engine_and_a_running_ones_result():
+    from brickwork.serving.batching import BatchingEngine, Cancelled
+
+    release = threading.Event()
+    engine = FakeEngine(respond=lambda r: (release.wait(10), None)[1] if r.prompt == "busy" else None)
+    eng = BatchingEngine(engine, window_s=0.01)
+    results, cancel_queued, cancel_running = {}, threading.Event(), threading.Event()
+
+    def call(prompt, cancelled):
+        try:
+            results[prompt] = eng.generate([Request(prompt=prompt)], cancelled=cancelled)[0].text
+        except Cancelled:
+            results[prompt] = "cancelled"
+
+    running = threading.Thread(target=call, args=("busy", cancel_running))
+    running.start()
+    _wait_until(lambda: len(engine.calls) == 1)  # "busy" holds the engine
+    queued = [threading.Thread(target=call, args=(p, cancel_queued if p == "queued" else None)) for p in ("queued", "kept")]
+    for t in queued:
+        t.start()
+    _wait_until(lambda: len(eng._pending) == 2)
+    cancel_queued.set()
+    queued[0].join(5)  # a queued caller leaves at once, while the engine is still busy
+    assert results == {"queued": "cancelled"} and eng.stats.cancelled == 1
+    cancel_running.set()  # too late to leave its batch: the result is dropped
+    release.set()
+    running.join(5)
+    queued[1].join(5)
+    assert results == {"queued": "cancelled", "busy": "cancelled", "kept": "[base] kept"}
+    assert [[r.prompt for r in call] for call in engine.calls] == [["busy"], ["kept"]]  # "queued" never ran
+    assert eng.stats.requests == 2
+
+
 def test_register_engine_makes_create_engine_build_it(library):
     register_engine("fake-test", FakeEngine)
     try:

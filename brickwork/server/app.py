@@ -377,6 +377,8 @@ def _stream(
                         yield ctx.chunk([chunker(ctx, item[1], delta)])
             try:
                 out = fut.result()
+            except Cancelled:
+                return  # the client left: nobody reads the rest
             except Exception as exc:
                 yield sse(_mapped(exc).body())
                 yield DONE

@@ -237,7 +237,7 @@ def run(
         requests.append(Request(prompt=prompt, bricks=bricks.refs, sampling=sampling, on_text=hook))
     if cancelled is not None and cancelled.is_set():
         return None
-    completions = runs.generate(bw, requests)
+    completions = runs.generate(bw, requests, cancelled)
     choices = [_choice(job, i, c, tok) for i, c in enumerate(completions)]
     trace = {"mode": "step", "bricks": bricks.trace(), "how": bricks.how, "routed_on": job.instruction if bricks.how == "routed" else None}
     return ChatOutcome(

@@ -87,7 +87,7 @@ def run(
     k = req.logprobs or 0
     scores: list[PromptScore | None] = [None] * len(job.prompts)
     if req.echo:
-        scores = runs.score(bw, [ScoreRequest(prompt=p, bricks=b.refs, top_logprobs=k) for p, b in zip(job.prompts, bricks, strict=True)])
+        scores = runs.score(bw, [ScoreRequest(prompt=p, bricks=b.refs, top_logprobs=k) for p, b in zip(job.prompts, bricks, strict=True)], cancelled)
     if cancelled is not None and cancelled.is_set():
         return None
     completions: list[Any] = [None] * (len(job.prompts) * n)
@@ -100,8 +100,8 @@ def run(
                     s = dataclasses.replace(s, seed=s.seed + j)
                 hook = (lambda idx: lambda text: on_text(idx, text))(i * n + j) if on_text is not None else None
                 requests.append(Request(prompt=p, bricks=b.refs, sampling=s, on_text=hook))
-        completions = runs.generate(bw, requests)
-    stop_lp = _stop_token_logprobs(bw, tok, job, bricks, scores, completions, k)
+        completions = runs.generate(bw, requests, cancelled)
+    stop_lp = _stop_token_logprobs(bw, tok, job, bricks, scores, completions, k, cancelled)
     choices = []
     for i, p in enumerate(job.prompts):
         prompt_text = p if isinstance(p, str) else tok.decode(p)
@@ -121,7 +121,8 @@ def run(
 
 
 def _stop_token_logprobs(
-    bw: Any, tok: Any, job: CompletionJob, bricks: list[runs.Bricks], scores: list[Any], completions: list[Any], k: int
+    bw: Any, tok: Any, job: CompletionJob, bricks: list[runs.Bricks], scores: list[Any], completions: list[Any], k: int,
+    cancelled: threading.Event | None,
 ) -> dict[int, tuple[str, float, tuple[tuple[str, float], ...]]]:
     """With echo, a reply that ended on the end-of-turn token at once has no generated-token
     logprobs; harnesses expect one entry per generated token, so score that token too."""
@@ -137,7 +138,7 @@ def _stop_token_logprobs(
     n = job.req.n
     reqs = [ScoreRequest(prompt=(*scores[idx // n].token_ids, eos), bricks=bricks[idx // n].refs, top_logprobs=k) for idx in todo]
     out = {}
-    for idx, s in zip(todo, runs.score(bw, reqs), strict=True):
+    for idx, s in zip(todo, runs.score(bw, reqs, cancelled), strict=True):
         out[idx] = (s.tokens[-1], s.logprobs[-1], s.top[-1] if s.top else ())
     return out
 

@@ -3,8 +3,10 @@ rest get a 503 at once.
 
 Running requests call the engine from their own threads inside `BatchingEngine.enter`/`leave`,
 so the engine's leader gathers them into shared batches. A request whose client disconnected
-before it started is dropped; one already in an engine batch finishes that batch (the engine
-seam has no per-row cancel) and its result is discarded.
+before it started is dropped here; one already waiting in the engine's queue is taken out of it
+by `BatchingEngine` (it never reaches the engine); one already in a running engine batch
+finishes that batch (the engine seam has no per-row abort) and its result is dropped. Each way
+the worker raises `Cancelled`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from brickwork.server.errors import ApiError
+from brickwork.serving.batching import Cancelled
 
-
-class Cancelled(Exception):
-    """The client went away before its request started."""
+__all__ = ["Cancelled", "Gate"]
 
 
 class Gate:
@@ -52,8 +53,14 @@ class Gate:
             return fn()
 
         fut = asyncio.get_running_loop().run_in_executor(self.pool, guarded)
-        fut.add_done_callback(lambda _: self.release())
+        fut.add_done_callback(self._ended)
         return fut
+
+    def _ended(self, fut: asyncio.Future[Any]) -> None:
+        self.release()
+        # reading the exception marks it retrieved: a worker whose client left raises `Cancelled`
+        # with nobody waiting, and asyncio would log that as "exception was never retrieved"
+        _ = fut.cancelled() or fut.exception()
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

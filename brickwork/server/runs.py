@@ -11,6 +11,10 @@ engine), so they keep the planner's constrained, greedy decoding.
 
 A *one-step run* calls the engine directly with one rendered prompt (conversations, raw
 completions), inside `BatchingEngine.enter`/`leave` so concurrent requests share batches.
+
+Every engine call carries the request's `cancelled` event (set when the client disconnects):
+`BatchingEngine` takes a cancelled request out of its queue before it reaches the engine and
+raises `Cancelled` (`brickwork.serving.batching`).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class StepEngine:
     sampling: SamplingParams
     on_final_text: Callable[[str], None] | None = None
     n_steps: int | None = None  # set from the plan event, before any step runs
+    cancelled: threading.Event | None = None
     single_sink: bool = False
     seen: int = 0
     requests: list[Request] = field(default_factory=list)
@@ -102,13 +107,13 @@ class StepEngine:
                 hook, self.streamed = self.on_final_text, True
             reqs.append(dataclasses.replace(r, sampling=self.sampling, on_text=hook))
         self.seen += len(requests)
-        out = self.inner.generate(reqs)
+        out = self.inner.generate(reqs, cancelled=self.cancelled)
         self.requests += reqs
         self.completions += out
         return out
 
     def score(self, requests: Sequence[Any]) -> list[Any]:
-        return self.inner.score(requests)
+        return self.inner.score(requests, cancelled=self.cancelled)
 
     def close(self) -> None:  # the SDK's engine is not ours to close
         pass
@@ -138,7 +143,7 @@ def run_planned(
 
         specs = [BrickSpec(name=r.name, weight=r.weight, version=r.version) for r in fixed.refs]
         state = bw._start_state(instruction, specs or None, not specs, rid)
-    engine = StepEngine(bw.engine, sampling, on_final_text)
+    engine = StepEngine(bw.engine, sampling, on_final_text, cancelled=cancelled)
     if fixed is not None:  # a one-step plan, given: the graph emits no plan event for it
         engine.n_steps, engine.single_sink = 1, True
     deps = dataclasses.replace(bw.deps, engine=engine, max_tokens=sampling.max_tokens)
@@ -161,17 +166,17 @@ def run_planned(
     return result, engine
 
 
-def generate(bw: Any, requests: list[Request]) -> list[Completion]:
+def generate(bw: Any, requests: list[Request], cancelled: threading.Event | None = None) -> list[Completion]:
     bw.engine.enter()
     try:
-        return bw.engine.generate(requests)
+        return bw.engine.generate(requests, cancelled=cancelled)
     finally:
         bw.engine.leave()
 
 
-def score(bw: Any, requests: list[Any]) -> list[Any]:
+def score(bw: Any, requests: list[Any], cancelled: threading.Event | None = None) -> list[Any]:
     bw.engine.enter()
     try:
-        return bw.engine.score(requests)
+        return bw.engine.score(requests, cancelled=cancelled)
     finally:
         bw.engine.leave()
