@@ -140,13 +140,13 @@ def served(bw, lib):
     sbw.close()
 
 
-def _samples(model, model_args, task, task_dir, **kw):
+def _samples(model, model_args, task, task_dir, *, apply_chat_template=True, **kw):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     res = simple_evaluate(
         model=model, model_args=model_args, tasks=[task], task_manager=TaskManager(include_path=str(task_dir)),
-        apply_chat_template=True, bootstrap_iters=0, log_samples=True, **kw,
+        apply_chat_template=apply_chat_template, bootstrap_iters=0, log_samples=True, **kw,
     )
     return res["results"][task], sorted(res["samples"][task], key=lambda s: s["doc_id"])
 
@@ -186,3 +186,26 @@ def test_lm_eval_local_chat_completions_sends_the_few_shot_conversation(served, 
     local, local_samples = _samples(BrickworkLM(brickwork=bw, bricks="english_plural"), None, task, task_dir, **kw)
     assert [s["filtered_resps"] for s in remote_samples] == [s["filtered_resps"] for s in local_samples]
     assert remote["exact_match,none"] == local["exact_match,none"] >= 2 / 3
+
+
+def test_lm_eval_remote_tokenizer_is_auto_detected_and_scores_as_in_process(served, bw, lib, task_dir, monkeypatch):
+    """lm-eval's ``local-completions`` with no tokenizer named (``tokenizer_backend=auto``) finds
+    ``/tokenizer_info`` and tokenizes through ``/tokenize``; its loglikelihoods equal in-process.
+    No ``--apply_chat_template``: lm-eval 0.4.13's remote backend hands loglikelihood a message
+    list it cannot split (``'list' object has no attribute 'rstrip'``), whatever the server."""
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+    from transformers import AutoTokenizer
+
+    from brickwork.evals.harness.model import BrickworkLM
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    lm = LocalCompletionsAPI(base_url=f"{served[0]}/completions", auth_token=KEY, model="sms_spam", tokenized_requests=True, batch_size=4, max_retries=1)
+    hf = AutoTokenizer.from_pretrained(lib.base.path)
+    assert lm.tokenizer_backend == "remote" and (lm.eot_token_id, lm.prefix_token_id) == (hf.eos_token_id, hf.bos_token_id)
+    task, kw = "brickwork_sms_spam_mc", {"limit": 2, "apply_chat_template": False}
+    remote, remote_samples = _samples(lm, None, task, task_dir, **kw)
+    local, local_samples = _samples(BrickworkLM(brickwork=bw, bricks="sms_spam"), None, task, task_dir, **kw)
+    assert [s["arguments"] for s in remote_samples] == [s["arguments"] for s in local_samples]
+    pairs = [(r[0], lo[0]) for rs, ls in zip(remote_samples, local_samples, strict=True) for r, lo in zip(rs["resps"], ls["resps"], strict=True)]
+    assert len(pairs) == 4 and max(abs(float(a[0]) - float(b[0])) for a, b in pairs) < 1e-4, pairs
+    assert remote["acc,none"] == local["acc,none"]

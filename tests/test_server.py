@@ -291,6 +291,52 @@ def test_models_tokenize_detokenize_health(client):
     assert c.get("/health").json()["status"] == "ok"
 
 
+class AddedToken:
+    """What Hugging Face tokenizers keep special tokens in (`init_kwargs` holds these)."""
+
+    def __init__(self, content):
+        self.content = content
+
+
+class Backend:
+    def __str__(self):
+        return "rust"
+
+
+class ConfiguredTokenizer(CharTokenizer):
+    eos_token = "<|im_end|>"
+    init_kwargs = {
+        "bos_token": AddedToken("<|im_start|>"), "eos_token": AddedToken("<|im_end|>"), "model_max_length": 8192,
+        "added_tokens_decoder": {0: AddedToken("<|endoftext|>")}, "vocab_file": None, "tokenizer_file": "/srv/tok.json",
+        "name_or_path": "/srv/models/base", "chat_template": "the tokenizer's own", "backend": Backend(),
+    }
+
+
+@pytest.mark.parametrize(
+    "tok, want",
+    [
+        (CharTokenizer(), {"eos_token": None, "tokenizer_class": "CharTokenizer"}),
+        (ConfiguredTokenizer(), {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "model_max_length": 8192,
+                                 "added_tokens_decoder": {"0": "<|endoftext|>"}, "backend": "rust", "tokenizer_class": "ConfiguredTokenizer"}),
+    ],
+)
+def test_tokenizer_info_is_vllms_route_with_the_template_chats_are_rendered_with(make_client, tok, want):
+    """`GET /tokenizer_info` as vLLM serves it (lm-eval's remote tokenizer reads it): the
+    tokenizer's config as JSON, no server paths, and a chat template that renders a conversation
+    exactly as the server renders it for a chat request."""
+    import jinja2
+
+    c, engine = make_client(tokenizer=tok)
+    info = c.get("/tokenizer_info").json()
+    template = info.pop("chat_template")
+    assert info == want
+    msgs = [{"role": "user", "content": "Give the plural of 'mouse'."}, {"role": "assistant", "content": "mice"}, {"role": "user", "content": "wolf"}]
+    c.post("/v1/chat/completions", json={"model": "base", "messages": msgs})
+    [req] = engine.calls[-1]
+    assert jinja2.Environment().from_string(template).render(messages=msgs, add_generation_prompt=True) == req.prompt
+    assert c.post("/tokenize", json={"prompt": "hi", "add_special_tokens": True}).json()["tokens"] == [104, 105]
+
+
 M = user("hi")
 
 

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from brickwork.evals.harness.chat import template_source
 from brickwork.server import chat, completions, runs
 from brickwork.server.errors import ApiError, bad_request, from_exception, from_validation
 from brickwork.server.gate import Cancelled, Gate
@@ -187,13 +188,17 @@ def create_app(
             text = chat.render(fmt, msgs, add_generation_prompt=req.add_generation_prompt)
         else:
             text = req.prompt or ""
-        ids = tok.encode(text)
+        ids = tok.encode(text, add_special_tokens=req.add_special_tokens)
         if not context:
             context.append(max_model_len(bw))
         out: dict[str, Any] = {"count": len(ids), "tokens": ids, "max_model_len": context[0]}
         if req.return_token_strs:
             out["token_strs"] = tok.token_strs(ids)
         return out
+
+    @api.get("/tokenizer_info")
+    async def tokenizer_info() -> dict[str, Any]:
+        return tok.info(template_source(fmt, tok.tok))
 
     @api.post("/detokenize")
     async def detokenize(request: Request) -> dict[str, Any]:

@@ -214,6 +214,7 @@ class TokenizeRequest(_Model):
     prompt: str | None = None
     messages: list[Message] | None = None
     add_generation_prompt: bool = True
+    add_special_tokens: bool = False
     return_token_strs: bool = False
 
 

@@ -4,6 +4,11 @@ Loaded with transformers' `AutoTokenizer` from the library's base model director
 a second; no model weights), so every engine gets the same counts. Chats are rendered by the
 library's `PromptFormat` (the same base model's chat template). Tests pass any object with the
 Hugging Face methods used here (`encode`, `decode`).
+
+``GET /tokenizer_info`` is vLLM's route of that name (what lm-eval's ``tokenizer_backend=remote``,
+and ``auto`` for ``local-completions``, read): the tokenizer's configuration as in
+``tokenizer_config.json`` (its ``init_kwargs``, added tokens as their text), its class, and the
+chat template the server renders chats with.
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ class ServerTokenizer:
     def __init__(self, tok: Any) -> None:
         self.tok = tok
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of raw text, no special tokens added (as the engines tokenize prompts)."""
-        return list(self.tok.encode(text, add_special_tokens=False))
+    def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of raw text, by default with no special tokens added (as the engines
+        tokenize prompts)."""
+        return list(self.tok.encode(text, add_special_tokens=add_special_tokens))
 
     def decode(self, ids: list[int] | tuple[int, ...]) -> str:
         return self.tok.decode(list(ids))
@@ -61,3 +67,33 @@ class ServerTokenizer:
     @property
     def vocab_size(self) -> int | None:
         return getattr(self.tok, "vocab_size", None)
+
+    def info(self, chat_template: str | None) -> dict[str, Any]:
+        """``/tokenizer_info``: the tokenizer's ``init_kwargs`` made JSON (file paths left out),
+        ``tokenizer_class``, the special tokens it has, and `chat_template`."""
+        config = {k: _jsonable(v) for k, v in (getattr(self.tok, "init_kwargs", None) or {}).items() if k not in _PRIVATE_KEYS and not k.endswith("_file")}
+        for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+            if config.get(key) is None and isinstance(getattr(self.tok, key, None), str):
+                config[key] = getattr(self.tok, key)
+        config.setdefault("eos_token", None)  # lm-eval looks for the key before it trusts the route
+        config["tokenizer_class"] = type(self.tok).__name__
+        if chat_template:
+            config["chat_template"] = chat_template
+        return config
+
+
+# where the tokenizer was read from on the server's disk: not the client's business
+_PRIVATE_KEYS = frozenset({"name_or_path", "is_local", "local_files_only", "cache_dir"})
+
+
+def _jsonable(value: Any) -> Any:
+    """Added tokens as their text, containers element-wise, other objects as strings."""
+    if hasattr(value, "content") and isinstance(value.content, str):
+        return value.content
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
