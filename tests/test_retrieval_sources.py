@@ -12,7 +12,7 @@ from brickwork.evals.routing import Query
 from brickwork.retrieval_index import none_data
 from brickwork.tasks import load_tasks
 
-WRITERS = {"project-author", "helper-1", "helper-a", "helper-b", "helper-c", "helper-d"}
+WRITERS = {"project-author", "helper-1", "helper-a", "helper-b", "helper-c", "helper-d", "helper-e-multilingual"}
 
 
 def test_every_source_is_there_with_train_and_calib_rows():

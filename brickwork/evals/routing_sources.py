@@ -1,6 +1,6 @@
 """Leave-one-source-out routing: out-of-scope requests of a source no part of the router saw.
 
-The none texts come from several sources (`retrieval_index.none_data`: six writers of this
+The none texts come from several sources (`retrieval_index.none_data`: seven writers of this
 project and three parts of Arena-Hard, real user prompts). A router that learned from a source
 (its none class, its nearest-none-text penalty) and whose threshold was fitted on that source's
 calib rows rejects that source's other requests far better than it rejects a new source's: the

@@ -2,8 +2,9 @@
 
 Three files of ``brickwork/data/routing/`` (provenance: ``PROVENANCE.md`` there):
 
-- ``none_train.jsonl``: near misses and everyday requests written for this project by six
-  writers (`source`: ``project-author``, ``helper-1``, ``helper-a`` … ``helper-d``);
+- ``none_train.jsonl``: near misses and everyday requests written for this project by seven
+  writers (`source`: ``project-author``, ``helper-1``, ``helper-a`` … ``helper-d``, and
+  ``helper-e-multilingual``: requests in 23 languages other than English);
 - ``requests.jsonl``: 1,250 real user prompts (Arena-Hard v0.1, v2.0 hard prompts, v2.0 creative
   writing; Apache-2.0); only rows whose `scope` is null (no bundled brick serves them) are none
   texts, the few labelled with a brick are in-scope requests and never trained as none;
