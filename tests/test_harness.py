@@ -229,6 +229,24 @@ def test_written_tasks_are_lm_eval_tasks(task_dir):
     assert "brickwork_english_plural_mc" not in names  # open-ended task: generation only
 
 
+def test_out_of_scope_tasks_are_generated_facts_as_lm_eval_multiple_choice(tmp_path):
+    from lm_eval.tasks import TaskManager
+
+    from brickwork.evals.harness.oos import DAYS, MONTHS, items, oos_names, write_oos_tasks
+    from brickwork.tasks import load_tasks
+
+    root = write_oos_tasks(tmp_path / "oos")
+    assert set(oos_names()) | {"brickwork_oos"} <= set(TaskManager(include_path=str(root)).all_tasks)
+    assert not {n.removeprefix("brickwork_oos_") for n in oos_names()} & set(load_tasks())  # no brick's task
+    assert items("weekday", "test") == items("weekday", "test")  # seeded: the same everywhere
+    for d in items("parity", "test"):
+        assert d["label"] == int(d["query"].split()[3]) % 2
+    for task, cycle in (("weekday", DAYS), ("month", MONTHS)):
+        for d in items(task, "test"):
+            given = next(w for w in cycle if f"after {w}?" in d["query"])
+            assert cycle[d["label"]] == cycle[(cycle.index(given) + 1) % len(cycle)]
+
+
 def test_simple_evaluate_with_cache(fake, tokenizer, task_dir, tmp_path):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager

@@ -9,8 +9,11 @@ with Brickwork's chat format (``--apply_chat_template``), on the first `--limit`
 - ``oracle``: each task on its own brick (tasks without a brick in the library are left out).
 
 One engine serves all three. Writes ``harness.json``, ``harness.md`` and ``harness.png``.
+``--out-of-scope`` instead runs the generated out-of-scope tasks (`brickwork.evals.harness.oos`:
+facts no brick was made for), base vs routed: routing must do no harm there.
 
     brickwork eval harness [--tasks sentiment_binary,sms_spam] [--configs base,routed,oracle] [--limit 40]
+    brickwork eval harness --out-of-scope [--limit 40]
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="peft", help="engine (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--use-cache", metavar="PREFIX", default=None, help="lm-eval request cache (one per configuration)")
+    p.add_argument("--out-of-scope", action="store_true",
+                   help="run the generated out-of-scope tasks (no brick made for them), base vs routed, instead")
 
 
 def lm_eval_tasks(task_ids: list[str], variants: list[str]) -> dict[str, tuple[str, str]]:
@@ -81,10 +86,17 @@ def main(args: argparse.Namespace) -> int:
     unknown = sorted(set(task_ids) - set(load_tasks()))
     if unknown:
         raise ConfigError(f"unknown task(s) {unknown}; bundled tasks: {', '.join(sorted(load_tasks()))}")
-    names = lm_eval_tasks(task_ids, variants)
-    task_dir = write_tasks(out / "tasks", task_ids)
+    if getattr(args, "out_of_scope", False):
+        from brickwork.evals.harness.oos import oos_names, write_oos_tasks
+
+        configs = [c for c in configs if c != "oracle"]  # no brick exists for these tasks
+        names = {n: (n.removeprefix("brickwork_"), "mc") for n in oos_names()}
+        task_ids, task_dir = [], write_oos_tasks(out / "tasks")
+    else:
+        names = lm_eval_tasks(task_ids, variants)
+        task_dir = write_tasks(out / "tasks", task_ids)
     limit = args.limit or None
-    report: dict[str, Any] = {"suite": "harness", "engine": args.engine, "limit": limit, "configs": configs,
+    report: dict[str, Any] = {"suite": "harness-out-of-scope" if task_ids == [] else "harness", "engine": args.engine, "limit": limit, "configs": configs,
                               "metrics": METRIC, "tasks": {}, "routes": {}, "seconds": {}}
     bw = Brickwork(args.library, engine=args.engine, planner="rules", checkpoints=False)
     with bw:
@@ -130,7 +142,7 @@ def markdown(report: dict[str, Any]) -> str:
     cfgs = report["configs"]
     lim = f"first {report['limit']} test items per task" if report["limit"] else "all test items"
     lines = [
-        f"# lm-eval harness: bundled tasks, {lim} (engine {report['engine']}, zero-shot, chat template)",
+        f"# lm-eval harness: {'out-of-scope' if report['suite'] == 'harness-out-of-scope' else 'bundled'} tasks, {lim} (engine {report['engine']}, zero-shot, chat template)",
         "",
         "| lm-eval task | metric | " + " | ".join(cfgs) + " |",
         "|---|---|" + "---:|" * len(cfgs),
