@@ -122,6 +122,23 @@ _formats: dict[Path, PromptFormat] = {}
 _lock = threading.Lock()
 
 
+# What a server's `/tokenizer_info` and lm-eval's `chat_template` report for the default base
+# (lm-eval records it with the results and keys its request cache on it): `CHATML.render_chat`
+# as jinja. Other bases report their tokenizer's own template.
+CHATML_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def template_source(prompts: PromptFormat, tokenizer: Any) -> str:
+    """The chat template `prompts.render_chat` applies, as jinja source."""
+    if prompts == CHATML:
+        return CHATML_TEMPLATE
+    return str(getattr(tokenizer, "chat_template", None) or prompts.name)
+
+
 def _from_dir(path: Path) -> PromptFormat:
     with _lock:
         if path not in _formats:

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from brickwork.evals.harness.chat import template_source
+from brickwork.prompts import template_source
 from brickwork.server import chat, completions, runs
 from brickwork.server.errors import ApiError, bad_request, from_exception, from_validation
 from brickwork.server.gate import Cancelled, Gate

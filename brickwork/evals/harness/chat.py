@@ -11,27 +11,12 @@ alone would put its default system message there instead, a prompt no brick has 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 from brickwork.errors import ConfigError
-from brickwork.prompts import CHATML, SYSTEM_PROMPT, PromptFormat
+from brickwork.prompts import PromptFormat, template_source
+
+__all__ = ["ROLES", "render_chat", "template_source"]
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
-
-# What `chat_template` reports for the default base (lm-eval records it with the results and keys
-# its request cache on it); other bases report their tokenizer's template.
-TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n{% endif %}"
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def template_source(prompts: PromptFormat, tokenizer: Any) -> str:
-    """The chat template `render_chat` applies, as jinja source."""
-    if prompts == CHATML:
-        return TEMPLATE
-    return str(getattr(tokenizer, "chat_template", None) or prompts.name)
 
 
 def render_chat(prompts: PromptFormat, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
