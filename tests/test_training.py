@@ -246,3 +246,18 @@ def test_speed_cuts_leave_the_loss_unchanged(base):
     # bf16 autocast is close, not exact
     g = T._Trainer(peft_model, tok, T.TrainConfig(top_layers=4, compute_dtype="bfloat16"), layers, data).loss(idx, data)
     assert abs(g.item() - d.item()) < 0.05 * d.item(), (g, d)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--budget", "5"], "--budget only applies with --auto"),
+    (["--auto", "--budget", "0"], "--budget should be a positive number of minutes, got 0"),
+])
+def test_bricks_train_rejects_a_bad_budget_and_writes_nothing(tmp_path, capsys, extra, message):
+    from brickwork.cli import main
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"input": "w{i}", "output": "o{i}"}}\n' for i in range(8)))
+    rc = main(["bricks", "train", "x", "--data", str(data), "--description", "d", "--library", str(tmp_path / "lib"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert not (tmp_path / "lib" / "bricks" / "x").exists()
