@@ -425,13 +425,8 @@ def test_concurrent_requests_share_engine_batches_and_a_full_queue_is_503(make_c
     assert c.app.state.gate.inflight == 4
     r = c.post("/v1/completions", json={"model": "base", "prompt": "one too many"})
     assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
-
-    def queued() -> int:  # requests waiting in the batching engine while the first batch holds it
-        with c.bw.engine._cv:
-            return sum(len(j.requests) for j in c.bw.engine._pending)
-
     for _ in range(500):  # admitted is not yet queued: release only once all four reached the engine
-        if engine.calls and sum(map(len, engine.calls)) + queued() >= 4:
+        if engine.calls and sum(map(len, engine.calls)) + c.bw.engine.queued() >= 4:
             break
         threading.Event().wait(0.01)
     release.set()

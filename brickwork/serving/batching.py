@@ -121,6 +121,11 @@ class BatchingEngine:
         assert job.result is not None
         return job.result
 
+    def queued(self) -> int:
+        """Requests waiting for a batch now (not yet handed to the wrapped engine)."""
+        with self._cv:
+            return sum(len(j.requests) for j in self._pending)
+
     def _drop(self, job: _Job) -> None:
         """Take a cancelled job out of the queue (under the lock)."""
         self._pending.remove(job)
