@@ -13,7 +13,12 @@ Four sets, none seen by the planner brick:
   while tuning). Its structure breakdown is the item's ``kind``;
 - ``fresh``: 21 more, written the same way after the rules were final and run only once, for the
   figures (``data/planner/fresh.jsonl``): the ``independent`` test half was written alongside
-  the dev half, often as its twin, so it says less about constructions nobody wrote yet.
+  the dev half, often as its twin, so it says less about constructions nobody wrote yet;
+- ``fresh2``: 38 more (numbered, lettered and bulleted lists, chat wrappers and apologies, "X,
+  and what is its Y?" and "X? Also, what continent is it on?", steps no brick serves, one step
+  over two sentences), written for the rules' rewrite into a clause classifier *before* it was
+  made, never looked at while making it, and run once for its figures
+  (``data/planner/fresh2.jsonl``).
 
 A plan is correct when it has the gold number of steps and each step is aligned to its gold
 step: same dependencies, and a subgoal with token F1 >= 0.6 against the gold subgoal (references
@@ -43,7 +48,8 @@ from brickwork.orchestrator.types import Plan
 HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "planner" / "handwritten.jsonl"
 INDEPENDENT = HANDWRITTEN.with_name("independent.jsonl")
 FRESH = HANDWRITTEN.with_name("fresh.jsonl")
-SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh")
+FRESH2 = HANDWRITTEN.with_name("fresh2.jsonl")
+SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh", "fresh2")
 F1_MIN = 0.6
 
 
@@ -124,8 +130,9 @@ def load_sets(n: int, seed: int, names: tuple[str, ...] = SETS) -> dict[str, lis
             sets[f"independent-{split}"] = [
                 (d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(INDEPENDENT) if d["split"] == split
             ]
-    if "fresh" in names:
-        sets["fresh"] = [(d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(FRESH)]
+    for name, path in (("fresh", FRESH), ("fresh2", FRESH2)):
+        if name in names:
+            sets[name] = [(d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(path)]
     return sets
 
 
@@ -245,7 +252,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Plan accuracy by structure (bundled set) and by kind (independent sets):", "",
               "| planner | set | structure | n | plan accuracy |", "|---|---|---|---:|---:|"]
     for name, sets in report["planners"].items():
-        for set_name in ("bundled", "independent-dev", "independent-test", "fresh"):
+        for set_name in ("bundled", "independent-dev", "independent-test", "fresh", "fresh2"):
             for struct, r in sets.get(set_name, {}).get("by_structure", {}).items():
                 lines.append(f"| {name} | {set_name} | {struct} | {r['n']} | {r['plan_accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
