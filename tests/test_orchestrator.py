@@ -169,11 +169,14 @@ def test_brick_planner_falls_back_to_rules_on_malformed_output():
     assert engine.calls[0][0].sampling.json_schema == PLAN_SCHEMA
 
 
+# the rules chain here ("it" is the capital: the letters of Lima) ...
+_LETTERS = "Name the capital of Peru; how many letters does it have?"
+# ... and read this one as the same input (a region is asked of a country, not of its capital)
 _SAME_INPUT = "Name the capital of Peru; which region is it in?"
 _CHAIN = "Negate 'Cats are big.', then name the language of that sentence."
 _OWN = "Which continent is Chile on? Next, spell the word corner one letter at a time."
 _THREE = (
-    '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"},'
+    '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"how many letters does {x} have?","input":"Peru"},'
     '{"subgoal":"Name {x}","input":"{1}"}]'
 )
 
@@ -182,16 +185,18 @@ _THREE = (
     ("instruction", "raw", "cross_check", "planner", "why"),
     [
         # reads "it" as the input named earlier where the rules chain: the rules' reading is used
-        (_SAME_INPUT, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"}]',
+        (_LETTERS, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"how many letters does {x} have?","input":"Peru"}]',
          True, "rules", "s2 works on no earlier step, the rules splitter's on s1"),
-        # agrees with the rules: kept
-        (_SAME_INPUT, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"{1}"}]',
+        # agrees with the rules: kept; also where the rules read a follow-up on the same input
+        (_LETTERS, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"how many letters does {x} have?","input":"{1}"}]',
+         True, "brick", None),
+        (_SAME_INPUT, '[{"subgoal":"Name the capital of {x}","input":"Peru"},{"subgoal":"which region is {x} in?","input":"Peru"}]',
          True, "brick", None),
         # grounded and well-formed, but one step too many: rejected by the cross-check, kept without it
-        (_SAME_INPUT, _THREE, True, "rules", "3 steps, the rules splitter finds 2"),
-        (_SAME_INPUT, _THREE, False, "brick", None),
+        (_LETTERS, _THREE, True, "rules", "3 steps, the rules splitter finds 2"),
+        (_LETTERS, _THREE, False, "brick", None),
         # same count, steps that are not the instruction's clauses in order
-        (_SAME_INPUT, '[{"subgoal":"which region is {x} in?","input":"Peru"},{"subgoal":"Name the capital of {x}","input":"Peru"}]',
+        (_LETTERS, '[{"subgoal":"how many letters does {x} have?","input":"Peru"},{"subgoal":"Name the capital of {x}","input":"Peru"}]',
          True, "rules", "is not the rules splitter's"),
         # an input lifted from another clause (where the rules chain, or where the clause has its own)
         (_CHAIN, '[{"subgoal":"Negate \'{x}\'","input":"Cats are big."},{"subgoal":"name the language of {x}","input":"Cats"}]',
@@ -213,8 +218,10 @@ def test_brick_planner_cross_checks_segmentation(instruction, raw, cross_check, 
         assert plan.fallback_reason is None
     else:
         assert why in plan.fallback_reason and plan.raw == raw
-    if planner == "brick" and instruction == _SAME_INPUT and len(plan.steps) == 2:
+    if planner == "brick" and instruction == _LETTERS and len(plan.steps) == 2:
         assert plan.steps[1].input == "{s1}" and plan.steps[1].depends_on == ("s1",)
+    if planner == "brick" and instruction == _SAME_INPUT:
+        assert plan.steps[1].input == "Peru" and plan.steps[1].depends_on == ()
 
 
 def test_brick_planner_agreeing_plan_keeps_the_instruction_wording_and_the_brick_inputs():

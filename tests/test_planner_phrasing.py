@@ -10,7 +10,8 @@ import pytest
 
 from brickwork.evals.plan import FRESH, FRESH2, INDEPENDENT, load_sets, score_plan
 from brickwork.orchestrator.planners.base import parse_plan
-from brickwork.orchestrator.planners.rules import RulesPlanner, strip_chat
+from brickwork.orchestrator.planners.chat import strip_chat
+from brickwork.orchestrator.planners.rules import RulesPlanner
 
 TRAIN = INDEPENDENT.with_name("train.jsonl")
 

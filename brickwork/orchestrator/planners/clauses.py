@@ -1,0 +1,219 @@
+"""Clause splitting for the rules splitter: mask the inputs, then cut the request into clauses.
+
+`mask` hides what must never be split (quoted text, ``rgb(...)``, ``!MM!DD!YYYY!`` formats and
+the text after a colon, up to where a new task or list item starts); `split` cuts the masked
+request into clauses:
+
+1. numbered or bulleted lists (``1. ...``, ``- ...``, ``1) ... 2) ...``, ``Step 1: ...``) give one
+   clause per item, also when the first item shares a line with an intro; so do inline or
+   multi-line lists marked ``1. 2.``, ``(1) (2)``, ``(a) (b)``, ``a) b)`` (the markers must run in
+   order; the text before the first item is dropped unless it names an input);
+2. otherwise sentences, then connectors inside a sentence (``then``, ``after that``, ``next``,
+   ``also``, ``last,``, ``;``, and ``, and`` / ``and`` / ``,`` when a task verb or question word
+   follows). A sentence boundary counts only where the next sentence starts like a task: a verb, a
+   question word, a preposition and a question word ("On which continent ..."), a head noun
+   ("Antonym of ..."), or labels to choose from ("Spam or ham: ..."); other sentences stay with
+   the one before (they are its input);
+3. "Compare A and B and name the larger one" stays one clause, and so does a question about "this
+   question" with the question after it.
+
+A question joined by ", and" that says "its"/"it" ("What is the capital of Peru, and what is its
+region?") starts with ``\\x03``: it asks about the same input as the clause before.
+"""
+
+from __future__ import annotations
+
+import re
+
+from brickwork.orchestrator.planners.lexicon import (
+    BANG, CONN_WORDS, HEAD_NOUNS, LEAD, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB, TASK_START, TASKLIKE, TASKWORDS,
+    VERB_ALT, IMPERATIVE_ALT,
+)
+
+SAME_INPUT_MARK = "\x03"
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•]|step\s*\d+\s*[:.)])\s+", re.I)
+_INLINE_LIST = re.compile(r"(?:^|\s)(?:\d\)|step\s*\d+\s*:)\s+", re.I)
+# an inline list item marker: "1." "2)" "(3)" "(a)" "b)" "(C)"; items must run 1, 2, 3 or a, b, c
+_MARK = re.compile(r"(?:^|(?<=\s))(?:\((?P<p>[a-zA-Z]|\d{1,2})\)|(?P<l>[a-zA-Z])\)|(?P<n>\d{1,2})[.)])(?=\s)")
+_SENT = re.compile(
+    rf"(?:(?<=[.?!])|(?<=\x02)(?=\s+(?-i:[A-Z]))|(?<=[\x00\x02])(?=\s+(?:can|could|would)\s+you\b))\s+(?={TASKLIKE})", re.I
+)
+_CONNECT = re.compile(
+    r"\s*;\s*(?:and\s+)?(?:then\s+)?"
+    rf"|,?\s+(?:and\s+)?(?:{CONN_WORDS})\s*,?\s+"
+    rf"|,?\s+and\s+(?=\x03|(?:{VERB_ALT})\b)|,\s+and\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)"
+    r"|,?\s+and\s+(?=i\s+(?:need|want|would\s+like|'d\s+like)\b)"
+    rf"|,\s+(?=(?:{IMPERATIVE_ALT})\b)",
+    re.I,
+)
+_SAME_INPUT = re.compile(
+    r"(,?\s+and\s+)(?=(?:what|which|where|how|is|does|do)\b[^.!?\x00]*\b(?:its|it)\b[^.!?\x00]*\?\W*$)", re.I
+)
+_COLON_TASK = re.compile(rf":\s+(?=(?:{VERB_ALT})\b)", re.I)
+_PAYLOAD_END = re.compile(
+    rf";\s+(?=(?:and\s+)?(?:then\s+)?{TASKLIKE})|,\s+and\s+(?=(?:what|which|who|where|when|how)\b[^.!]*\?\W*$)|(?:[.?!;,]\s*|\s+)(?=(?:and\s+)?(?:{CONN_WORDS}|{ORDINALS})\b)|(?<=[.?!])\s+(?=(?:please|step\s*\d|\d[.)]|{VERB_ALT})\b)",
+    re.I,
+)
+_TRAIL = re.compile(r"(?:[\s,]*\bplease\b)?[\s,;.]*$", re.I)
+INTRO = re.compile(
+    # "take" introduces an input ("Take the word 'mouse'.") unless it is the task ("Take 8 away from 47")
+    r"^(?:here\s+is|here's|there\s+is|there's|think\s+of|take(?!.*\b(?:away|from|off)\b)(?=\s+(?:the|this|these|a|an)\b|\s*\x00)|consider|look\s+at|i\s+have|given|think\s+about)\b",
+    re.I,
+)
+# "this question" names text that follows it: after a colon, or as the next sentence
+_THIS_OBJECT = re.compile(r"\bthis\s+(?:question|text|sentence|message|sms|review|tweet)\s*$", re.I)
+_COMPARE = re.compile(r"compare\b(?![^\x00]*[?.]$)", re.I)
+_PICK_ONE = re.compile(r"^(?:and\s+)?(?:name|say|give|pick|choose|tell\s+me|identify|which\s+is)\b.*\b(?:one|bigger|larger|smaller|heavier)\b", re.I)
+_THIS_QUESTION = re.compile(r"\bthis\s+question\b[^\x00]*\?$", re.I)
+
+
+def mask(text: str) -> tuple[str, list[str]]:
+    """`text` with its inputs replaced by ``\\x00N\\x00``, and the spans they stand for."""
+    spans: list[str] = []
+
+    def keep(m: re.Match) -> str:
+        spans.append(m.group(0))
+        return f"\x00{len(spans) - 1}\x00"
+
+    # a quote that ends a sentence ("Here is a sentence: 'It rains.' Negate it") is marked \x02
+    text = QUOTED.sub(lambda m: keep(m) + ("\x02" if m.group(0)[-2:-1] in ".?!" else ""), text.strip())
+    text = RGB.sub(keep, text)
+    text = BANG.sub(lambda m: (spans.append("\x01" + m.group(0)), f"\x00{len(spans) - 1}\x00")[1], text)
+    # the text after a colon is one input ("Classify this SMS: ..."), up to where a new task or
+    # list item starts
+    marks = [m.start() for m in _list_marks(text)]
+    out, pos = [], 0
+    for m in re.finditer(r":[ \t]+", text):
+        if m.start() < pos:
+            continue
+        after = text[m.end() :]
+        line_end = after.find("\n")
+        after = after if line_end < 0 else after[:line_end]
+        before = text[pos : m.start()].rsplit("\n", 1)[-1]
+        before = re.split(r"[.?!;]\s+", before)[-1]
+        tasklike = re.match(TASKWORDS, after, re.I) and not _THIS_OBJECT.search(before)
+        if len(after.split()) < 2 or tasklike or LEAD.match(after) or PREFACE.match(before.strip() + ":") or LEAD.fullmatch(before.strip() + ": "):
+            continue
+        end = _PAYLOAD_END.search(after)
+        cut = min([end.start() if end else len(after)] + [k - m.end() for k in marks if k > m.end()])
+        payload = after[:cut].rstrip()
+        if cut < len(after) and payload[-1:] in (".", "?", "!"):
+            payload = payload[:-1]  # the sentence's end stays outside, so sentences still split
+        if not payload or "\x00" in payload:
+            continue
+        out.append(text[pos : m.end()])
+        spans.append(payload)
+        out.append(f"\x00{len(spans) - 1}\x00")
+        pos = m.end() + len(payload)
+    text = "".join(out) + text[pos:]
+    return text, spans
+
+
+def clauses(masked: str) -> list[str]:
+    """The masked request's clauses, wrappers stripped (see the module docstring)."""
+    return [strip_clause(c.replace("\x02", "")) for c in _split(masked)]
+
+
+def strip_clause(clause: str) -> str:
+    c = LEAD.sub("", clause.strip())
+    if c.startswith(SAME_INPUT_MARK):
+        return SAME_INPUT_MARK + strip_clause(c[1:])
+    c = _TRAIL.sub("", c) if not c.endswith("?") else c
+    return c.strip()
+
+
+def _list_marks(text: str) -> list[re.Match]:
+    """The markers of an inline or multi-line list ("1. .. 2. ..", "(a) .. (b) .."): the longest run
+    1, 2, 3... or a, b, c... of one style; none if fewer than two items."""
+    best: list[re.Match] = []
+    for style, first in (("n", "1"), ("p", "1"), ("p", "a"), ("l", "a")):
+        run: list[re.Match] = []
+        for m in _MARK.finditer(text):
+            v = m.group(style)
+            if v is None or (style == "p" and v.isdigit() != first.isdigit()):
+                continue
+            want = first if not run else _next_mark(run[-1].group(style))
+            if v.lower() == want:
+                run.append(m)
+        if len(run) > len(best):
+            best = run
+    return best if len(best) >= 2 else []
+
+
+def _next_mark(v: str) -> str:
+    return str(int(v) + 1) if v.isdigit() else chr(ord(v.lower()) + 1)
+
+
+def _list_items(text: str) -> list[str] | None:
+    """One clause per list item; the text before the first item is kept only if it names an input
+    ("The word 'mouse': (a) spell it (b) ..."), else it is a preamble ("Answer these:")."""
+    marks = _list_marks(text)
+    if not marks:
+        return None
+    bounds = [m.start() for m in marks] + [len(text)]
+    items = [text[m.end() : bounds[i + 1]] for i, m in enumerate(marks)]
+    pre = text[: marks[0].start()].strip()
+    keep_pre = bool(pre) and ("\x00" in pre or NUMBERISH.search(pre))
+    return ([pre] if keep_pre else []) + [it for it in items if it.strip()]
+
+
+def _split(masked: str) -> list[str]:
+    lines = _split_first_item([ln for ln in masked.splitlines() if ln.strip()])
+    if sum(bool(_LIST_ITEM.match(ln)) for ln in lines) >= 2:
+        return [ln for ln in lines if _LIST_ITEM.match(ln) or not ln.rstrip().endswith(":")]
+    text = " ".join(lines)
+    items = _list_items(text)
+    if items is not None:
+        return items
+    if len(_INLINE_LIST.findall(text)) >= 2:
+        return [p for p in _INLINE_LIST.split(text) if p.strip()]
+    out: list[str] = []
+    for sent in _SENT.split(text):
+        sent = _SAME_INPUT.sub(lambda m: m.group(1) + SAME_INPUT_MARK, sent)
+        for part in _CONNECT.split(sent):
+            if not part or not part.strip():
+                continue
+            # "Given the word 'x': spell it" -> intro + task; "Solve: What is 2 plus 2?" stays whole
+            m = _COLON_TASK.search(part)
+            if m and (INTRO.match(part) or PREFACE.match(part[: m.start()].strip() + ":")):
+                out.extend([part[: m.start()], part[m.end() :]])
+            else:
+                out.append(part)
+    return _join_comparison(_join_cataphora(out))
+
+
+def _join_comparison(parts: list[str]) -> list[str]:
+    """ "Compare the lion and the cat and name the larger one" is one task, not two."""
+    out: list[str] = []
+    for c in parts:
+        if out and _COMPARE.match(strip_clause(out[-1])) and _PICK_ONE.match(c.strip()):
+            out[-1] = f"{out[-1].rstrip()} and {c.strip()}"
+        else:
+            out.append(c)
+    return out
+
+
+def _join_cataphora(parts: list[str]) -> list[str]:
+    """ "Is this question about a person or a place? Who wrote Hamlet?" is one step: the sentence
+    after a question about "this question" is its input, unless a connector starts a new task."""
+    out: list[str] = []
+    for c in parts:
+        prev = out[-1].strip() if out else ""
+        if prev and _THIS_QUESTION.search(prev) and "\x00" not in prev and not LEAD.match(c.strip()) and re.search(r"\?\W*$", c):
+            out[-1] = f"{prev} {c.strip()}"
+        else:
+            out.append(c)
+    return out
+
+
+def _split_first_item(lines: list[str]) -> list[str]:
+    """ "The word: 'x'. 1. Spell it" + "2. Reverse it": the list's first item starts mid-line."""
+    starts = {ln.lstrip()[:2] for ln in lines[1:]}
+    for marker, next_items in ((r"1[.)]", {"2.", "2)"}), (r"[-*•]", {"- ", "* ", "• "})):
+        if not starts & next_items:
+            continue
+        for i, ln in enumerate(lines):
+            m = re.search(rf"(?<=[.:?!])\s+(?={marker}\s)", ln)
+            if m and not _LIST_ITEM.match(ln):
+                return lines[:i] + [ln[: m.start()], ln[m.end() :]] + lines[i + 1 :]
+    return lines

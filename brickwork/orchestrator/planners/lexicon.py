@@ -1,0 +1,66 @@
+"""The rules splitter's word lists and the patterns built from them, shared by its modules.
+
+Masked text: `clauses.mask` replaces each quoted span, ``rgb(...)`` value, ``!MM!DD!YYYY!``
+format and colon payload by ``\\x00N\\x00`` (N indexes the spans list), so no rule splits inside
+an input; a span starting with ``\\x01`` is a format, not an input.
+"""
+
+from __future__ import annotations
+
+import re
+
+VERBS = (
+    "give write spell name tell say find translate make put turn convert classify identify detect decide "
+    "determine sort alphabetize alphabetise arrange list negate rewrite reformat change pluralize pluralise add "
+    "subtract compute calculate count reverse define use describe explain summarize summarise answer label rate "
+    "pick compare output provide state express format separate split break check multiply triple solve work "
+    "take sum capitalize reply respond suggest create generate shorten rephrase categorize categorise locate show "
+    "what which who whom whose where when why how is are does do was were can could"
+).split()
+QUESTION_WORDS = frozenset("what which who whom whose where when why how is are does do was were can could".split())
+VERB_ALT = "|".join(VERBS)
+IMPERATIVE_ALT = "|".join(v for v in VERBS if v not in QUESTION_WORDS)
+
+MASK = re.compile(r"\x00(\d+)\x00")
+BANG = re.compile(r"!\w+(?:!\w+)*!")  # "!MM!DD!YYYY!" is a format, not three sentences
+QUOTED = re.compile(r"\"[^\"\n]+\"|“[^”\n]+”|‘[^’\n]+’|(?<![\w])'[^'\n]+?'(?![\w])")
+RGB = re.compile(r"rgb\([^)]*\)", re.I)
+NUMBERISH = re.compile(r"\d{4}-\d{2}-\d{2}|-?\d+(?:\.\d+)?")
+
+CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly|last(?=\s*,)"
+ORDINALS = r"(?:second|third|fourth|fifth)(?:ly)?(?=\s*,)"
+# a sentence can also start a task with a head noun ("Antonym of hot?"), a preposition and a
+# question word ("On which continent is Fiji?") or the labels to choose from ("Spam or ham: ...")
+HEAD_NOUNS = (
+    r"(?:antonym|opposite|synonym|plural|singular|capital|sum|difference|product|spelling|translation|"
+    r"negation|sentiment|language|continent|region|colou?r|category|type|meaning|definition)\s+(?:of|for)"
+)
+TASK_START = rf"(?:{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
+TASKWORDS = rf"(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
+TASKLIKE = rf"(?:{TASK_START}|{TASKWORDS})"
+
+# wrappers in front of a clause ("Please", "First,", "Can you tell me:")
+LEAD = re.compile(
+    r"^(?:(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|then|next|also|finally|lastly|last|and|"
+    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|"
+    r"quick\s+question\s*:|i\s+need\s+this\s*:|do\s+(?:two|three|four|the\s+following)\s+things?\s*:|"
+    r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,]*)+",
+    re.I,
+)
+# a clause that only announces the steps ("Do two things:")
+PREFACE = re.compile(
+    r"^(?:i\s+(?:need|have)\s+(?:two|three|\d)\s+\w+|do\s+(?:two|three)\s+things|(?:two|three)\s+tasks|do\s+the\s+following|"
+    r"can\s+you\s+tell\s+me|quick\s+question|i\s+need\s+this)\W*$",
+    re.I,
+)
+
+
+def unmask(text: str, spans: list[str]) -> str:
+    return MASK.sub(lambda m: spans[int(m.group(1))].lstrip("\x01"), text)
+
+
+def dequote(span: str) -> str:
+    s = span.strip()
+    if len(s) >= 2 and s[0] in "\"'“‘" and s[-1] in "\"'”’":
+        return s[1:-1]
+    return s
