@@ -7,7 +7,10 @@ chosen planner and run three ways on the same plan:
 
 - ``base``: every step on the base model (no bricks), asked its subgoal;
 - ``routed``: the full pipeline (retrieval + routing policy picks bricks, or none);
-- ``oracle``: each step on the brick of its true task (steps the plan got wrong are routed).
+- ``oracle``: each step on the brick of its true task (steps the plan got wrong are routed);
+- ``fallback<T`` (with ``--weak-fallback T``): the routed run's bricks, except that a step routed
+  to a brick whose own held-out exact match is below T runs on the base model (the weak-brick
+  fallback, measured here and off in the orchestrator: `brickwork.orchestrator.weak_bricks`).
 
 Scores: *per-step accuracy* over gold steps (a gold step no planned step aligns with is wrong; a
 chained step is judged on the input it really received when its gold can be computed from it:
@@ -16,7 +19,7 @@ outputs), plan accuracy, routing accuracy (top brick = true task), and orchestra
 the share of the routed run's wall time spent outside engine generation (planning JSON included
 in generation).
 
-    brickwork eval compose [--n 240] [--engine peft] [--planner auto] [--out DIR]
+    brickwork eval compose [--n 240] [--engine peft] [--planner auto] [--weak-fallback 0.3,0.5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -93,6 +96,22 @@ def oracle_plan(plan: Plan, c: Composite, library_names: set[str]) -> Plan:
     return Plan(steps=tuple(steps), planner=plan.planner, fallback_reason=plan.fallback_reason)
 
 
+def fallback_plan(run: RunResult, store: Any, threshold: float) -> Plan:
+    """The routed run's plan with its bricks fixed, a weak brick (held-out exact match below
+    `threshold`) replaced by the base model."""
+    from brickwork.orchestrator.weak_bricks import weak_notes
+
+    plan = run.plan or Plan(steps=(), planner="?")
+    chosen = {r.id: r.bricks for r in run.steps}
+    steps = []
+    for s in plan.steps:
+        bricks = chosen.get(s.id, ())
+        weak = bool(weak_notes(bricks, store, threshold))
+        fixed = () if weak else tuple(BrickSpec(name=b.name, weight=b.weight, version=b.version) for b in bricks)
+        steps.append(Step(id=s.id, subgoal=s.subgoal, depends_on=s.depends_on, input=s.input, bricks=fixed))
+    return Plan(steps=tuple(steps), planner=plan.planner, fallback_reason=plan.fallback_reason)
+
+
 def base_plan(plan: Plan) -> Plan:
     steps = tuple(Step(id=s.id, subgoal=s.subgoal, depends_on=s.depends_on, input=s.input, bricks=()) for s in plan.steps)
     return Plan(steps=steps, planner=plan.planner, fallback_reason=plan.fallback_reason)
@@ -129,6 +148,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-style", default="brick", choices=("brick", "subgoal"), help="how routed steps are asked")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of base,routed,oracle")
     p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--weak-fallback", default="", metavar="T[,T...]",
+                   help="also run the routed plans with weak bricks (held-out exact match < T) on the base model")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,6 +158,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     comps = generate(args.n, part="test", seed=args.seed)
+    thresholds = [float(t) for t in args.weak_fallback.split(",") if t.strip()]
     instructions = [c.instruction for c in comps]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     report: dict[str, Any] = {"suite": "compose", "seed": args.seed, "engine": args.engine, "planner": args.planner,
@@ -174,6 +196,11 @@ def main(args: argparse.Namespace) -> int:
             t1 = time.perf_counter()
             runs[cfg] = bw.run_batch(instructions, plans=made, max_concurrency=64)
             print(f"[compose] {cfg}: {time.perf_counter() - t1:.0f} s")
+        for t in thresholds:
+            t1 = time.perf_counter()
+            runs[f"fallback<{t}"] = bw.run_batch(instructions, plans=[fallback_plan(r, bw.store, t) for r in routed], max_concurrency=64)
+            print(f"[compose] fallback<{t}: {time.perf_counter() - t1:.0f} s")
+        configs += [f"fallback<{t}" for t in thresholds]
         for cfg in configs:
             report["configs"][cfg] = summarise(comps, runs[cfg])
             r = report["configs"][cfg]

@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 from brickwork.orchestrator.context import Deps, ExplainingRetriever
 from brickwork.orchestrator.state import RouteTask
 from brickwork.orchestrator.types import BrickChoice, Step, refs_in
+from brickwork.orchestrator.weak_bricks import note_weak
 
 
 def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
             [(bricks, why)] = deps.retriever.route_with_reasons(*_routing_query(step, subgoal, inp))
         else:
             [bricks] = deps.retriever.route(*_routing_query(step, subgoal, inp))
+        why = note_weak(why, bricks, deps.store)  # a brick often wrong on its own task says so
     dt = time.perf_counter() - t0
     entry = {"subgoal": subgoal, "input": inp, "bricks": [b.to_json() for b in bricks], "seconds": dt}
     if why is not None:
