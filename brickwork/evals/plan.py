@@ -26,7 +26,9 @@ to earlier steps count as one token). Also reported: step-count accuracy, input 
 step inputs the ``brick`` prompt style uses), how often the brick's plan was rejected and the
 rules splitter used instead, and planning seconds per instruction.
 
-    brickwork eval plan [--n 240] [--planners rules,brick] [--sets independent-dev,...] [--out DIR]
+    brickwork eval plan [--n 240] [--planners rules,brick] [--sets independent-dev,...] [--limit N] [--out DIR]
+
+``--limit N`` scores the first N instructions of each set (for the planner brick on a slow CPU).
 """
 
 from __future__ import annotations
@@ -192,6 +194,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sets", default=",".join(SETS), help="comma-separated sets to score (default: %(default)s)")
     p.add_argument("--engine", default="peft", help="engine for the planner brick (default: %(default)s)")
     p.add_argument("--planner-brick", metavar="DIR", help="evaluate this planner brick instead of the bundled one")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N instructions of each set")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -202,8 +205,13 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sets = load_sets(args.n, args.seed, tuple(n.strip() for n in args.sets.split(",") if n.strip()))
+    limit = getattr(args, "limit", None)
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"`--limit` should be a positive number of instructions, got {limit}.")
+        sets = {k: v[:limit] for k, v in sets.items()}
     names = [n.strip() for n in args.planners.split(",") if n.strip()]
-    report: dict[str, Any] = {"suite": "plan", "seed": args.seed, "sets": {k: len(v) for k, v in sets.items()}, "planners": {}}
+    report: dict[str, Any] = {"suite": "plan", "seed": args.seed, "limit": limit, "sets": {k: len(v) for k, v in sets.items()}, "planners": {}}
     engine = None
     try:
         for name in names:

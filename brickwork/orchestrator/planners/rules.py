@@ -52,7 +52,7 @@ _BACK_NP = re.compile(
     r"(?=\s*$|\s*[.?!,;]|\s+(?:out|letter|backwards|one|into|as|with|using|in\s+(?:words|capital|reverse|roman|german|french|spanish)))",
     re.I,
 )
-_NAMED = re.compile(r"\bthe\s+(?:word|noun|adjective|number|country|date|value)\s+([^\s\x00,.;?!]+)", re.I)
+_NAMED = re.compile(r"\bthe\s+(?:word|noun|adjective|number|country|date|value)\s+(?!(?:is|are|was)\b)([^\s\x00,.;?!]+)", re.I)
 _QUESTION_PAYLOAD = re.compile(r"^(.*\?)\s+(\S.*)$")
 # the words an input carrier is made of ("Here it is:", "The words are:", "It is"): no task word
 _CARRIER_WORDS = frozenset(
@@ -76,7 +76,7 @@ class RulesPlanner:
 
     def plan(self, instruction: str) -> Plan:
         masked, spans = mask(strip_chat(instruction))
-        parts = clauses(masked)
+        parts = [p for c in clauses(masked) for p in _sentences(c, spans)]
         steps: list[Step] = []
         intro_input: str | None = None
         for i, c in enumerate(parts):
@@ -95,6 +95,18 @@ class RulesPlanner:
         if not steps:
             return single_step_plan(instruction, self.name)
         return Plan(steps=tuple(steps), planner=self.name)
+
+
+def _sentences(clause: str, spans: list[str]) -> list[str]:
+    """The clause, with its last sentences apart where they are all filler or carriers ("Spell
+    'owl'. Thank you."); sentences before stay with the first, as its input ("Negate this
+    sentence. It rains.", "Is this SMS spam? Okay... see you at 6")."""
+    sents = re.split(r"(?<=[.!?])\s+(?=[^\W\d_]|\x00)", clause)
+    k = len(sents)
+    while k > 1 and (is_filler(sents[k - 1].rstrip(" .!")) or _is_carrier(sents[k - 1].rstrip(" .!"), spans)):
+        k -= 1
+    pieces = [" ".join(sents[:k])] + sents[k:]
+    return [p.rstrip(" .!") for p in pieces[:-1]] + pieces[-1:]
 
 
 def _is_carrier(clause: str, spans: list[str]) -> bool:
