@@ -229,14 +229,25 @@ def test_written_tasks_are_lm_eval_tasks(task_dir):
     assert "brickwork_english_plural_mc" not in names  # open-ended task: generation only
 
 
-def test_out_of_scope_tasks_are_generated_facts_as_lm_eval_multiple_choice(tmp_path):
+@pytest.fixture(scope="module")
+def oos_tasks(tmp_path_factory):
+    """The out-of-scope tasks as `brickwork eval harness --out-of-scope` writes them, and one lm-eval
+    TaskManager over them (indexing lm-eval's own tasks is the slow part: done once)."""
     from lm_eval.tasks import TaskManager
 
-    from brickwork.evals.harness.oos import DAYS, MONTHS, items, oos_names, write_oos_tasks
+    from brickwork.evals.harness.suite import out_of_scope_tasks
+
+    root = tmp_path_factory.mktemp("oos")
+    names = out_of_scope_tasks(root, ["mc", "gen"])
+    return names, TaskManager(include_path=str(root))
+
+
+def test_out_of_scope_tasks_are_generated_facts_as_lm_eval_multiple_choice(oos_tasks):
+    from brickwork.evals.harness.oos import DAYS, MONTHS, items, oos_names
     from brickwork.tasks import load_tasks
 
-    root = write_oos_tasks(tmp_path / "oos")
-    assert set(oos_names()) | {"brickwork_oos"} <= set(TaskManager(include_path=str(root)).all_tasks)
+    names, tm = oos_tasks
+    assert set(oos_names()) | {"brickwork_oos"} <= set(tm.all_tasks) and set(oos_names()) <= set(names)
     assert not {n.removeprefix("brickwork_oos_") for n in oos_names()} & set(load_tasks())  # no brick's task
     assert items("weekday", "test") == items("weekday", "test")  # seeded: the same everywhere
     for d in items("parity", "test"):
@@ -245,6 +256,96 @@ def test_out_of_scope_tasks_are_generated_facts_as_lm_eval_multiple_choice(tmp_p
         for d in items(task, "test"):
             given = next(w for w in cycle if f"after {w}?" in d["query"])
             assert cycle[d["label"]] == cycle[(cycle.index(given) + 1) % len(cycle)]
+
+
+def test_shipped_bbh_files_are_the_upstream_copy_and_lm_eval_tasks(oos_tasks):
+    """The three BIG-Bench Hard files ship unchanged (250 lines of {input, target}, the upstream
+    sha256) and become lm-eval tasks: lm-eval's own zero-shot BBH prompt over the local file,
+    a generation and a two-answer multiple-choice variant. No model runs."""
+    import hashlib
+    import json
+
+    from lm_eval.tasks import get_task_dict
+
+    from brickwork.evals.harness.bbh import TASKS, bbh_names, data_path, load
+    from brickwork.tasks import load_tasks
+
+    assert not set(TASKS) & set(load_tasks())  # no bundled task, so no brick, is one of them
+    for task, (answers, sha) in TASKS.items():
+        raw = data_path(task).read_bytes()
+        rows = [json.loads(line) for line in raw.decode("utf-8").splitlines()]
+        assert len(rows) == 250 and raw.endswith(b"\n") and hashlib.sha256(raw).hexdigest() == sha
+        assert all(set(r) == {"input", "target"} for r in rows) and {r["target"] for r in rows} == set(answers)
+        assert load(task) == rows
+    assert (data_path("web_of_lies").parent / "LICENSE").read_text().startswith("MIT License")
+    names, tm = oos_tasks
+    assert set(bbh_names()) | {"brickwork_bbh"} <= set(tm.all_tasks) and set(bbh_names()) <= set(names)
+    tasks = get_task_dict(["brickwork_bbh_sports_understanding_gen", "brickwork_bbh_sports_understanding_mc"], tm)
+    gen, mc = tasks["brickwork_bbh_sports_understanding_gen"], tasks["brickwork_bbh_sports_understanding_mc"]
+    docs = list(gen.test_docs())
+    assert len(docs) == 250 and docs[0] == load("sports_understanding")[0]
+    for t in (gen, mc):  # lm-eval's bbh_zeroshot prompt and description, included from lm-eval itself
+        assert t.doc_to_text(docs[0]) == f"Q: {docs[0]['input']}\nA:"
+        assert t.config.description.startswith("Determine whether an artificially constructed sentence")
+    assert gen.config.output_type == "generate_until" and gen.doc_to_target(docs[0]) == docs[0]["target"]
+    assert [f["name"] for f in gen.config.filter_list] == ["strict-match", "flexible-extract"]
+    assert "Q:" in gen.config.generation_kwargs["until"]
+    assert mc.config.output_type == "multiple_choice" and mc.doc_to_choice(docs[0]) == ["yes", "no"]
+    assert [m["metric"] for m in mc.config.metric_list] == ["acc", "acc_norm"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "not JSON"),
+        ('{"input": "x"}', "should be {'input': str, 'target'"),
+        ('{"input": "x", "target": "maybe"}', "should be {'input': str, 'target'"),
+        ('{"input": "x", "target": "yes"}', "1 valid examples, upstream has 250"),
+    ],
+)
+def test_damaged_bbh_copy_fails_with_every_problem_named(tmp_path, monkeypatch, line, message):
+    from brickwork.errors import BrickworkError
+    from brickwork.evals.harness import bbh
+
+    path = tmp_path / "sports_understanding.jsonl"
+    path.write_text(line + "\n")
+    monkeypatch.setattr(bbh, "data_path", lambda task: path)
+    with pytest.raises(BrickworkError, match="sha256 differs") as err:
+        bbh.load("sports_understanding")
+    assert message in str(err.value)
+    with pytest.raises(BrickworkError):
+        bbh.write_bbh_tasks(tmp_path / "tasks")  # before writing any task file
+    assert not list((tmp_path / "tasks").glob("*.yaml"))
+
+
+def test_item_routes_record_each_items_bricks_and_scores():
+    """Per item: the route its context got (through `BrickworkLM.route`, shared by all of its
+    requests) and base/routed correctness on the task's first filter; summed per task."""
+    from brickwork.evals.harness.suite import item_routes, routing_summary
+    from brickwork.serving import BrickRef
+
+    def sample(doc_id, ctx, score, flt="none", metric="acc"):
+        return {"doc_id": doc_id, "arguments": [(ctx, " yes"), (ctx, " no")], "filter": flt, metric: score}
+
+    samples = {
+        "base": {"t_mc": [sample(0, "c0", 1.0), sample(1, "c1", 0.0)],
+                 "t_gen": [sample(0, "g0", 0.0, "strict-match", "exact_match"), sample(0, "g0", 1.0, "flexible-extract", "exact_match")]},
+        "routed": {"t_mc": [sample(0, "c0", 0.0), sample(1, "c1", 0.0)],
+                   "t_gen": [sample(0, "g0", 1.0, "strict-match", "exact_match"), sample(0, "g0", 1.0, "flexible-extract", "exact_match")]},
+    }
+    brick = (BrickRef(name="spell_word", version=1, weight=1.0),)
+    routes = {"c0": brick, "c1": (), "g0": brick}
+    model = SimpleNamespace(route=lambda contexts: [routes[c] for c in contexts])
+    items = item_routes(model, samples)
+    assert items == [
+        {"task": "t_mc", "doc_id": 0, "route": "spell_word@1:1", "base": 1.0, "routed": 0.0},
+        {"task": "t_mc", "doc_id": 1, "route": "base", "base": 0.0, "routed": 0.0},
+        {"task": "t_gen", "doc_id": 0, "route": "spell_word@1:1", "base": 0.0, "routed": 1.0},
+    ]
+    summary = routing_summary(items)
+    assert summary["t_mc"] == {"items": 2, "to_brick": 1, "bricks": {"spell_word@1:1": 1}, "base_on_brick_items": 1.0,
+                               "routed_on_brick_items": 0.0, "changed": 1}
+    assert summary["t_gen"]["routed_on_brick_items"] == 1.0 and summary["t_gen"]["changed"] == 1
 
 
 def test_simple_evaluate_with_cache(fake, tokenizer, task_dir, tmp_path):

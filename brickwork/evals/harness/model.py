@@ -248,8 +248,15 @@ class BrickworkLM(TemplateLM):
 
     # -- routing and batching -------------------------------------------------------------------
     def _configs(self, contexts: Sequence[str]) -> list[Config]:
+        """Each context's bricks (`route`), counted in `route_counts`."""
+        configs = self.route(contexts)
+        self.route_counts.update(config_name(c) for c in configs)
+        return configs
+
+    def route(self, contexts: Sequence[str]) -> list[Config]:
         """Each context's bricks: the fixed configuration, or the router's choice for its query
-        (the last user message of a chat prompt, else the whole context), routed once per query."""
+        (the last user message of a chat prompt, else the whole context), routed once per query.
+        Not counted: the suite uses it to tell which bricks each evaluated item went to."""
         if self.fixed is not None:
             return [self.fixed] * len(contexts)
         queries = [self.chat_queries.get(c) or user_message(c) or c or " " for c in contexts]
@@ -257,9 +264,7 @@ class BrickworkLM(TemplateLM):
         if new:
             for q, choices in zip(new, self.retriever.route(new), strict=True):
                 self.routes[q] = tuple(BrickRef(name=b.name, version=b.version, weight=b.weight) for b in choices)
-        configs = [self.routes[q] for q in queries]
-        self.route_counts.update("+".join(str(b) for b in c) or "base" for c in configs)
-        return configs
+        return [self.routes[q] for q in queries]
 
     def _batched(self, call: Any, reqs: list[Any], *, desc: str, disable: bool) -> list[Any]:
         """Send `reqs` in engine batches of `batch_size`, longest prompts first (less padding), with
@@ -276,6 +281,11 @@ class BrickworkLM(TemplateLM):
                     out[i] = res
                 bar.update(len(idx))
         return out
+
+
+def config_name(config: Config) -> str:
+    """``a@1:1+b@2:0.5``, or ``base`` for no bricks."""
+    return "+".join(str(b) for b in config) or "base"
 
 
 def _length(prompt: str | tuple[int, ...]) -> int:

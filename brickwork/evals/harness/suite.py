@@ -8,9 +8,11 @@ with Brickwork's chat format (``--apply_chat_template``), on the first `--limit`
 - ``routed``: each request routed by the library's router (the prompt's user message is the query);
 - ``oracle``: each task on its own brick (tasks without a brick in the library are left out).
 
-One engine serves all three. Writes ``harness.json``, ``harness.md`` and ``harness.png``.
-``--out-of-scope`` instead runs the generated out-of-scope tasks (`brickwork.evals.harness.oos`:
-facts no brick was made for), base vs routed: routing must do no harm there.
+One engine serves all three. Writes ``harness.json``, ``harness.md`` and ``harness.png``, with,
+per evaluated item, the bricks routing chose for it and whether base and routed got it right.
+``--out-of-scope`` instead runs tasks no brick was made for, base vs routed (routing must do no
+harm there): the generated facts (`brickwork.evals.harness.oos`) and three shipped BIG-Bench
+Hard tasks (`brickwork.evals.harness.bbh`, lm-eval's own zero-shot BBH configs on local data).
 
     brickwork eval harness [--tasks sentiment_binary,sms_spam] [--configs base,routed,oracle] [--limit 40]
     brickwork eval harness --out-of-scope [--limit 40]
@@ -38,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--use-cache", metavar="PREFIX", default=None, help="lm-eval request cache (one per configuration)")
     p.add_argument("--out-of-scope", action="store_true",
-                   help="run the generated out-of-scope tasks (no brick made for them), base vs routed, instead")
+                   help="run the out-of-scope tasks (generated facts, three BBH tasks; no brick made for them), base vs routed, instead")
 
 
 def lm_eval_tasks(task_ids: list[str], variants: list[str]) -> dict[str, tuple[str, str]]:
@@ -56,15 +58,32 @@ def lm_eval_tasks(task_ids: list[str], variants: list[str]) -> dict[str, tuple[s
     return out
 
 
-def evaluate(lm: Any, names: list[str], task_dir: Path, *, limit: int | None, use_cache: str | None) -> dict[str, Any]:
+def evaluate(
+    lm: Any, names: list[str], task_dir: Path, *, limit: int | None, use_cache: str | None, samples: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """lm-eval's results per task; with `samples`, lm-eval's logged samples per task land there."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     res = simple_evaluate(
         model=lm, tasks=names, limit=limit, task_manager=TaskManager(include_path=str(task_dir)),
-        apply_chat_template=True, use_cache=use_cache, bootstrap_iters=0, log_samples=False,
+        apply_chat_template=True, use_cache=use_cache, bootstrap_iters=0, log_samples=samples is not None,
     )
+    if samples is not None:
+        samples.update(res.get("samples") or {})
     return res["results"]
+
+
+def out_of_scope_tasks(task_dir: Path, variants: list[str]) -> dict[str, tuple[str, str]]:
+    """Write the out-of-scope tasks (generated facts, multiple choice; BBH, both variants) into
+    `task_dir`; returns lm-eval task name -> (task id, variant)."""
+    from brickwork.evals.harness.bbh import bbh_names, write_bbh_tasks
+    from brickwork.evals.harness.oos import oos_names, write_oos_tasks
+
+    write_oos_tasks(task_dir)
+    write_bbh_tasks(task_dir)
+    names = {n: (n.removeprefix("brickwork_"), "mc") for n in oos_names()} if "mc" in variants else {}
+    return names | bbh_names(variants)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -86,18 +105,18 @@ def main(args: argparse.Namespace) -> int:
     unknown = sorted(set(task_ids) - set(load_tasks()))
     if unknown:
         raise ConfigError(f"unknown task(s) {unknown}; bundled tasks: {', '.join(sorted(load_tasks()))}")
-    if getattr(args, "out_of_scope", False):
-        from brickwork.evals.harness.oos import oos_names, write_oos_tasks
-
+    oos = bool(getattr(args, "out_of_scope", False))
+    if oos:
         configs = [c for c in configs if c != "oracle"]  # no brick exists for these tasks
-        names = {n: (n.removeprefix("brickwork_"), "mc") for n in oos_names()}
-        task_ids, task_dir = [], write_oos_tasks(out / "tasks")
+        task_ids, task_dir = [], out / "tasks"
+        names = out_of_scope_tasks(task_dir, variants)
     else:
         names = lm_eval_tasks(task_ids, variants)
         task_dir = write_tasks(out / "tasks", task_ids)
     limit = args.limit or None
-    report: dict[str, Any] = {"suite": "harness-out-of-scope" if task_ids == [] else "harness", "engine": args.engine, "limit": limit, "configs": configs,
-                              "metrics": METRIC, "tasks": {}, "routes": {}, "seconds": {}}
+    report: dict[str, Any] = {"suite": "harness-out-of-scope" if oos else "harness", "engine": args.engine, "limit": limit,
+                              "configs": configs, "metrics": METRIC, "tasks": {}, "routes": {}, "routing": {}, "items": [],
+                              "seconds": {}}
     bw = Brickwork(args.library, engine=args.engine, planner="rules", checkpoints=False)
     with bw:
         tok = AutoTokenizer.from_pretrained(bw.store.base.path)
@@ -109,7 +128,10 @@ def main(args: argparse.Namespace) -> int:
         def cache(cfg: str) -> str | None:
             return f"{args.use_cache}-{cfg}" if args.use_cache else None
 
-        results: dict[str, dict[str, float]] = {n: {} for n in names}
+        results: dict[str, dict[str, float]] = {}
+        rows: dict[str, tuple[str, str]] = {}
+        samples: dict[str, dict[str, Any]] = {}
+        routed_lm = None
         for cfg in configs:
             t0 = time.perf_counter()
             if cfg == "oracle":
@@ -118,17 +140,23 @@ def main(args: argparse.Namespace) -> int:
                     if tid not in library or not mine:
                         continue
                     for n, r in evaluate(lm(tid), mine, task_dir, limit=limit, use_cache=cache(f"oracle-{tid}")).items():
-                        results[n][cfg] = r[METRIC[names[n][1]]]
+                        _collect(results, rows, n, cfg, names[n][1], r)
             else:
                 model = lm(cfg)
-                for n, r in evaluate(model, list(names), task_dir, limit=limit, use_cache=cache(cfg)).items():
-                    results[n][cfg] = r[METRIC[names[n][1]]]
+                samples[cfg] = {}
+                for n, r in evaluate(model, list(names), task_dir, limit=limit, use_cache=cache(cfg), samples=samples[cfg]).items():
+                    _collect(results, rows, n, cfg, names[n][1], r)
                 if cfg == "routed":
                     report["routes"] = dict(model.route_counts.most_common())
+                    routed_lm = model
             report["seconds"][cfg] = round(time.perf_counter() - t0, 1)
             print(f"[harness] {cfg}: {report['seconds'][cfg]:.0f} s")
-    for n, (tid, variant) in names.items():
-        report["tasks"][n] = {"task": tid, "variant": variant, "metric": METRIC[variant].split(",")[0], **results[n]}
+        if routed_lm is not None:
+            report["items"] = item_routes(routed_lm, samples)
+            report["routing"] = routing_summary(report["items"])
+    for row, (n, metric) in rows.items():
+        tid, variant = names[n]
+        report["tasks"][row] = {"task": tid, "variant": variant, "metric": metric, **results[row]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "harness.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "harness.md").write_text(markdown(report))
@@ -136,6 +164,62 @@ def main(args: argparse.Namespace) -> int:
     print(markdown(report))
     print(f"[harness] wrote {out / 'harness.json'}, {out / 'harness.md'} and {out / 'harness.png'}")
     return 0
+
+
+def _collect(results: dict[str, dict[str, float]], rows: dict[str, tuple[str, str]], name: str, cfg: str, variant: str,
+             res: dict[str, Any]) -> None:
+    """One table row per filter of the variant's metric: ``NAME`` for lm-eval's ``none`` or first
+    filter (BBH's ``strict-match``), ``NAME [FILTER]`` for the others (``flexible-extract``).
+    `rows` maps each row to (lm-eval task, metric label)."""
+    metric = METRIC[variant].split(",")[0]
+    for i, key in enumerate(k for k in res if k.split(",")[0] == metric):
+        flt = key.split(",", 1)[1]
+        row = name if i == 0 else f"{name} [{flt}]"
+        results.setdefault(row, {})[cfg] = float(res[key])
+        rows[row] = (name, metric if flt == "none" else f"{metric} ({flt})")
+
+
+def item_routes(model: Any, samples: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per evaluated item of each task: where routing sent it (all of an item's requests share one
+    route: its query), and whether base and routed got it right (the task's first filter)."""
+    from brickwork.evals.harness.model import config_name
+
+    scores: dict[str, dict[tuple[str, int], float]] = {}
+    contexts: dict[tuple[str, int], str] = {}
+    for cfg, by_task in samples.items():
+        for name, rows in by_task.items():
+            first = rows[0]["filter"] if rows else None
+            for s in rows:
+                if s["filter"] != first:
+                    continue
+                metric = "acc" if "acc" in s else "exact_match"
+                scores.setdefault(cfg, {})[(name, s["doc_id"])] = float(s[metric])
+                contexts[(name, s["doc_id"])] = s["arguments"][0][0]
+    keys = list(contexts)
+    routes = model.route([contexts[k] for k in keys])
+    return [
+        {"task": n, "doc_id": d, "route": config_name(r), **{cfg: scores[cfg].get((n, d)) for cfg in scores}}
+        for (n, d), r in zip(keys, routes, strict=True)
+    ]
+
+
+def routing_summary(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task: items, how many routing sent to a brick and to which, and base vs routed on those."""
+    out: dict[str, dict[str, Any]] = {}
+    for it in items:
+        s = out.setdefault(it["task"], {"items": 0, "to_brick": 0, "bricks": {}, "base_on_brick_items": 0.0,
+                                        "routed_on_brick_items": 0.0, "changed": 0})
+        s["items"] += 1
+        if it.get("base") is not None and it.get("routed") is not None and it["base"] != it["routed"]:
+            s["changed"] += 1
+        if it["route"] != "base":
+            s["to_brick"] += 1
+            s["bricks"][it["route"]] = s["bricks"].get(it["route"], 0) + 1
+            s["base_on_brick_items"] += it.get("base") or 0.0
+            s["routed_on_brick_items"] += it.get("routed") or 0.0
+    for s in out.values():
+        s["bricks"] = dict(sorted(s["bricks"].items(), key=lambda kv: -kv[1]))
+    return out
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -151,13 +235,25 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [f"{r[c]:.3f}" if c in r else "-" for c in cfgs]
         lines.append(f"| {name} | {r['metric']} | " + " | ".join(cells) + " |")
     for variant in ("mc", "gen"):
-        rows = [r for r in report["tasks"].values() if r["variant"] == variant]
+        rows = [r for n, r in report["tasks"].items() if r["variant"] == variant and " [" not in n]  # first filter only
         if rows:
             means = [_mean([r[c] for r in rows if c in r]) for c in cfgs]
             lines.append(f"| **mean ({variant}, {len(rows)} tasks)** | | " + " | ".join(m for m in means) + " |")
     if report.get("routes"):
         top = ", ".join(f"{k} {v}" for k, v in list(report["routes"].items())[:8])
         lines += ["", f"Routed requests by configuration (most frequent): {top}."]
+    if report.get("routing"):
+        lines += [
+            "",
+            "Where routing sent each item (all requests of an item share its route), and base vs routed on the items sent to a brick:",
+            "",
+            "| lm-eval task | items | to a brick | bricks (items) | base correct there | routed correct there | items scored differently |",
+            "|---|---:|---:|---|---:|---:|---:|",
+        ]
+        for name, r in report["routing"].items():
+            bricks = ", ".join(f"{b} {k}" for b, k in r["bricks"].items()) or "-"
+            lines.append(f"| {name} | {r['items']} | {r['to_brick']} | {bricks} | {r['base_on_brick_items']:g} | "
+                         f"{r['routed_on_brick_items']:g} | {r['changed']} |")
     return "\n".join(lines) + "\n"
 
 
