@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from brickwork.bricks.store import BrickStore
     from brickwork.bricks.updating import UpdateConfig, UpdateOutcome, UpdatePlan
     from brickwork.feedback import FeedbackStore
+    from brickwork.serving.engine import Engine
 
 Progress = Callable[[str], None]
 
@@ -114,6 +115,7 @@ class Library:
         grow: bool = True,
         dry_run: bool = False,
         runner: BaseRunner | None = None,
+        engine: str | Engine = "peft",
         embedder: Any = None,
         progress: Progress | None = None,
         command: str | None = None,
@@ -123,10 +125,12 @@ class Library:
         """Apply pending feedback: update bricks with corrections (gated), grow bricks from uncovered
         examples, mark the events used, and keep the retrieval index in step. `dry_run` trains nothing
         and writes nothing; it reports what would be attempted. `keep_candidates`: a folder that gets
-        each update's candidate adapter (``<folder>/<brick>``), accepted or not, for evals."""
+        each update's candidate adapter (``<folder>/<brick>``), accepted or not, for evals.
+        Gates score on `runner` (a `BaseRunner`), else on one made over `engine` (an engine name,
+        the embedded ``peft`` by default, or an engine made by `create_engine`) and closed after."""
         from brickwork.bricks.growing import GrowConfig, grow_from_examples
         from brickwork.bricks.lineage import BaseRunner
-        from brickwork.bricks.updating import plan_from_feedback, update_brick
+        from brickwork.bricks.updating import plan_from_feedback
 
         store, feedback = self.store, self.feedback
         say = progress or (lambda _msg: None)
@@ -146,11 +150,33 @@ class Library:
                 report.grown, report.waiting = grown, sum(len(w) for w in waiting)
             report.seconds = time.perf_counter() - t0
             return report
-        changed = False
         for eid, reason in plan.skipped:
             feedback.mark([eid], "skipped", by=f"update: {reason}")
-        if (plan.updates or growing) and runner is None:
-            runner = BaseRunner(store.base)
+        own_runner = bool(plan.updates or growing) and runner is None
+        if own_runner:
+            runner = BaseRunner(store, engine=engine)
+        try:
+            changed = self._apply(plan, report, runner, config=config, grow_config=grow_config, growing=growing,
+                                  embedder=embedder, say=say, command=command, train_progress=train_progress,
+                                  keep_candidates=keep_candidates)
+        finally:
+            if own_runner and runner is not None:
+                runner.close()
+        if changed:
+            self.sync_index(say)
+        report.seconds = time.perf_counter() - t0
+        self._log(report)
+        return report
+
+    def _apply(self, plan: UpdatePlan, report: UpdateReport, runner: BaseRunner | None, *, config: UpdateConfig | None,
+               grow_config: GrowConfig, growing: bool, embedder: Any, say: Progress, command: str | None,
+               train_progress: bool, keep_candidates: Path | None) -> bool:
+        """Run the plan's updates and growing on `runner`; True when the library changed."""
+        from brickwork.bricks.growing import grow_from_examples
+        from brickwork.bricks.updating import update_brick
+
+        store, feedback = self.store, self.feedback
+        changed = False
         for k, (name, corrections) in enumerate(sorted(plan.updates.items()), 1):
             say(f"[{k}/{len(plan.updates)}] updating {name} with {len(corrections)} correction(s)")
             good = [it for _, it in plan.good.get(name, [])]
@@ -176,11 +202,7 @@ class Library:
                     feedback.mark(g.event_ids, "applied", by=f"grow {g.name}@{g.version}")
                 else:
                     feedback.mark(g.event_ids, "rejected", by=f"grow {g.name}: " + "; ".join(g.reasons))
-        if changed:
-            self.sync_index(say)
-        report.seconds = time.perf_counter() - t0
-        self._log(report)
-        return report
+        return changed
 
     def _log(self, report: UpdateReport) -> None:
         """Keep every update's decisions, with reasons, under ``<library>/updates/``."""

@@ -246,6 +246,35 @@ def test_sources_resolve_bricks_outside_the_library_in_order(store, tmp_path, ba
     assert "extra" not in store.names()
 
 
+def test_path_refs_resolve_adapter_folders_last_in_the_chain(store, tmp_path, base):
+    """Explicit paths: a bare PEFT folder is taken as made for this base; a brick directory keeps its
+    manifest, so it resolves to the same adapter as the store's brick (one load on an engine)."""
+    import shutil
+
+    from brickwork.serving.adapters import NoLibrary
+
+    r = AdapterResolver(store, cache=CompositeCache(tmp_path / "c"))
+    bare = write_lora_adapter(tmp_path / "bare", base, rank=8, seed=21)
+    ref = r.path_ref(bare)
+    assert ref.name.startswith("path-") and ref.version == 1 and r.path_ref(bare) == ref  # stable per path
+    assert r.resolve((ref,)).path == bare.resolve() and ref.name not in store.names()
+    alpha = store.get("alpha", 1)
+    assert r.resolve((r.path_ref(alpha.path),)).name == r.resolve(refs("alpha")).name
+    assert r.resolve((r.path_ref(bare, weight=0.5),)).composite  # a path at a weight, like any brick
+    copy = tmp_path / "copy"
+    shutil.copytree(bare, copy)
+    assert r.resolve((r.path_ref(copy),)).name.endswith(r.resolve((ref,)).name[-10:])  # named by content
+    with pytest.raises(AdapterError, match="not an adapter folder"):
+        r.path_ref(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AdapterError, match="no adapter_config.json"):
+        r.resolve((r.path_ref(tmp_path / "empty"),))
+    lonely = AdapterResolver(NoLibrary(base), cache=CompositeCache(tmp_path / "c2"))
+    assert lonely.resolve((lonely.path_ref(bare),)).path == bare.resolve()
+    with pytest.raises(BrickNotFound, match="no library"):
+        lonely.resolve(refs("alpha"))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

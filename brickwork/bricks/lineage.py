@@ -16,7 +16,7 @@ A brick's data comes from two places:
 Example::
 
     items = test_items(brick.manifest, brick.path, n=100)
-    with BaseRunner(store.base) as runner:
+    with BaseRunner(store) as runner:              # the embedded engine; engine="vllm" works too
         runner.score(brick.path, items).accuracy
 """
 
@@ -27,12 +27,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brickwork.bricks.manifest import Manifest
-from brickwork.errors import BrickError
+from brickwork.errors import BrickError, ConfigError
 from brickwork.models import BaseModel
 from brickwork.tasks import Example, is_correct, load_tasks, normalize, sample
+
+if TYPE_CHECKING:
+    from brickwork.bricks.store import BrickStore
+    from brickwork.serving.engine import BrickRef, Engine
 
 DATA_DIR = "data"
 TRAIN_FILE = "train.jsonl"
@@ -165,27 +169,85 @@ def max_new_tokens_for(items: Sequence[Item], tok: Any, *, cap: int = 64) -> int
 
 
 class BaseRunner:
-    """One loaded base model that scores many adapters in turn (loading it once, not per adapter)."""
+    """Scores adapter folders (or the bare base model, None) on items through one engine.
 
-    def __init__(self, base: BaseModel, *, model: Any = None, tok: Any = None, batch_size: int = 32) -> None:
-        if model is None or tok is None:
-            from brickwork.models import load_base_model
+    A thin adapter over the engine seam: an adapter folder becomes a `BrickRef` through the
+    engine's adapter-source chain (`AdapterResolver.path_ref`), each text is rendered with the
+    base's `PromptFormat`, decoding is greedy. `engine` is an engine name (created on first use,
+    with `engine_options`, and closed by `close`; the embedded ``peft`` engine by default) or an
+    engine made by `create_engine` (kept open; it must serve `library`'s base model). `library`
+    is a `BrickStore` or, for adapter folders only, a `BaseModel`.
+    """
 
-            model, tok = load_base_model(base)
-        self.base, self.model, self.tok, self.batch_size = base, model, tok, batch_size
+    def __init__(self, library: BaseModel | BrickStore, *, engine: str | Engine = "peft", batch_size: int = 32,
+                 engine_options: dict[str, Any] | None = None) -> None:
+        if isinstance(library, BaseModel):
+            from brickwork.serving.adapters import NoLibrary
+
+            library = NoLibrary(library)
+        self.store = library
+        self.base: BaseModel = library.base
+        self.batch_size = batch_size
+        self._owned = isinstance(engine, str)
+        self._name = engine if isinstance(engine, str) else None
+        self._engine: Any = None if isinstance(engine, str) else engine
+        self._options = dict(engine_options or {})
+        self._tok: Any = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from brickwork.serving.engine import create_engine
+
+            options = {"batch_size": self.batch_size} if self._name == "peft" else {}
+            self._engine = create_engine(str(self._name), self.store, **{**options, **self._options})
+        return self._engine
+
+    @property
+    def tok(self) -> Any:
+        """The base model's tokenizer (the engine's own when it exposes one)."""
+        if self._tok is None:
+            self._tok = getattr(self.engine, "tokenizer", None)
+            if self._tok is None:
+                from transformers import AutoTokenizer
+
+                self._tok = AutoTokenizer.from_pretrained(self.base.path)
+        return self._tok
+
+    @property
+    def model(self) -> Any:
+        """The engine's transformers base model with no adapter applied (None on vLLM engines),
+        for `merge_adapters(model=)`, so a merge loads no second copy."""
+        base_model = getattr(self.engine, "base_model", None)
+        return base_model() if callable(base_model) else None
+
+    def ref(self, adapter_dir: Path | str) -> BrickRef:
+        """The `BrickRef` the engine serves `adapter_dir` as (through its resolver's `paths`)."""
+        engine = self.engine
+        resolver = getattr(engine, "resolver", None) or getattr(getattr(engine, "engine", None), "resolver", None)
+        if resolver is None:
+            raise ConfigError(f"the {engine.name} engine has no adapter resolver; it cannot serve adapter folders by path")
+        return resolver.path_ref(adapter_dir)
 
     def __enter__(self) -> BaseRunner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self.close()
+
+    def close(self) -> None:
+        """Close the engine if this runner created it."""
+        if self._owned and self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def generate(self, adapter_dir: Path | None, texts: Sequence[str], *, max_new_tokens: int = 32) -> list[str]:
-        from brickwork.serving.hf_generate import generate_greedy
-        prompts = [self.base.prompts.render(t) for t in texts]
-        with loaded_adapter(self.model, adapter_dir) as m:
-            return [t for t, _ in generate_greedy(m, self.tok, prompts, max_new_tokens=max_new_tokens,
-                                                  batch_size=self.batch_size)]
+        from brickwork.serving.engine import Request, SamplingParams
+
+        bricks = () if adapter_dir is None else (self.ref(adapter_dir),)
+        sampling = SamplingParams(max_tokens=max_new_tokens)
+        requests = [Request(prompt=self.base.prompts.render(t), bricks=bricks, sampling=sampling) for t in texts]
+        return [c.text for c in self.engine.generate(requests)] if requests else []
 
     def score(self, adapter_dir: Path | None, items: Sequence[Item]) -> Score:
         if not items:

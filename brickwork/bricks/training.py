@@ -50,6 +50,7 @@ from brickwork.prompts import CHATML, PromptFormat
 from brickwork.tasks import Example, is_correct
 
 if TYPE_CHECKING:
+    from brickwork.bricks.lineage import BaseRunner
     from brickwork.bricks.store import Brick, BrickStore
 
 ALL_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -602,39 +603,36 @@ def evaluate_adapter(
     batch_size: int = 32,
     max_new_tokens: int | None = None,
     progress: bool = False,
+    runner: BaseRunner | None = None,
 ) -> dict[str, Any]:
     """Exact match (``tasks.is_correct``) of base + adapter (or the base alone) on ``(user text, example)`` items.
 
     Returns ``{"exact_match", "n", "correct", "seconds", "outputs"}``; the prompt is
-    ``base.prompts.render(user text)`` and decoding is greedy.
+    ``base.prompts.render(user text)`` and decoding is greedy, on `runner`'s engine (a
+    `lineage.BaseRunner`, shared to load the base model once; by default one is made and closed).
     """
-    from brickwork.models import load_base_model
-    from brickwork.serving.hf_generate import generate_greedy
+    from brickwork.bricks.lineage import BaseRunner
 
     if not items:
         raise TrainingError("nothing to evaluate: no held-out items")
-    model, tok = load_base_model(base)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
-        except (ValueError, OSError, KeyError) as exc:
-            raise TrainingError(f"cannot load adapter {adapter_dir}: {exc}") from exc
-    budget = max_new_tokens or answer_budget(tok, items)
-    t0 = time.perf_counter()
-    outputs: list[str] = []
-    chunk = batch_size * 4
-    bar = _progress(len(items), progress, desc="eval")
-    for start in range(0, len(items), chunk):
-        part = items[start : start + chunk]
-        gen = generate_greedy(model, tok, [base.prompts.render(q) for q, _ in part], max_new_tokens=budget,
-                              batch_size=batch_size)
-        outputs += [text for text, _ in gen]
+    own = runner is None
+    runner = runner or BaseRunner(base, batch_size=batch_size)
+    try:
+        budget = max_new_tokens or answer_budget(runner.tok, items)
+        t0 = time.perf_counter()
+        outputs: list[str] = []
+        chunk = batch_size * 4
+        bar = _progress(len(items), progress, desc="eval")
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            outputs += runner.generate(adapter_dir, [q for q, _ in part], max_new_tokens=budget)
+            if bar is not None:
+                bar.update(len(part))
         if bar is not None:
-            bar.update(len(part))
-    if bar is not None:
-        bar.close()
+            bar.close()
+    finally:
+        if own:
+            runner.close()
     correct = sum(is_correct(o, e) for o, (_, e) in zip(outputs, items, strict=True))
     return {
         "exact_match": round(correct / len(items), 4),
@@ -667,6 +665,7 @@ def train_brick(
     tags: list[str],
     config: TrainConfig,
     routing_samples: list[str] | None = None,
+    bare_inputs: bool = True,
     provenance: dict[str, Any] | None = None,
     eval_split: str = "heldout",
     extra_heldout: dict[str, list[tuple[str, Example]]] | None = None,
@@ -685,7 +684,8 @@ def train_brick(
     as ``exact_match_<key>``; `data_files` ({relative path: text}) are written into the brick
     directory (e.g. ``data/heldout.jsonl``). `base_metric` skips re-scoring the base. `trained`: an
     adapter already trained on `train_pairs` with `config` (a recipe search's winner) is used instead
-    of training again. The store validates the brick and adds it atomically as the next version of `name`.
+    of training again. The brick and the base are scored on one engine (loaded once, after training).
+    The store validates the brick and adds it atomically as the next version of `name`.
     """
     from brickwork.bricks.manifest import Manifest, check_name
 
@@ -698,13 +698,16 @@ def train_brick(
         else:
             copy_adapter(trained.adapter_dir, out)
             res = trained
-        brick_eval = evaluate_adapter(base, out, heldout, progress=progress)
-        extra = {
-            f"exact_match_{key}": evaluate_adapter(base, out, items, progress=progress)["exact_match"]
-            for key, items in (extra_heldout or {}).items()
-        }
-        if base_metric is None:
-            base_metric = evaluate_adapter(base, None, heldout, progress=progress)["exact_match"]
+        from brickwork.bricks.lineage import BaseRunner
+
+        with BaseRunner(store) as scorer:
+            brick_eval = evaluate_adapter(base, out, heldout, progress=progress, runner=scorer)
+            extra = {
+                f"exact_match_{key}": evaluate_adapter(base, out, items, progress=progress, runner=scorer)["exact_match"]
+                for key, items in (extra_heldout or {}).items()
+            }
+            if base_metric is None:
+                base_metric = evaluate_adapter(base, None, heldout, progress=progress, runner=scorer)["exact_match"]
         prov = {
             "data_hash": data_hash(train_pairs),
             "seed": config.seed,
@@ -725,6 +728,7 @@ def train_brick(
             description=description,
             examples=list(examples),
             routing_samples=list(routing_samples or []),
+            bare_inputs=bare_inputs,
             tags=list(tags),
             base_model=base.to_json(),
             rank=config.rank,

@@ -157,8 +157,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from brickwork.bricks.anchors import library_anchors
         from brickwork.bricks.lineage import BaseRunner
 
-        anchors = library_anchors(store, BaseRunner(store.base), n=args.anchors, seed=args.seed, skip=args.name,
-                                  exclude=[t for t, _ in pairs], partners=args.partner_anchors)
+        with BaseRunner(store) as runner:  # closed before training, which loads its own copy
+            anchors = library_anchors(store, runner, n=args.anchors, seed=args.seed, skip=args.name,
+                                      exclude=[t for t, _ in pairs], partners=args.partner_anchors)
     files = {"data/train.jsonl": _jsonl(fit_rows), "data/heldout.jsonl": _jsonl(held_rows)}
     work = Path(tempfile.mkdtemp(prefix=f"brickwork-search-{args.name}-"))
     try:

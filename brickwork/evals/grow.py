@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, sizes: list[int], out: Path) -> dict[str, Any]
     tasks = load_tasks()
     task = tasks[args.task]
     lib = scratch_library(args.library, list(tasks), out / "library", exclude=[task.task_id])
-    runner = BaseRunner(lib.base)
+    runner = BaseRunner(lib)
     test = sample(task.split("test"), args.test_items, seed=args.seed)
     test_items = [Item(text=task.query(e), answer=e.output, answers=e.answers) for e in test]
     base_acc = runner.score(None, test_items).accuracy

@@ -69,7 +69,7 @@ def run(pairs: Sequence[tuple[str, str]], *, methods: Sequence[str], items: int,
     t0 = time.perf_counter()
     names = sorted({n for p in pairs for n in p})
     lib = scratch_library(library, names, out / "library")
-    runner = BaseRunner(lib.base)
+    runner = BaseRunner(lib)
     say(f"[merge] {len(pairs)} pairs x {len(methods)} methods, {items} test items per source")
     sources: dict[str, dict[str, Any]] = {}
     for n in names:

@@ -6,26 +6,38 @@ at weight 1 -> the brick's own directory; anything else -> a cached composite (s
 
 A `BrickRef` is looked up in the library's store first, then in the resolver's `sources` in order
 (like vLLM's LoRA resolvers): bricks that live outside the library, e.g. the bundled planner brick
-(`DirectorySource({"brickwork-planner": dir})`) or an adapter directory given by path. A name
-neither the store nor a source knows fails with the store's own error (which lists its bricks).
-Sources are asked only for names the store does not hold, so they never shadow a library brick,
-and the store's `names`/`list` (what retrieval indexes) never see them.
+(`DirectorySource({"brickwork-planner": dir})`), and last in the resolver's own `paths`: adapter
+folders given by path (`AdapterResolver.path_ref(dir)`: a brick version directory, or bare PEFT
+adapter files such as a candidate an update is gating). A name none of them knows fails with the
+store's own error (which lists its bricks). Sources are asked only for names the store does not
+hold, so they never shadow a library brick, and the store's `names`/`list` (what retrieval
+indexes) never see them.
+
+Example::
+
+    ref = engine.resolver.path_ref(Path("work/candidate"))     # BrickRef(name="path-...", version=1)
+    engine.generate([Request(prompt=p, bricks=(ref,))])
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from brickwork.bricks.manifest import Manifest
+from brickwork import lora
+from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
 from brickwork.bricks.store import Brick, BrickStore
 from brickwork.bricks.validate import validate_lora_dir
-from brickwork.errors import AdapterError, BaseModelMismatch
+from brickwork.errors import AdapterError, BaseModelMismatch, BrickNotFound
 from brickwork.serving.composite import CompositeCache, Part, adapter_digest, canonical, composite_key, padded_rank
 from brickwork.serving.engine import BrickRef, Request
+
+if TYPE_CHECKING:
+    from brickwork.models import BaseModel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,21 +60,63 @@ class DirectorySource:
     """Bricks in given directories, by name: ``DirectorySource({"brickwork-planner": path})``.
 
     Each directory is a brick directory (``brick.json`` + PEFT adapter files); its manifest is read
-    once, the adapter files are validated by the resolver like any brick's.
+    once, the adapter files are validated by the resolver like any brick's. With `base`, a
+    directory may also hold bare PEFT adapter files (no ``brick.json``): it is taken as made for
+    `base` (its shapes are still checked against it). `ref(path)` adds a directory under a name
+    derived from its path and returns the `BrickRef` that names it.
     """
 
-    def __init__(self, dirs: Mapping[str, Path | str]) -> None:
-        self.dirs = {name: Path(d) for name, d in dirs.items()}
+    def __init__(self, dirs: Mapping[str, Path | str] | None = None, *, base: BaseModel | None = None) -> None:
+        self.dirs = {name: Path(d) for name, d in (dirs or {}).items()}
+        self.base = base
         self._bricks: dict[str, Brick] = {}
+        self._lock = threading.Lock()
+
+    def ref(self, path: Path | str, *, weight: float = 1.0) -> BrickRef:
+        """The `BrickRef` for the adapter folder at `path` (added to this source under ``path-<hash>``)."""
+        path = Path(path).resolve()
+        if not path.is_dir():
+            raise AdapterError(f"{path}: not an adapter folder")
+        name = "path-" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        with self._lock:
+            self.dirs[name] = path
+            self._bricks.pop(name, None)  # re-read: the folder may hold a new brick.json
+        brick = Brick(manifest=self._manifest(name, path), path=path)
+        with self._lock:
+            self._bricks[name] = brick
+        return BrickRef(name=name, version=brick.version, weight=weight)
 
     def find(self, name: str, version: int | None) -> Brick | None:
-        d = self.dirs.get(name)
+        with self._lock:
+            d = self.dirs.get(name)
+            brick = self._bricks.get(name)
         if d is None:
             return None
-        brick = self._bricks.get(name)
         if brick is None:
-            brick = self._bricks[name] = Brick(manifest=Manifest.load(d), path=d)
+            brick = Brick(manifest=self._manifest(name, d), path=d)
+            with self._lock:
+                self._bricks[name] = brick
         return brick if version in (None, brick.version) else None
+
+    def _manifest(self, name: str, d: Path) -> Manifest:
+        if (d / MANIFEST_NAME).is_file() or self.base is None:
+            return Manifest.load(d)
+        return Manifest(name=name, version=1, kind="lora", description=f"adapter folder {d}",
+                        base_model=self.base.to_json(), rank=int(lora.read_config(d).get("r") or 1))
+
+
+class NoLibrary:
+    """A library with no bricks, for an engine that serves only adapter folders by path (update
+    gates, training evaluations): ``create_engine("peft", NoLibrary(base))``."""
+
+    def __init__(self, base: BaseModel) -> None:
+        self.base = base
+
+    def names(self) -> list[str]:
+        return []
+
+    def get(self, name: str, version: int | None = None) -> Brick:
+        raise BrickNotFound(f"no brick {name!r}: this engine has no library, only adapter folders given by path")
 
 
 class AdapterResolver:
@@ -91,15 +145,30 @@ class AdapterResolver:
         self.zero_for_base = zero_for_base
         self._validated: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        self._paths: DirectorySource | None = None
 
     @property
     def base(self):  # noqa: ANN201 - BaseModel, resolved lazily by the store
         return self.store.base
 
+    @property
+    def paths(self) -> DirectorySource:
+        """The chain's last source: adapter folders given by path (see `path_ref`)."""
+        with self._lock:
+            if self._paths is None:
+                self._paths = DirectorySource(base=self.base)
+            return self._paths
+
+    def path_ref(self, path: Path | str, *, weight: float = 1.0) -> BrickRef:
+        """A `BrickRef` this resolver serves from the adapter folder at `path` (a brick version
+        directory, or bare PEFT adapter files taken as made for this base model)."""
+        return self.paths.ref(path, weight=weight)
+
     def brick(self, ref: BrickRef) -> Brick:
-        """The brick `ref` names: the store's, else the first source's that has it."""
-        if self.sources and ref.name not in self.store.names():
-            for source in self.sources:
+        """The brick `ref` names: the store's, else the first source's that has it, else `paths`'."""
+        chain = (*self.sources, *((self._paths,) if self._paths is not None else ()))
+        if chain and ref.name not in self.store.names():
+            for source in chain:
                 found = source.find(ref.name, ref.version)
                 if found is not None:
                     return found

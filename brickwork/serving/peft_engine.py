@@ -111,6 +111,26 @@ class PeftEngine(EngineBase):
         """The engine as a run's trace names it: ``peft``, or ``peft ffn=0.5`` with sparse FFNs."""
         return self.name if self._sparse is None else f"{self.name} ffn={self.options.ffn:g}"
 
+    @property
+    def tokenizer(self) -> Any:
+        """The base model's transformers tokenizer."""
+        return self._tok
+
+    def base_model(self) -> Any:
+        """The transformers base model with no adapter applied, for in-process tools that apply
+        PEFT adapters to it themselves and remove them after (merging, `merge_adapters(model=)`),
+        so they need no second copy. This engine's adapters are unloaded; they load again on
+        next use. Call it only while no request runs on this engine."""
+        with self._lock:
+            self._check_batch(())
+            if self._peft is not None:
+                from brickwork.bricks.lineage import strip_adapters
+
+                strip_adapters(self._model)
+                self._peft = None
+                self._loaded.clear()
+            return self._model
+
     # -- adapters ------------------------------------------------------------------------------
     @property
     def loaded_adapters(self) -> list[str]:
