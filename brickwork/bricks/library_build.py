@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
-from brickwork.bricks.starter import starter_description, starter_examples, starter_routing_samples, starter_tags
+from brickwork.bricks.starter import (
+    starter_bare_inputs,
+    starter_description,
+    starter_examples,
+    starter_routing_samples,
+    starter_tags,
+)
 from brickwork.bricks.store import BrickStore
 from brickwork.errors import ConfigError, LibraryError
 from brickwork.tasks import Example, Task, load_tasks, sample
@@ -137,13 +143,15 @@ def _sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]
 
 
-_STARTER_TEXT = ("description", "examples", "routing_samples", "tags")
+_STARTER_TEXT = ("description", "examples", "routing_samples", "bare_inputs", "tags")
 
 
 def _with_starter_text(m: Manifest, task: Task) -> Manifest:
-    """Description, examples, routing samples and tags always come from `starter.py` (what routing learns from)."""
+    """Description, examples, routing samples, `bare_inputs` and tags always come from `starter.py`
+    (what routing learns from)."""
     return m.replace(description=starter_description(task), examples=starter_examples(task),
-                     routing_samples=starter_routing_samples(task), tags=starter_tags(task))
+                     routing_samples=starter_routing_samples(task), bare_inputs=starter_bare_inputs(task),
+                     tags=starter_tags(task))
 
 
 def starter_fits(store: BrickStore, source: Path = STARTER_DIR) -> tuple[bool, str]:
@@ -306,6 +314,7 @@ def retrain(
             description=starter_description(task),
             examples=starter_examples(task),
             routing_samples=starter_routing_samples(task),
+            bare_inputs=starter_bare_inputs(task),
             tags=starter_tags(task),
             config=config,
             trained=trained,

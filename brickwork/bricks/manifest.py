@@ -50,6 +50,11 @@ class Manifest:
     # Requests and bare inputs the brick serves: the router's classifier learns from them, the index
     # does not embed them as rows (more of them sharpen routing without crowding the nearest-row search).
     routing_samples: list[str] = field(default_factory=list)
+    # False: the router only chooses this brick for a request that asks for its task (one close to
+    # its description), never for a bare input alone. For bricks whose input is any text at all, so
+    # that a request to the assistant is itself a valid input (`language_id`: any sentence in any
+    # language); docs/retrieval.md, "Bricks that must be asked for".
+    bare_inputs: bool = True
     tags: list[str] = field(default_factory=list)
     rank: int | None = None
     target_modules: list[str] = field(default_factory=list)
@@ -73,6 +78,8 @@ class Manifest:
             value = getattr(self, key)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ManifestError(f"`{key}` should be a list of strings, got {value!r}.")
+        if not isinstance(self.bare_inputs, bool):
+            raise ManifestError(f"`bare_inputs` should be true or false, got {self.bare_inputs!r}.")
         if self.rank is not None and (not isinstance(self.rank, int) or self.rank < 1):
             raise ManifestError(f"`rank` should be a positive integer or null, got {self.rank!r}.")
         if self.kind == "lora" and self.rank is None:

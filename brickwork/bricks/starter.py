@@ -15,6 +15,12 @@ import random
 
 from brickwork.tasks import Task, sample
 
+#: starter tasks whose input is any text at all, so that a request to the assistant is itself a valid
+#: input: their bricks must be asked for (manifest ``bare_inputs: false``; docs/retrieval.md,
+#: "Bricks that must be asked for"). `language_id` takes any sentence in any language, and with an
+#: English sentence embedder a non-English request cannot be told from its inputs (measured there).
+ASKED_ONLY = frozenset({"language_id"})
+
 N_EXAMPLE_INPUTS = 24
 N_EXAMPLE_REQUESTS = 12
 N_ROUTING_INPUTS = 72
@@ -49,6 +55,11 @@ def starter_routing_samples(task: Task, *, n: int = N_ROUTING_INPUTS, seed: int 
     random.Random(seed).shuffle(pool)  # a larger n extends a smaller n's list
     inputs = pool[:n]
     return inputs + requests_for_inputs(task.task_id, inputs, seed=seed)
+
+
+def starter_bare_inputs(task: Task) -> bool:
+    """Whether the router may choose the starter brick for a bare input (see `ASKED_ONLY`)."""
+    return task.task_id not in ASKED_ONLY
 
 
 def starter_tags(task: Task) -> list[str]:

@@ -174,7 +174,13 @@ def write_placeholder_adapter(path: Path, base: Any) -> Path:
 def starter_manifest(task: Any, base: Any) -> Any:
     """The manifest a starter brick for `task` has (description, examples, routing samples, tags from bricks.starter)."""
     from brickwork.bricks import Manifest
-    from brickwork.bricks.starter import starter_description, starter_examples, starter_routing_samples, starter_tags
+    from brickwork.bricks.starter import (
+        starter_bare_inputs,
+        starter_description,
+        starter_examples,
+        starter_routing_samples,
+        starter_tags,
+    )
 
     return Manifest(
         name=task.task_id,
@@ -183,6 +189,7 @@ def starter_manifest(task: Any, base: Any) -> Any:
         description=starter_description(task),
         examples=starter_examples(task),
         routing_samples=starter_routing_samples(task),
+        bare_inputs=starter_bare_inputs(task),
         tags=starter_tags(task),
         base_model=base.to_json(),
         rank=1,
@@ -224,6 +231,8 @@ class Variant:
     none_neighbour_margin: float = 0.0  # and its delta
     form_weight: float = 0.0  # the form penalty (retrieval_index/form.py); 0 off
     form_slack: float = 1.5
+    #: bricks with ``bare_inputs: false`` must be asked for (retrieval_index/search.py); None: no gate
+    ask_min_cos: float | None = None
 
 
 def eval_rows(manifests: dict[str, Any], emb: Any, cache: Any, none_texts: Sequence[str]) -> dict[str, Any]:
@@ -232,6 +241,7 @@ def eval_rows(manifests: dict[str, Any], emb: Any, cache: Any, none_texts: Seque
     from brickwork.retrieval_index.index import brick_texts, classifier_texts
 
     texts, fields, owner, aug_texts, aug_owner = [], [], [], [], []
+    bare = np.asarray([m.bare_inputs for m in manifests.values()], bool)
     for i, m in enumerate(manifests.values()):
         tx, fx = brick_texts(m)
         aug = classifier_texts(m)
@@ -246,6 +256,7 @@ def eval_rows(manifests: dict[str, Any], emb: Any, cache: Any, none_texts: Seque
         "texts": texts,
         "fields": np.asarray(fields),
         "owner": np.asarray(owner),
+        "bare_inputs": bare,
         "sem": cache.embed(emb, texts),
         "aug_texts": aug_texts,
         "aug_owner": np.asarray(aug_owner, dtype=np.int64),
@@ -288,9 +299,21 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
         rows["fields"][mask], classifier=w, classifier_weight=v.classifier_weight,
         none=kept, none_weight=v.none_neighbour_weight, none_margin=v.none_neighbour_margin,
         form=limits, form_weight=v.form_weight, form_slack=v.form_slack,
+        ask=None if v.ask_min_cos is None else ask_gate(rows, cfg, v.ask_min_cos, rv.shape[1]),
     )
     out, fields = table.scores(qv, qtexts)
     return out, fields[np.arange(len(qv)), out.argmax(1)]
+
+
+def ask_gate(rows: dict[str, Any], features: Any, min_cos: float, dim: int) -> Any:
+    """The eval rows' bricks that must be asked for, as the index builds its `AskGate`."""
+    from brickwork.retrieval_index.search import AskGate
+
+    asked = ~np.asarray(rows["bare_inputs"], bool)
+    if not asked.any():
+        return None
+    sem_dim, scale = features.semantic_part(dim)
+    return AskGate(bricks=asked, min_cos=min_cos, sem_dim=sem_dim, sem_scale=scale)
 
 
 def form_limits(rows: dict[str, Any]) -> np.ndarray:
@@ -460,6 +483,7 @@ def run(
             none_neighbour_margin=index.features.none_neighbour_margin,
             form_weight=index.features.form_weight,
             form_slack=index.features.form_slack,
+            ask_min_cos=index.features.ask_min_cos,
         )
         router = Router.for_index(index)
         dim = index.features.lexical_dim
@@ -518,11 +542,13 @@ def run(
             delta=index.features.none_neighbour_margin,
             form_weight=index.features.form_weight,
             form_slack=index.features.form_slack,
+            ask_min_cos=index.features.ask_min_cos,
         )
         results["leave_one_source_out"] = {
             "shipped": srcs.leave_one_source_out(folds, design, none_data.sources()),
             "before": srcs.leave_one_source_out(
-                folds, replace(design, name="before: written none texts only (2026-12-02)", legacy=True, form_weight=0.0), none_data.sources()
+                folds, replace(design, name="before: written none texts only (2026-12-02)", legacy=True, form_weight=0.0, ask_min_cos=None),
+                none_data.sources(),
             ),
         }
         results["recalibrated"] = {

@@ -47,6 +47,8 @@ class Design:
     #: the form penalty (retrieval_index/form.py): weight (0 off) and slack
     form_weight: float = 0.0
     form_slack: float = 1.0
+    #: bricks with ``bare_inputs: false`` must be asked for (retrieval_index/search.py); None: no gate
+    ask_min_cos: float | None = None
     #: the router before real requests: every written none row trained (calib ones too), threshold
     #: fitted on out_of_scope.jsonl's calib half only; no written source is held out
     legacy: bool = False
@@ -69,6 +71,8 @@ class Space:
     qvecs: dict[str, np.ndarray]
     heads: dict[int, dict[str, np.ndarray]]  # head_words -> {"none": ..., half: ...} vectors of the openings
     limits: np.ndarray | None = None  # (bricks, 2) each brick's form region (form.brick_limits of its texts)
+    bare_inputs: np.ndarray | None = None  # (bricks,) the manifests' `bare_inputs`
+    features: Any = None  # the FeatureConfig the vectors were built with
 
 
 def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halves: dict[str, list[Any]]) -> Space:
@@ -94,6 +98,8 @@ def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halve
         qvecs={h: combine(cache.embed(emb, [q.text for q in v]), [q.text for q in v], features) for h, v in qs.items()},
         heads={},
         limits=form_limits(rows),
+        bare_inputs=np.asarray(rows["bare_inputs"], bool),
+        features=features,
     )
 
 
@@ -164,6 +170,7 @@ class Folds:
     def table(self, d: Design, held_out: str | None) -> Any:
         """The index's scoring structure for this fold (rows as the library has them, this fold's
         classifier and none vectors, the design's weights)."""
+        from brickwork.evals.routing import ask_gate
         from brickwork.retrieval_index.ann import Ann
         from brickwork.retrieval_index.search import BrickTable
 
@@ -174,6 +181,7 @@ class Folds:
             s.names, [1] * len(s.names), counts, s.rows, Ann("flat", s.rows), s.fields,
             classifier=w, classifier_weight=d.beta, none=kept, none_weight=d.gamma, none_margin=d.delta,
             form=s.limits, form_weight=d.form_weight, form_slack=d.form_slack,
+            ask=None if d.ask_min_cos is None else ask_gate({"bare_inputs": s.bare_inputs}, s.features, d.ask_min_cos, s.rows.shape[1]),
         )
 
 

@@ -50,6 +50,9 @@ class FeatureConfig:
     #: or with more lines, loses `form_weight` x the log of the excess from that brick's score; 0: off
     form_weight: float = 0.8
     form_slack: float = 1.5
+    #: a brick whose manifest has ``bare_inputs: false`` is passed over unless the request's
+    #: semantic cosine to its description is at least this (search.py, "asked for")
+    ask_min_cos: float = 0.30
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lexical_weight < 1.0:
@@ -68,9 +71,18 @@ class FeatureConfig:
             raise ConfigError(f"`form_weight` should be in [0, 10], got {self.form_weight!r}.")
         if not self.form_slack >= 1.0:
             raise ConfigError(f"`form_slack` should be at least 1, got {self.form_slack!r}.")
+        if not -1.0 <= self.ask_min_cos <= 1.0:
+            raise ConfigError(f"`ask_min_cos` should be in [-1, 1], got {self.ask_min_cos!r}.")
 
     def dim(self, embed_dim: int) -> int:
         return embed_dim + (self.lexical_dim if self.lexical_weight > 0 else 0)
+
+    def semantic_part(self, dim: int) -> tuple[int, float]:
+        """Where the semantic embedding sits in a `dim`-wide index vector: its width and the factor
+        its dot products carry (``1 - lexical_weight``; see `combine`)."""
+        if self.lexical_weight == 0:
+            return dim, 1.0
+        return dim - self.lexical_dim, 1.0 - self.lexical_weight
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +99,7 @@ class FeatureConfig:
             none_neighbour_margin=float(d["none_neighbour_margin"]),
             form_weight=float(d["form_weight"]),
             form_slack=float(d["form_slack"]),
+            ask_min_cos=float(d["ask_min_cos"]),
         )
 
 

@@ -37,7 +37,7 @@ from brickwork.retrieval_index.cache import EmbeddingCache
 from brickwork.retrieval_index.embedder import Embedder, EmbedderIdentity, canonical_spec, load_embedder
 from brickwork.retrieval_index.features import FeatureConfig, combine
 from brickwork.retrieval_index.form import brick_limits
-from brickwork.retrieval_index.search import BrickTable, Hit
+from brickwork.retrieval_index.search import AskGate, BrickTable, Hit
 
 log = logging.getLogger("brickwork.retrieval_index")
 
@@ -325,6 +325,9 @@ class BrickIndex:
         if recorded_features.form_weight > 0 and not all(isinstance(bricks[n].get("form"), list) for n in names):
             self._problem = f"stale index: {gen.name} lacks the bricks' form regions its features ask for"
             return
+        if not all(isinstance(bricks[n].get("bare_inputs"), bool) for n in names):
+            self._problem = f"stale index: {gen.name} does not record which bricks must be asked for"
+            return
         try:
             ann_obj = Ann.from_bytes(kind, gen.vectors, gen.ann, self.ann_config)
         except IndexError_ as exc:
@@ -356,7 +359,16 @@ class BrickIndex:
             form=np.asarray([e[n]["form"] for n in self._names], np.float32) if self.features.form_weight > 0 and self._names else None,
             form_weight=self.features.form_weight,
             form_slack=self.features.form_slack,
+            ask=self._ask_gate(),
         )
+
+    def _ask_gate(self) -> AskGate | None:
+        """The bricks that must be asked for (manifest ``bare_inputs: false``; search.py)."""
+        asked = np.asarray([not self._entries[n].get("bare_inputs", True) for n in self._names], bool)
+        if not asked.any():
+            return None
+        sem_dim, scale = self.features.semantic_part(self._vectors.shape[1])
+        return AskGate(bricks=asked, min_cos=self.features.ask_min_cos, sem_dim=sem_dim, sem_scale=scale)
 
     # -- embedding ---------------------------------------------------------------------------
     @property
@@ -481,6 +493,7 @@ class BrickIndex:
         texts_all: list[str] = []
         spans: dict[str, tuple[int, int, list[int]]] = {}
         forms: dict[str, list[int]] = {}
+        bares: dict[str, bool] = {}
         for n in todo:
             v = current[n][0]
             m = self.store.get(n, v).manifest
@@ -488,6 +501,7 @@ class BrickIndex:
             spans[n] = (len(texts_all), len(texts_all) + len(texts), fields)
             texts_all.extend(texts)
             forms[n] = _form_of(m)
+            bares[n] = m.bare_inputs
         dim = self.features.dim(identity.dim)
         vecs_all = self._embed_texts(texts_all) if texts_all else np.zeros((0, dim), dtype=np.float32)
         for n, (a, b, fields) in spans.items():
@@ -499,12 +513,15 @@ class BrickIndex:
                 e = self._entries[n]
                 vb, fb = self._vectors[e["start"] : e["end"]], self._fields[e["start"] : e["end"]]
                 form = e.get("form") or _form_of(self.store.get(n, current[n][0]).manifest)
+                bare = e["bare_inputs"] if "bare_inputs" in e else self.store.get(n, current[n][0]).manifest.bare_inputs
             else:
                 vb, fb = new_vecs[n]
                 form = forms[n]
+                bare = bares[n]
             blocks.append(vb)
             fblocks.append(fb)
-            entries[n] = {"version": current[n][0], "stamp": current[n][1], "start": start, "end": start + len(vb), "form": form}
+            entries[n] = {"version": current[n][0], "stamp": current[n][1], "start": start, "end": start + len(vb), "form": form,
+                          "bare_inputs": bool(bare)}
             start += len(vb)
         vectors = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dim), dtype=np.float32)
         fields_arr = np.concatenate(fblocks).astype(np.int8) if fblocks else np.zeros(0, dtype=np.int8)
@@ -629,7 +646,7 @@ class BrickIndex:
         nearest-none-text and form penalties), {name: {...}}: what a trace shows."""
         parts = self._table.parts(self.embed_queries([query]), [query])
         return {
-            n: {k: round(float(parts[k][0, b] if parts[k].ndim == 2 else parts[k][0]), 4) for k in ("cos", "p", "none", "form", "score")}
+            n: {k: round(float(parts[k][0, b] if parts[k].ndim == 2 else parts[k][0]), 4) for k in ("cos", "p", "none", "form", "ask", "score")}
             for b, n in enumerate(self._names)
         }
 
@@ -657,7 +674,8 @@ def _mean_hits(a: Sequence[Hit], b: Sequence[Hit]) -> list[Hit]:
         ha, hb = sa.get(name), sb.get(name)
         ref = ha or hb
         score = 0.5 * ((ha.score if ha else floor_a) + (hb.score if hb else floor_b))
-        hits.append(Hit(ref.name, ref.version, float(score), ref.matched))  # type: ignore[union-attr]
+        declined = bool((ha and ha.declined) or (hb and hb.declined))
+        hits.append(Hit(ref.name, ref.version, float(score), ref.matched, declined))  # type: ignore[union-attr]
     return sorted(hits, key=lambda h: (-h.score, h.name))
 
 

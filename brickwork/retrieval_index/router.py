@@ -38,6 +38,7 @@ import numpy as np
 
 from brickwork.errors import ConfigError
 from brickwork.retrieval_index.index import BrickIndex, Hit
+from brickwork.retrieval_index.search import ASK_COST
 
 log = logging.getLogger("brickwork.retrieval_index")
 DEFAULT_ROUTER_FILE = Path(__file__).resolve().parent.parent / "data" / "routing" / "router.json"
@@ -157,9 +158,13 @@ class Router:
         top = ranked[0]
         thr = self.threshold(top)
         best = {"name": top.name, "score": round(float(top.score), 4), "matched": top.matched, "threshold": round(float(thr), 4)}
+        # bricks that must be asked for and would have outscored the best had the request asked for them
+        passed = [h for h in ranked if h.declined and h.score + ASK_COST > top.score and h.score + ASK_COST >= self.threshold(h)]
+        note = "".join(f"; {h.name} passed over: it must be asked for (bare_inputs false) and the request does not ask for its task"
+                       for h in passed)
         if top.score < thr:
-            reason = f"no brick fits: the closest, {top.name}, scores {top.score:.3f} < {thr:.3f} ({top.matched} match)"
-            return {"decision": "base", "reason": reason, "best": best, "ambiguous": []}
+            reason = f"no brick fits: the closest, {top.name}, scores {top.score:.3f} < {thr:.3f} ({top.matched} match){note}"
+            return {"decision": "base", "reason": reason, "best": best, "ambiguous": [], **_declined(passed)}
         chosen = {r.name for r in self.route(ranked)}
         rivals = [h for h in ranked[1:] if h.name not in chosen and h.score >= self.threshold(h) and top.score - h.score <= c.margin]
         reason = f"{top.name} scores {top.score:.3f} >= {thr:.3f} ({top.matched} match)"
@@ -167,9 +172,10 @@ class Router:
             reason += "; ambiguous, also fits: " + ", ".join(f"{h.name} {h.score:.3f}" for h in rivals)
         return {
             "decision": "brick",
-            "reason": reason,
+            "reason": reason + note,
             "best": best,
             "ambiguous": [{"name": h.name, "score": round(float(h.score), 4)} for h in rivals],
+            **_declined(passed),
         }
 
     def threshold(self, hit: Hit) -> float:
@@ -181,6 +187,11 @@ class Router:
 
     def route_batch(self, hits: Sequence[Sequence[Hit]]) -> list[list[Route]]:
         return [self.route(h) for h in hits]
+
+
+def _declined(passed: Sequence[Hit]) -> dict[str, Any]:
+    """The trace's ``declined`` key: bricks passed over for not being asked for (absent when none)."""
+    return {"declined": [h.name for h in passed]} if passed else {}
 
 
 @cache

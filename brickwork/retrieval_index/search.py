@@ -8,6 +8,14 @@ approximate search asks the ANN structure for the top rows and keeps each brick'
 With a brick classifier (`classifier.py`), a brick's score is its best row's cosine blended with
 the classifier's probability of the brick, less the none-neighbour penalty when the library keeps
 none vectors; approximate search scores 4k candidate bricks that way and keeps the best k.
+
+**Asked for.** A brick whose manifest has ``bare_inputs: false`` takes any text as input (a
+sentence in any language, for `language_id`), so a request to the assistant is itself a valid
+input and no similarity to its inputs says the request wants this brick. Such a brick is passed
+over (its score drops by `ASK_COST`, below any threshold; its hits say ``declined``) unless the
+request asks for its task: the *semantic* cosine of the request to the brick's description is at
+least `FeatureConfig.ask_min_cos`. The semantic part alone, because the lexical half of a vector
+rewards shared characters, and an instruction names a task in any script.
 """
 
 from __future__ import annotations
@@ -33,12 +41,26 @@ class Hit:
     #: which kind of row gave the score: the brick's description, or one of its examples
     #: (instructions and inputs it serves). The router holds each to its own threshold.
     matched: Literal["description", "example"] | None = field(default=None, compare=False)
+    #: passed over: the brick must be asked for (``bare_inputs: false``) and the request does not ask
+    declined: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "score": round(float(self.score), 6)}
 
 
 FIELD_NAMES: tuple[Literal["description", "example"], ...] = ("description", "example")
+#: what a brick that must be asked for loses when the request does not ask for it (module docstring)
+ASK_COST = 1.0
+
+
+@dataclass(frozen=True)
+class AskGate:
+    """The bricks that must be asked for and the test they are held to (module docstring)."""
+
+    bricks: np.ndarray  # (bricks,) bool
+    min_cos: float
+    sem_dim: int  # the semantic embedding's width at the start of each vector
+    sem_scale: float  # the factor its dot products carry (features.FeatureConfig.semantic_part)
 
 
 class BrickTable:
@@ -58,8 +80,12 @@ class BrickTable:
         form: np.ndarray | None = None,
         form_weight: float = 0.0,
         form_slack: float = 1.5,
+        ask: AskGate | None = None,
     ) -> None:
         self.names = list(names)
+        if ask is not None and np.asarray(ask.bricks).shape != (len(self.names),):
+            raise ValueError(f"ask gate {np.asarray(ask.bricks).shape} does not fit {len(self.names)} bricks")
+        self.ask = ask if ask is not None and np.asarray(ask.bricks, bool).any() else None
         # each brick's acceptance region on request form, (bricks, 2): max chars, max lines (form.py)
         self.form = np.asarray(form, np.float32) if form is not None and form_weight > 0 else None
         self.form_weight, self.form_slack = form_weight, form_slack
@@ -88,6 +114,13 @@ class BrickTable:
             raise ValueError(f"row counts sum to {len(self.row_brick)}, but there are {len(vectors)} vectors")
         if (counts == 0).any():
             raise ValueError("every brick needs at least one row")
+        if self.ask is not None:
+            self._asked = np.flatnonzero(np.asarray(self.ask.bricks, bool))
+            desc = self.starts[self._asked]  # a brick's description is its first row
+            if (self.fields[desc] != 0).any():
+                raise ValueError("a brick that must be asked for needs a description row")
+            d = self.ask.sem_dim
+            self._desc = np.ascontiguousarray(self.vectors[desc, :d], dtype=np.float32)
 
     @classmethod
     def build(
@@ -125,12 +158,32 @@ class BrickTable:
 
     @property
     def _adjusted(self) -> bool:
-        return self.classifier is not None or self.none is not None or self.form is not None
+        return self.classifier is not None or self.none is not None or self.form is not None or self.ask is not None
+
+    def ask_cos(self, qvecs: np.ndarray) -> np.ndarray:
+        """(queries, bricks) semantic cosine of each request to the description of each brick that
+        must be asked for (NaN for the other bricks)."""
+        q = np.asarray(qvecs, dtype=np.float32)
+        out = np.full((len(q), len(self.names)), np.nan, np.float32)
+        if self.ask is not None and len(q):
+            with single_threaded_blas():
+                out[:, self._asked] = (q[:, : self.ask.sem_dim] @ self._desc.T) / self.ask.sem_scale
+        return out
+
+    def declined(self, qvecs: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """(queries, bricks or cols) whether each brick is passed over for not being asked for."""
+        if self.ask is None:
+            shape = (len(qvecs), len(self.names)) if cols is None else cols.shape
+            return np.zeros(shape, bool)
+        c = self.ask_cos(qvecs)
+        out = ~np.isnan(c) & (np.nan_to_num(c, nan=1.0) < self.ask.min_cos)
+        return out if cols is None else np.take_along_axis(out, cols, axis=1)
 
     def parts(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """The score's parts for every brick (queries, bricks): ``cos`` (best row), ``p`` (classifier
         probability), ``none`` (nearest-none-text penalty, per query), ``form`` (form penalty),
-        ``score`` (what `scores` returns). For explaining a decision; absent parts are zeros."""
+        ``ask`` (`ASK_COST` where the brick is passed over for not being asked for), ``score`` (what
+        `scores` returns). For explaining a decision; absent parts are zeros."""
         with single_threaded_blas():
             rows = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
         cos = np.maximum.reduceat(rows, self.starts, axis=1)
@@ -139,7 +192,8 @@ class BrickTable:
         p = clf.brick_probabilities(self.classifier, qvecs, b) if self.classifier is not None else z
         none = clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin) if self.none is not None else z[:, 0]
         form = self._form_penalty(texts) if self.form is not None and texts is not None else z
-        return {"cos": cos, "p": p, "none": none, "form": form, "score": self._blend(qvecs, cos, texts=texts)}
+        ask = ASK_COST * self.declined(qvecs).astype(np.float32)
+        return {"cos": cos, "p": p, "none": none, "form": form, "ask": ask, "score": self._blend(qvecs, cos, texts=texts)}
 
     def _form_penalty(self, texts: Sequence[str], cols: np.ndarray | None = None) -> np.ndarray:
         from brickwork.retrieval_index.form import form_penalty, text_form
@@ -163,6 +217,8 @@ class BrickTable:
                 out = out - clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin)[:, None]
         if self.form is not None and texts is not None:
             out = out - self._form_penalty(texts, cols)
+        if self.ask is not None:
+            out = out - ASK_COST * self.declined(qvecs, cols)
         return out
 
     def search(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
@@ -173,19 +229,21 @@ class BrickTable:
             return self._exact(qvecs, k, texts)
         return self._approximate(qvecs, k, texts)
 
-    def _hits(self, order: Sequence[int], scores: Sequence[float], fields: Sequence[int]) -> list[Hit]:
+    def _hits(self, order: Sequence[int], scores: Sequence[float], fields: Sequence[int], declined: Sequence[bool] | None = None) -> list[Hit]:
+        dec = declined if declined is not None else [False] * len(order)
         return [
-            Hit(self.names[b], self.versions[b], float(s), FIELD_NAMES[int(f)])
-            for b, s, f in zip(order, scores, fields, strict=True)
+            Hit(self.names[b], self.versions[b], float(s), FIELD_NAMES[int(f)], bool(d))
+            for b, s, f, d in zip(order, scores, fields, dec, strict=True)
         ]
 
     def _exact(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         out = []
         best, fields = self.scores(qvecs, texts)
-        for row, frow in zip(best, fields, strict=True):
+        declined = self.declined(qvecs)
+        for row, frow, drow in zip(best, fields, declined, strict=True):
             idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
-            out.append(self._hits(idx.tolist(), row[idx].tolist(), frow[idx].tolist()))
+            out.append(self._hits(idx.tolist(), row[idx].tolist(), frow[idx].tolist(), drow[idx].tolist()))
         return out
 
     def _approximate(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
@@ -221,7 +279,8 @@ class BrickTable:
                     blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :], qt)[0]
                     seen = {int(b): float(s) for b, s in zip(cand, blended, strict=True)}
                 order = sorted(seen, key=lambda b: (-seen[b], b))[:k_out]
-                results[qi] = self._hits(order, [seen[b] for b in order], [field_of[b] for b in order])
+                dec = self.declined(qvecs[qi : qi + 1], np.asarray([order], np.int64))[0].tolist() if order else []
+                results[qi] = self._hits(order, [seen[b] for b in order], [field_of[b] for b in order], dec)
             pending = np.asarray(retry, dtype=np.int64)
             want = min(n_rows, want * 4)
         return [r or [] for r in results]
