@@ -1,7 +1,7 @@
 """transformers decoding for the ``peft`` engine: greedy or sampled (temperature, top-p, seed),
 stop strings, a JSON-schema constraint, per-token logprobs and streaming hooks; and prompt
-scoring (one forward pass). `brickwork.serving.hf_generate.generate_greedy` (trainer and evals)
-is this loop, greedy. The JSON constraint is xgrammar's, compiled exactly as vLLM's
+scoring (one forward pass). `brickwork.serving.hf_generate.generate_greedy` (for code that holds
+a transformers model itself: the emergent analyses, tests) is this loop, greedy. The JSON constraint is xgrammar's, compiled exactly as vLLM's
 xgrammar backend compiles it with ``disable_any_whitespace`` (compact JSON), so greedy
 constrained output can match vLLM's.
 """

@@ -1,7 +1,9 @@
 """Batched greedy generation with transformers (and PEFT mixed-adapter batches).
 
-The one decoding loop the embedded engine, the trainer's evaluation and the evals share. Prompts
-arrive already rendered by `brickwork.tasks.render_prompt`; generation is greedy, stops at
+The engine's own decoding loop (`hf_decode.generate_with`), greedy, for code that holds a
+transformers model itself (the emergent analyses, tests). Gates and training evaluations do not
+call it: they decode through an engine (`brickwork.bricks.lineage.BaseRunner`). Prompts arrive
+already rendered by `brickwork.tasks.render_prompt`; generation is greedy, stops at
 ``<|im_end|>`` or the tokenizer's eos, and returns the decoded text (special tokens dropped) with
 the number of tokens generated (the stop token included when it was reached).
 
