@@ -340,7 +340,8 @@ def test_item_routes_record_each_items_bricks_and_scores():
     assert items == [
         {"task": "t_mc", "doc_id": 0, "route": "spell_word@1:1", "base": 1.0, "routed": 0.0},
         {"task": "t_mc", "doc_id": 1, "route": "base", "base": 0.0, "routed": 0.0},
-        {"task": "t_gen", "doc_id": 0, "route": "spell_word@1:1", "base": 0.0, "routed": 1.0},
+        {"task": "t_gen", "doc_id": 0, "route": "spell_word@1:1", "base": 0.0, "base [flexible-extract]": 1.0,
+         "routed": 1.0, "routed [flexible-extract]": 1.0},
     ]
     summary = routing_summary(items)
     assert summary["t_mc"] == {"items": 2, "to_brick": 1, "bricks": {"spell_word@1:1": 1}, "base_on_brick_items": 1.0,

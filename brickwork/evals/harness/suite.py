@@ -59,14 +59,16 @@ def lm_eval_tasks(task_ids: list[str], variants: list[str]) -> dict[str, tuple[s
 
 
 def evaluate(
-    lm: Any, names: list[str], task_dir: Path, *, limit: int | None, use_cache: str | None, samples: dict[str, Any] | None = None
+    lm: Any, names: list[str], task_dir: Path, *, limit: int | None, use_cache: str | None,
+    samples: dict[str, Any] | None = None, task_manager: Any = None,
 ) -> dict[str, Any]:
-    """lm-eval's results per task; with `samples`, lm-eval's logged samples per task land there."""
+    """lm-eval's results per task; with `samples`, lm-eval's logged samples per task land there.
+    Pass one `task_manager` (over `task_dir`) to several calls: building one indexes every lm-eval task."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     res = simple_evaluate(
-        model=lm, tasks=names, limit=limit, task_manager=TaskManager(include_path=str(task_dir)),
+        model=lm, tasks=names, limit=limit, task_manager=task_manager or TaskManager(include_path=str(task_dir)),
         apply_chat_template=True, use_cache=use_cache, bootstrap_iters=0, log_samples=samples is not None,
     )
     if samples is not None:
@@ -117,6 +119,9 @@ def main(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"suite": "harness-out-of-scope" if oos else "harness", "engine": args.engine, "limit": limit,
                               "configs": configs, "metrics": METRIC, "tasks": {}, "routes": {}, "routing": {}, "items": [],
                               "seconds": {}}
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(task_dir))
     bw = Brickwork(args.library, engine=args.engine, planner="rules", checkpoints=False)
     with bw:
         tok = AutoTokenizer.from_pretrained(bw.store.base.path)
@@ -139,12 +144,12 @@ def main(args: argparse.Namespace) -> int:
                     mine = [n for n, (t, _) in names.items() if t == tid]
                     if tid not in library or not mine:
                         continue
-                    for n, r in evaluate(lm(tid), mine, task_dir, limit=limit, use_cache=cache(f"oracle-{tid}")).items():
+                    for n, r in evaluate(lm(tid), mine, task_dir, limit=limit, use_cache=cache(f"oracle-{tid}"), task_manager=tm).items():
                         _collect(results, rows, n, cfg, names[n][1], r)
             else:
                 model = lm(cfg)
                 samples[cfg] = {}
-                for n, r in evaluate(model, list(names), task_dir, limit=limit, use_cache=cache(cfg), samples=samples[cfg]).items():
+                for n, r in evaluate(model, list(names), task_dir, limit=limit, use_cache=cache(cfg), samples=samples[cfg], task_manager=tm).items():
                     _collect(results, rows, n, cfg, names[n][1], r)
                 if cfg == "routed":
                     report["routes"] = dict(model.route_counts.most_common())
@@ -181,26 +186,23 @@ def _collect(results: dict[str, dict[str, float]], rows: dict[str, tuple[str, st
 
 def item_routes(model: Any, samples: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per evaluated item of each task: where routing sent it (all of an item's requests share one
-    route: its query), and whether base and routed got it right (the task's first filter)."""
+    route: its query), and whether base and routed got it right: ``base``/``routed`` under the
+    task's first filter, ``base [FILTER]``/``routed [FILTER]`` under its others."""
     from brickwork.evals.harness.model import config_name
 
-    scores: dict[str, dict[tuple[str, int], float]] = {}
+    scores: dict[tuple[str, int], dict[str, float]] = {}
     contexts: dict[tuple[str, int], str] = {}
     for cfg, by_task in samples.items():
         for name, rows in by_task.items():
             first = rows[0]["filter"] if rows else None
             for s in rows:
-                if s["filter"] != first:
-                    continue
                 metric = "acc" if "acc" in s else "exact_match"
-                scores.setdefault(cfg, {})[(name, s["doc_id"])] = float(s[metric])
+                key = cfg if s["filter"] == first else f"{cfg} [{s['filter']}]"
+                scores.setdefault((name, s["doc_id"]), {})[key] = float(s[metric])
                 contexts[(name, s["doc_id"])] = s["arguments"][0][0]
     keys = list(contexts)
     routes = model.route([contexts[k] for k in keys])
-    return [
-        {"task": n, "doc_id": d, "route": config_name(r), **{cfg: scores[cfg].get((n, d)) for cfg in scores}}
-        for (n, d), r in zip(keys, routes, strict=True)
-    ]
+    return [{"task": n, "doc_id": d, "route": config_name(r), **scores[(n, d)]} for (n, d), r in zip(keys, routes, strict=True)]
 
 
 def routing_summary(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -278,7 +280,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     ax.set_xticklabels([n.removeprefix("brickwork_") for n in names], rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("acc (mc) / exact_match (gen)")
-    ax.set_title(f"lm-eval: base vs routed vs oracle (limit {report['limit'] or 'all'})")
+    ax.set_title(f"lm-eval: {' vs '.join(cfgs)} (limit {report['limit'] or 'all'})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
