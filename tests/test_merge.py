@@ -27,11 +27,11 @@ def test_parse_source(text, want):
 @pytest.mark.parametrize(
     ("text", "error", "match"),
     [
-        ("spell_word:abc", ConfigError, "bad weight"),
-        ("spell_word:0", ConfigError, "non-zero"),
-        ("spell_word:nan", ConfigError, "non-zero finite"),
-        ("spell_word@x:1", ConfigError, "bad version"),
-        ("spell_word@0", ConfigError, "bad version"),
+        ("spell_word:abc", ConfigError, "weight 'abc' is not a number"),
+        ("spell_word:0", ConfigError, "weight must be non-zero"),
+        ("spell_word:nan", ConfigError, "weight must be finite"),
+        ("spell_word@x:1", ConfigError, "version 'x' is not an integer"),
+        ("spell_word@0", ConfigError, "version 0 should be 1 or more"),
         ("Bad Name:1", InvalidBrickName, "invalid brick name"),
         ("../up:1", InvalidBrickName, "invalid brick name"),
     ],

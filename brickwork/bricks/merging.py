@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any, Literal
 
 from brickwork.bricks.lineage import BaseRunner, strip_adapters, tasks_of, test_items_by_task
 from brickwork.bricks.manifest import Manifest, check_name
+from brickwork.bricks.refs import BrickSpec
 from brickwork.bricks.store import Brick, BrickStore
 from brickwork import lora
 from brickwork.lora import VLLM_RANKS
@@ -103,33 +103,8 @@ class MergeConfig:
             raise ConfigError(f"`max_rank` should be one of {VLLM_RANKS}, got {self.max_rank!r}.")
 
 
-@dataclass(frozen=True, kw_only=True)
-class MergeSource:
-    """One source brick and its weight; `version` None means the active version."""
-
-    name: str
-    weight: float = 1.0
-    version: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> MergeSource:
-        """``NAME[@VERSION][:WEIGHT]``, e.g. ``english_plural:0.5`` or ``spell_word@2``."""
-        head, sep, w = text.rpartition(":") if ":" in text else (text, "", "")
-        weight = 1.0
-        if sep:
-            try:
-                weight = float(w)
-            except ValueError:
-                raise ConfigError(f"bad weight in {text!r}: expected NAME[@VERSION][:WEIGHT], e.g. spell_word:0.5") from None
-        name, at, v = head.partition("@")
-        version = None
-        if at:
-            if not v.isdigit() or int(v) < 1:
-                raise ConfigError(f"bad version in {text!r}: expected NAME@VERSION with VERSION >= 1")
-            version = int(v)
-        if not math.isfinite(weight) or weight == 0:
-            raise ConfigError(f"the weight in {text!r} should be a non-zero finite number, got {weight!r}")
-        return cls(name=check_name(name), weight=weight, version=version)
+# A merge source is a brick as the user names it (``NAME[@VERSION][:WEIGHT]``): the one spec class.
+MergeSource = BrickSpec
 
 
 def allowed_rank(r: int, *, max_rank: int = max(VLLM_RANKS)) -> int:

@@ -92,7 +92,7 @@ class IndexRetriever:
             out = []
             for hits, routes in retrieve(index, router, list(queries), k=self.k, inputs=inputs):
                 score = {h.name: float(h.score) for h in hits}
-                choices = [BrickChoice(name=r.name, version=r.version, weight=float(r.weight), score=score.get(r.name)) for r in routes]
+                choices = [BrickChoice.of(r, score=score.get(r.name)) for r in routes]  # a Route is a BrickRef
                 out.append((choices, router.explain(hits)))
             return out
 

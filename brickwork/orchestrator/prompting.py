@@ -8,16 +8,16 @@ subgoal. Style ``subgoal``: always the subgoal as written. The `compose` eval me
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from brickwork.orchestrator.types import BrickChoice
-
 if TYPE_CHECKING:
+    from brickwork.bricks.refs import BrickRef
     from brickwork.bricks.store import BrickStore
 
 
-def user_text(subgoal: str, inp: str | None, bricks: list[BrickChoice], store: BrickStore, *, style: str) -> str:
+def user_text(subgoal: str, inp: str | None, bricks: Sequence[BrickRef], store: BrickStore, *, style: str) -> str:
     if style == "subgoal" or not bricks or not inp:
         return subgoal
     top = max(bricks, key=lambda b: b.weight)

@@ -1,5 +1,9 @@
 """The values that cross the orchestrator's boundaries: steps, plans, brick choices, results.
 
+A brick at a weight is `brickwork.bricks.refs.BrickRef` everywhere (engines, router, here);
+`BrickChoice` is a `BrickRef` with its retrieval score, `BrickSpec` (re-exported from
+`brickwork.bricks.refs`) is a brick as the caller names it for a step.
+
 All are frozen keyword-only dataclasses with `to_json` / `from_json`; the graph's checkpointed
 state holds only their JSON form (plain dicts and lists), so a checkpoint written by one version
 of Brickwork stays readable by the next.
@@ -13,12 +17,11 @@ step. Example::
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from brickwork.errors import ConfigError
+from brickwork.bricks.refs import BrickRef, BrickSpec
 
 REF_RE = re.compile(r"\{s?(\d{1,2})\}")
 STEP_ID_RE = re.compile(r"s\d{1,2}")
@@ -51,48 +54,29 @@ def substitute(text: str, outputs: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BrickChoice:
-    """A brick chosen for a step: by routing (with its retrieval score) or by the caller (score None)."""
+class BrickChoice(BrickRef):
+    """A brick chosen for a step: a `BrickRef` (what the engine runs; its identity) plus, when
+    routing chose it, its retrieval score (None: the caller named it). The score is evidence for
+    the trace, not part of the choice's identity: two choices of the same brick version at the
+    same weight are equal whatever their scores."""
 
-    name: str
-    version: int
-    weight: float = 1.0
-    score: float | None = None
+    score: float | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> BrickRef:
+        """The plain `BrickRef` (what a `Request` carries)."""
+        return BrickRef(name=self.name, version=self.version, weight=self.weight)
+
+    @classmethod
+    def of(cls, ref: BrickRef, score: float | None = None) -> BrickChoice:
+        return cls(name=ref.name, version=ref.version, weight=ref.weight, score=score)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "weight": self.weight, "score": self.score}
+        return {**super().to_json(), "score": self.score}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> BrickChoice:
         return cls(name=d["name"], version=int(d["version"]), weight=float(d.get("weight", 1.0)), score=d.get("score"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class BrickSpec:
-    """A brick the caller names for a step (`--brick NAME[:WEIGHT]`); the version is the active one."""
-
-    name: str
-    weight: float = 1.0
-    version: int | None = None
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.weight) or self.weight == 0:
-            raise ConfigError(f"`weight` of brick {self.name!r} should be a finite non-zero number, got {self.weight!r}.")
-
-    @classmethod
-    def parse(cls, text: str) -> BrickSpec:
-        """``NAME``, ``NAME:WEIGHT`` or ``NAME@VERSION:WEIGHT`` (as `brickwork run --brick` takes them)."""
-        from brickwork.serving.refs import parse_brick_spec
-
-        name, version, weight = parse_brick_spec(text)
-        return cls(name=name, weight=weight, version=version)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "weight": self.weight, "version": self.version}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> BrickSpec:
-        return cls(name=d["name"], weight=float(d.get("weight", 1.0)), version=d.get("version"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from brickwork.bricks.refs import BrickRef
 from brickwork.errors import ConfigError
 from brickwork.retrieval_index.index import BrickIndex, Hit
 from brickwork.retrieval_index.search import ASK_COST
@@ -44,16 +45,8 @@ log = logging.getLogger("brickwork.retrieval_index")
 DEFAULT_ROUTER_FILE = Path(__file__).resolve().parent.parent / "data" / "routing" / "router.json"
 
 
-@dataclass(frozen=True)
-class Route:
-    """One brick chosen for a step, with its weight in the composite adapter."""
-
-    name: str
-    version: int
-    weight: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "weight": round(float(self.weight), 6)}
+# A routing decision's brick at a weight is the engines' own value (one class, `bricks.refs`).
+Route = BrickRef
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,7 +137,7 @@ class Router:
         logits = np.array([h.score / c.temperature for h in chosen])
         w = np.exp(logits - logits.max())
         w = w / w.sum()
-        return [Route(h.name, h.version, float(x)) for h, x in zip(chosen, w, strict=True)]
+        return [Route(name=h.name, version=h.version, weight=float(x)) for h, x in zip(chosen, w, strict=True)]
 
     def explain(self, hits: Sequence[Hit]) -> dict[str, Any]:
         """Why `route(hits)` decides what it does, for the trace: ``decision`` (``brick`` or

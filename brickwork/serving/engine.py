@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
-from brickwork.bricks.manifest import check_name
+from brickwork.bricks.refs import BrickRef
 from brickwork.errors import ConfigError
 from brickwork.tasks import STOP
 
@@ -105,27 +105,6 @@ class SamplingParams:
 
     def __hash__(self) -> int:  # json_schema is a dict, so hash the canonical key instead
         return hash(self.key())
-
-
-@dataclass(frozen=True, kw_only=True)
-class BrickRef:
-    """One brick version at one weight, as a request uses it."""
-
-    name: str
-    version: int
-    weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_name(self.name)
-        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
-            raise ConfigError(f"`version` should be a positive integer, got {self.version!r}.")
-        w = self.weight
-        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w):
-            raise ConfigError(f"`weight` should be a finite number, got {w!r}.")
-        object.__setattr__(self, "weight", float(w))
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.version}:{self.weight:g}"
 
 
 @dataclass(frozen=True, kw_only=True)

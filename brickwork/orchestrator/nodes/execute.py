@@ -15,7 +15,7 @@ from brickwork.orchestrator.types import BrickChoice, StepResult
 
 def execute(state: RunState, runtime: Runtime[Deps]) -> dict[str, Any]:
     from brickwork.prompts import CHATML
-    from brickwork.serving.engine import BrickRef, Request, SamplingParams
+    from brickwork.serving.engine import Request, SamplingParams
 
     deps = runtime.context
     done = state.get("results") or {}
@@ -30,7 +30,7 @@ def execute(state: RunState, runtime: Runtime[Deps]) -> dict[str, Any]:
         r = state["routes"][sid]
         bricks = [BrickChoice.from_json(b) for b in r["bricks"]]
         text = user_text(r["subgoal"], r["input"], bricks, deps.store, style=deps.prompt_style)
-        refs = tuple(BrickRef(name=b.name, version=b.version, weight=b.weight) for b in bricks)
+        refs = tuple(b.ref for b in bricks)
         requests.append(Request(prompt=prompts.render(text), bricks=refs, sampling=sampling))
         texts.append(text)
         choices.append(bricks)

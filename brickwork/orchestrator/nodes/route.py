@@ -25,10 +25,7 @@ def route(task: RouteTask, runtime: Runtime[Deps]) -> dict[str, Any]:
     subgoal, inp = step.resolve(task["outputs"])
     why: dict[str, Any] | None = None
     if step.bricks is not None:
-        bricks = [
-            BrickChoice(name=b.name, version=b.version or deps.store.active_version(b.name), weight=b.weight)
-            for b in step.bricks
-        ]
+        bricks = [BrickChoice.of(b.resolve(deps.store)) for b in step.bricks]
     else:
         if isinstance(deps.retriever, ExplainingRetriever):  # says why (best brick, threshold, ambiguity)
             [(bricks, why)] = deps.retriever.route_with_reasons(*_routing_query(step, subgoal, inp))
