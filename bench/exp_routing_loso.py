@@ -81,7 +81,8 @@ def main() -> None:
         indexed = {n: {e.strip() for e in (*b.manifest.examples, *b.manifest.routing_samples)} for n, b in bricks.items()}
         cache = EmbeddingCache(embedding_cache_path())
         rows = R.eval_rows({n: store.get(n).manifest for n in index.names}, index.embedder, cache, clf.none_texts())
-        halves = {h: R.build_queries(tasks, indexed, split=h, bare_per_task=a.bare_per_task) for h in ("calib", "report")}
+        asked = {n for n, b in bricks.items() if not b.manifest.bare_inputs}
+        halves = {h: R.build_queries(tasks, indexed, split=h, bare_per_task=a.bare_per_task, asked=asked) for h in ("calib", "report")}
         from brickwork.retrieval_index.features import FeatureConfig
 
         space = S.build_space(rows, index.embedder, cache, FeatureConfig(), halves)

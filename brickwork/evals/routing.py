@@ -36,7 +36,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,10 @@ import numpy as np
 from brickwork.retrieval_index.calibration import calibrate, calibrate_thresholds, to_base
 
 ROUTING_DATA = Path(__file__).resolve().parents[1] / "data" / "routing"
-SETS = ("instruction", "bare", "out_of_scope")
+#: ``bare_asked``: bare inputs of bricks that must be asked for (manifest ``bare_inputs: false``):
+#: the base model answers them by design, so they are reported apart and kept out of the in-scope
+#: budget the threshold is calibrated under
+SETS = ("instruction", "bare", "bare_asked", "out_of_scope")
 _NUM = re.compile(r"-?\d+")
 
 
@@ -99,8 +102,10 @@ def build_queries(
     per_template: int = 3,
     bare_per_task: int | None = 100,
     seed: int = 0,
+    asked: Collection[str] = (),
 ) -> list[Query]:
-    """The eval queries of one half (``calib`` or ``report``) for the bricks in `indexed`."""
+    """The eval queries of one half (``calib`` or ``report``) for the bricks in `indexed`; the bare
+    inputs of the bricks in `asked` (which must be asked for) are set ``bare_asked``."""
     rng = random.Random(f"{seed}:{split}")
     out: list[Query] = []
     # calibration inputs avoid every indexed text (a country is an example of two bricks)
@@ -122,7 +127,7 @@ def build_queries(
             pool = rng.sample(pool, bare_per_task)
         for x in pool:
             also = tuple(n for n in listed if n != name and _norm(x) in listed[n])
-            out.append(Query(x, name, "bare", also=also))
+            out.append(Query(x, name, "bare_asked" if name in asked else "bare", also=also))
     # out of scope: calib = the calib rows of every none source (written and real requests;
     # never trained on); report = out_of_scope.jsonl's report half (a writer the router has seen:
     # the leave-one-source-out figures are the held-out ones, evals/routing_sources.py)
@@ -359,6 +364,9 @@ def metrics(scores: np.ndarray, queries: Sequence[Query], names: list[str], base
             r["near_miss_to_base"] = float(to_base[near].mean()) if near else float("nan")
             r["far_to_base"] = float(to_base[far].mean()) if far else float("nan")
         out[s] = r
+    if "bare" in out and "bare_asked" in out:  # every bare input, as if no brick needed asking for
+        idx = [i for i, q in enumerate(queries) if q.set in ("bare", "bare_asked")]
+        out["bare_all"] = metrics(scores[idx], [replace(queries[i], set="bare") for i in idx], names, to_base[idx])["bare"]
     based_idx = np.where(to_base)[0]
     out["all"] = {
         "n": len(queries),
@@ -468,8 +476,9 @@ def run(
         cache = EmbeddingCache(embedding_cache_path())
         emb = index.embedder
         rows = eval_rows({n: store.get(n).manifest for n in names}, emb, cache, clf.none_texts())
+        asked = {n for n, b in bricks.items() if not b.manifest.bare_inputs}
         halves = {
-            h: build_queries(tasks, indexed, split=h, per_template=per_template, bare_per_task=bare_per_task, seed=seed)
+            h: build_queries(tasks, indexed, split=h, per_template=per_template, bare_per_task=bare_per_task, seed=seed, asked=asked)
             for h in ("calib", "report")
         }
         qsem = {h: cache.embed(emb, [q.text for q in qs]) for h, qs in halves.items()}
@@ -509,7 +518,7 @@ def run(
             **{h: metrics(sc_ship[h][0], halves[h], names, to_base(*sc_ship[h], ship_thr)) for h in halves},
             "per_task": {
                 s: per_task(sc_ship["report"][0], halves["report"], names, to_base(*sc_ship["report"], ship_thr), s)
-                for s in ("instruction", "bare")
+                for s in ("instruction", "bare", "bare_asked")
             },
         }
         # one threshold for both kinds of match: two fit the calibration half better but hold up worse
@@ -634,7 +643,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "| brick | n | listed under another task too | top-1 strict | top-1 any listing brick | routed to it | to base | routed instead to |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, t in r["shipped"]["per_task"]["bare"].items():
+    per_bare = {**r["shipped"]["per_task"]["bare"], **{f"{k} (must be asked for: bare_asked)": v for k, v in r["shipped"]["per_task"].get("bare_asked", {}).items()}}
+    for name, t in per_bare.items():
         instead = ", ".join(f"{k} {v}" for k, v in list(t["instead"].items())[:3]) or "—"
         lines.append(
             f"| {name} | {t['n']} | {t['n_ambiguous']} | {_f(t['top1'])} | {_f(t['top1_any'])} | {_f(t['routed_correct'])} | "

@@ -35,6 +35,8 @@ import numpy as np
 from brickwork.errors import ConfigError
 
 KINDS = ("instruction", "bare", "out_of_scope")
+#: accepted and not counted: bare inputs of bricks that must be asked for go to the base model by design
+IGNORED_KINDS = ("bare_asked",)
 OBJECTIVE = (
     "instruction and bare queries each send <= 5% to the base model; among such thresholds (one for both "
     "kinds of match), of those within one standard error of the most out-of-scope queries sent to the base "
@@ -55,9 +57,9 @@ def to_base(scores: np.ndarray, field: np.ndarray, thresholds: tuple[float, floa
 def _kinds(queries: Sequence[Any]) -> np.ndarray:
     """Kinds of calibration queries: strings, or objects with a `set` attribute (the evals' Query)."""
     kinds = np.array([q if isinstance(q, str) else q.set for q in queries])
-    bad = sorted(set(kinds.tolist()) - set(KINDS))
+    bad = sorted(set(kinds.tolist()) - set(KINDS) - set(IGNORED_KINDS))
     if bad:
-        raise ConfigError(f"calibration query kinds should be among {KINDS}, got {bad}")
+        raise ConfigError(f"calibration query kinds should be among {KINDS + IGNORED_KINDS}, got {bad}")
     return kinds
 
 
