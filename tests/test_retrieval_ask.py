@@ -43,6 +43,10 @@ def test_a_brick_that_must_be_asked_for_is_passed_over_unless_the_request_is_nea
     hits = table.search(far, 2)[0]
     assert [(h.name, h.declined) for h in hits] == [("open", False), ("asked", True)]
     assert table.parts(far)["ask"].tolist() == [[ASK_COST, 0.0]]
+    # k=1: the passed-over brick, had it been asked for the best, still shows (so the trace can say so)
+    assert want[1, 0] > want[1, 1]
+    assert [(h.name, h.declined) for h in table.search(far, 1)[0]] == [("open", False), ("asked", True)]
+    assert [h.name for h in table.search(near, 1)[0]] == ["asked"]
 
 
 def test_the_gate_needs_one_flag_per_brick_and_a_description_row():

@@ -544,15 +544,7 @@ def run(
 
         space = srcs.build_space(rows, emb, cache, index.features, halves)
         folds = srcs.Folds(space)
-        design = srcs.Design(
-            name="shipped design",
-            beta=index.features.classifier_weight,
-            gamma=index.features.none_neighbour_weight,
-            delta=index.features.none_neighbour_margin,
-            form_weight=index.features.form_weight,
-            form_slack=index.features.form_slack,
-            ask_min_cos=index.features.ask_min_cos,
-        )
+        design = srcs.Design.of(index.features, name="shipped design")
         results["leave_one_source_out"] = {
             "shipped": srcs.leave_one_source_out(folds, design, none_data.sources()),
             "before": srcs.leave_one_source_out(

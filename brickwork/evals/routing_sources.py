@@ -53,6 +53,13 @@ class Design:
     #: fitted on out_of_scope.jsonl's calib half only; no written source is held out
     legacy: bool = False
 
+    @classmethod
+    def of(cls, features: Any, *, name: str) -> Design:
+        """The design an index with these `FeatureConfig` settings scores with."""
+        f = features
+        return cls(name=name, beta=f.classifier_weight, gamma=f.none_neighbour_weight, delta=f.none_neighbour_margin,
+                   form_weight=f.form_weight, form_slack=f.form_slack, ask_min_cos=f.ask_min_cos)
+
 
 @dataclass
 class Space:

@@ -50,6 +50,7 @@ class FeatureConfig:
     #: or with more lines, loses `form_weight` x the log of the excess from that brick's score; 0: off
     form_weight: float = 0.8
     form_slack: float = 1.5
+
     #: a brick whose manifest has ``bare_inputs: false`` is passed over unless the request's
     #: semantic cosine to its description is at least this (search.py, "asked for")
     ask_min_cos: float = 0.30

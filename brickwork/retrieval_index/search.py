@@ -243,6 +243,7 @@ class BrickTable:
         for row, frow, drow in zip(best, fields, declined, strict=True):
             idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
+            idx = np.asarray(_with_passed_over(idx.tolist(), row, drow), np.int64)
             out.append(self._hits(idx.tolist(), row[idx].tolist(), frow[idx].tolist(), drow[idx].tolist()))
         return out
 
@@ -278,9 +279,25 @@ class BrickTable:
                     qt = None if texts is None else [texts[qi]]
                     blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :], qt)[0]
                     seen = {int(b): float(s) for b, s in zip(cand, blended, strict=True)}
-                order = sorted(seen, key=lambda b: (-seen[b], b))[:k_out]
-                dec = self.declined(qvecs[qi : qi + 1], np.asarray([order], np.int64))[0].tolist() if order else []
+                order = sorted(seen, key=lambda b: (-seen[b], b))
+                dec_all = self.declined(qvecs[qi : qi + 1], np.asarray([order], np.int64))[0] if order else np.zeros(0, bool)
+                score_of = np.asarray([seen[b] for b in order], np.float32)
+                keep = _with_passed_over(list(range(min(k_out, len(order)))), score_of, dec_all)
+                order = [order[i] for i in keep]
+                dec = [bool(dec_all[i]) for i in keep]
                 results[qi] = self._hits(order, [seen[b] for b in order], [field_of[b] for b in order], dec)
             pending = np.asarray(retry, dtype=np.int64)
             want = min(n_rows, want * 4)
         return [r or [] for r in results]
+
+
+def _with_passed_over(top: list[int], scores: np.ndarray, declined: np.ndarray) -> list[int]:
+    """`top` (positions into `scores`, best first), plus the best passed-over brick when, had it
+    been asked for, it would have scored above all of `top`: the trace then says it was passed over."""
+    if not declined.any() or not top:
+        return top
+    cand = np.flatnonzero(declined)
+    b = int(cand[np.argmax(scores[cand])])
+    if b in top or scores[b] + ASK_COST <= scores[top[0]]:
+        return top
+    return [*top, b]
