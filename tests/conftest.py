@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +118,26 @@ def add_starter_manifests(library, base, tasks=ROUTING_TASKS):
         library.add(src, starter_manifest(all_tasks[tid], base))
     return library
 
+
+@contextmanager
+def loaded_adapter(model: Any, adapter_dir: Path | None) -> Iterator[Any]:
+    """`model` with the LoRA at `adapter_dir` applied by PEFT itself for the block (the bare model for
+    None): the reference the engines' and partners' adapters are compared with."""
+    if adapter_dir is None:
+        yield model
+        return
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    except (ValueError, OSError, RuntimeError, KeyError) as exc:
+        from brickwork.errors import AdapterError
+
+        raise AdapterError(f"cannot load adapter {adapter_dir}: {exc}") from exc
+    try:
+        peft_model.eval()
+        yield peft_model
+    finally:
+        from brickwork.bricks.lineage import strip_adapters
+
+        strip_adapters(model)

@@ -12,8 +12,9 @@ import shutil
 import pytest
 
 from brickwork.bricks import lineage
-from brickwork.bricks.lineage import BaseRunner, loaded_adapter, max_new_tokens_for
+from brickwork.bricks.lineage import BaseRunner, max_new_tokens_for
 from brickwork.serving import BrickRef, Request, SamplingParams
+from tests.conftest import loaded_adapter
 from tests.conftest_serving import (  # noqa: F401 - fixtures
     composite_cache,
     peft_engine,

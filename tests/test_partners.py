@@ -26,7 +26,7 @@ def _ids(tok):
 def test_partner_rows_get_exactly_the_partners_adapter_and_other_rows_none(loaded, base, tmp_path):
     import torch
 
-    from brickwork.bricks.lineage import loaded_adapter
+    from tests.conftest import loaded_adapter
     from brickwork.bricks.partners import NO_PARTNER, PartnerDeltas
 
     model, tok = loaded

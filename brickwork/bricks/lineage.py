@@ -23,8 +23,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,27 +253,6 @@ class BaseRunner:
             return Score(n=0, correct=0, outputs=[])
         outs = self.generate(adapter_dir, [it.text for it in items], max_new_tokens=max_new_tokens_for(items, self.tok))
         return Score(n=len(items), correct=sum(it.correct(o) for it, o in zip(items, outs, strict=True)), outputs=outs)
-
-
-@contextmanager
-def loaded_adapter(model: Any, adapter_dir: Path | None) -> Iterator[Any]:
-    """`model` with the LoRA at `adapter_dir` applied for the block (the bare model for None)."""
-    if adapter_dir is None:
-        yield model
-        return
-    from peft import PeftModel
-
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-    except (ValueError, OSError, RuntimeError, KeyError) as exc:
-        from brickwork.errors import AdapterError
-
-        raise AdapterError(f"cannot load adapter {adapter_dir}: {exc}") from exc
-    try:
-        peft_model.eval()
-        yield peft_model
-    finally:
-        strip_adapters(model)
 
 
 def strip_adapters(model: Any) -> None:

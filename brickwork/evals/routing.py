@@ -278,7 +278,7 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
     from brickwork.retrieval_index import classifier as clf
     from brickwork.retrieval_index.ann import Ann
     from brickwork.retrieval_index.features import FeatureConfig, combine
-    from brickwork.retrieval_index.search import BrickTable
+    from brickwork.retrieval_index.search import AskGate, BrickTable
 
     cfg = FeatureConfig(lexical_weight=v.lexical_weight, lexical_dim=lexical_dim)
     mask = rows["fields"] == 0 if v.fields == "description" else np.ones(len(rows["fields"]), bool)
@@ -304,21 +304,10 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
         rows["fields"][mask], classifier=w, classifier_weight=v.classifier_weight,
         none=kept, none_weight=v.none_neighbour_weight, none_margin=v.none_neighbour_margin,
         form=limits, form_weight=v.form_weight, form_slack=v.form_slack,
-        ask=None if v.ask_min_cos is None else ask_gate(rows, cfg, v.ask_min_cos, rv.shape[1]),
+        ask=None if v.ask_min_cos is None else AskGate.of(rows["bare_inputs"], replace(cfg, ask_min_cos=v.ask_min_cos), rv.shape[1]),
     )
     out, fields = table.scores(qv, qtexts)
     return out, fields[np.arange(len(qv)), out.argmax(1)]
-
-
-def ask_gate(rows: dict[str, Any], features: Any, min_cos: float, dim: int) -> Any:
-    """The eval rows' bricks that must be asked for, as the index builds its `AskGate`."""
-    from brickwork.retrieval_index.search import AskGate
-
-    asked = ~np.asarray(rows["bare_inputs"], bool)
-    if not asked.any():
-        return None
-    sem_dim, scale = features.semantic_part(dim)
-    return AskGate(bricks=asked, min_cos=min_cos, sem_dim=sem_dim, sem_scale=scale)
 
 
 def form_limits(rows: dict[str, Any]) -> np.ndarray:

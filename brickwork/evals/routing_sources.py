@@ -20,7 +20,7 @@ The headline is the worst source. Designs (`Design`) are compared on the same fo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -177,9 +177,8 @@ class Folds:
     def table(self, d: Design, held_out: str | None) -> Any:
         """The index's scoring structure for this fold (rows as the library has them, this fold's
         classifier and none vectors, the design's weights)."""
-        from brickwork.evals.routing import ask_gate
         from brickwork.retrieval_index.ann import Ann
-        from brickwork.retrieval_index.search import BrickTable
+        from brickwork.retrieval_index.search import AskGate, BrickTable
 
         s = self.space
         w, kept = self.fit(d, held_out)
@@ -188,7 +187,7 @@ class Folds:
             s.names, [1] * len(s.names), counts, s.rows, Ann("flat", s.rows), s.fields,
             classifier=w, classifier_weight=d.beta, none=kept, none_weight=d.gamma, none_margin=d.delta,
             form=s.limits, form_weight=d.form_weight, form_slack=d.form_slack,
-            ask=None if d.ask_min_cos is None else ask_gate({"bare_inputs": s.bare_inputs}, s.features, d.ask_min_cos, s.rows.shape[1]),
+            ask=None if d.ask_min_cos is None else AskGate.of(s.bare_inputs, replace(s.features, ask_min_cos=d.ask_min_cos), s.rows.shape[1]),
         )
 
 

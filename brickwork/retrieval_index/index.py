@@ -359,16 +359,10 @@ class BrickIndex:
             form=np.asarray([e[n]["form"] for n in self._names], np.float32) if self.features.form_weight > 0 and self._names else None,
             form_weight=self.features.form_weight,
             form_slack=self.features.form_slack,
-            ask=self._ask_gate(),
+            ask=AskGate.of([e[n]["bare_inputs"] for n in self._names], self.features, self._vectors.shape[1]),
         )
 
-    def _ask_gate(self) -> AskGate | None:
-        """The bricks that must be asked for (manifest ``bare_inputs: false``; search.py)."""
-        asked = np.asarray([not self._entries[n].get("bare_inputs", True) for n in self._names], bool)
-        if not asked.any():
-            return None
-        sem_dim, scale = self.features.semantic_part(self._vectors.shape[1])
-        return AskGate(bricks=asked, min_cos=self.features.ask_min_cos, sem_dim=sem_dim, sem_scale=scale)
+
 
     # -- embedding ---------------------------------------------------------------------------
     @property
@@ -513,7 +507,7 @@ class BrickIndex:
                 e = self._entries[n]
                 vb, fb = self._vectors[e["start"] : e["end"]], self._fields[e["start"] : e["end"]]
                 form = e.get("form") or _form_of(self.store.get(n, current[n][0]).manifest)
-                bare = e["bare_inputs"] if "bare_inputs" in e else self.store.get(n, current[n][0]).manifest.bare_inputs
+                bare = e["bare_inputs"]  # recorded in every entry (an index without it is rebuilt on open)
             else:
                 vb, fb = new_vecs[n]
                 form = forms[n]

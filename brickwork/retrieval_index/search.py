@@ -62,6 +62,16 @@ class AskGate:
     sem_dim: int  # the semantic embedding's width at the start of each vector
     sem_scale: float  # the factor its dot products carry (features.FeatureConfig.semantic_part)
 
+    @classmethod
+    def of(cls, bare_inputs: Sequence[bool], features: Any, dim: int) -> AskGate | None:
+        """The gate for bricks with these manifest `bare_inputs` flags, in an index of `features`
+        (a `FeatureConfig`) and vectors `dim` wide; None when every brick takes bare inputs."""
+        asked = ~np.asarray(bare_inputs, bool)
+        if not asked.any():
+            return None
+        sem_dim, scale = features.semantic_part(dim)
+        return cls(bricks=asked, min_cos=features.ask_min_cos, sem_dim=sem_dim, sem_scale=scale)
+
 
 class BrickTable:
     def __init__(
@@ -144,9 +154,12 @@ class BrickTable:
         """(queries, bricks): every brick's exact score."""
         return self.scores(qvecs, texts)[0]
 
-    def scores(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def scores(
+        self, qvecs: np.ndarray, texts: Sequence[str] | None = None, *, declined: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(queries, bricks) exact brick scores and, for each, the field of its best row. `texts`
-        (the queries as written) enable the form penalty; without them it is not applied."""
+        (the queries as written) enable the form penalty; without them it is not applied.
+        `declined`: `self.declined(qvecs)` when the caller has it already."""
         with single_threaded_blas():
             rows = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
         best = np.maximum.reduceat(rows, self.starts, axis=1)
@@ -154,7 +167,7 @@ class BrickTable:
         is_best = rows == best[:, self.row_brick]
         first = np.where(is_best, np.arange(rows.shape[1])[None, :], rows.shape[1])
         arg = np.minimum.reduceat(first, self.starts, axis=1)
-        return self._blend(qvecs, best, texts=texts), self.fields[arg]
+        return self._blend(qvecs, best, texts=texts, declined=declined), self.fields[arg]
 
     @property
     def _adjusted(self) -> bool:
@@ -175,8 +188,7 @@ class BrickTable:
         if self.ask is None:
             shape = (len(qvecs), len(self.names)) if cols is None else cols.shape
             return np.zeros(shape, bool)
-        c = self.ask_cos(qvecs)
-        out = ~np.isnan(c) & (np.nan_to_num(c, nan=1.0) < self.ask.min_cos)
+        out = np.nan_to_num(self.ask_cos(qvecs), nan=np.inf) < self.ask.min_cos  # NaN: not gated
         return out if cols is None else np.take_along_axis(out, cols, axis=1)
 
     def parts(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -192,8 +204,9 @@ class BrickTable:
         p = clf.brick_probabilities(self.classifier, qvecs, b) if self.classifier is not None else z
         none = clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin) if self.none is not None else z[:, 0]
         form = self._form_penalty(texts) if self.form is not None and texts is not None else z
-        ask = ASK_COST * self.declined(qvecs).astype(np.float32)
-        return {"cos": cos, "p": p, "none": none, "form": form, "ask": ask, "score": self._blend(qvecs, cos, texts=texts)}
+        declined = self.declined(qvecs)
+        score = self._blend(qvecs, cos, texts=texts, declined=declined)
+        return {"cos": cos, "p": p, "none": none, "form": form, "ask": ASK_COST * declined.astype(np.float32), "score": score}
 
     def _form_penalty(self, texts: Sequence[str], cols: np.ndarray | None = None) -> np.ndarray:
         from brickwork.retrieval_index.form import form_penalty, text_form
@@ -201,9 +214,13 @@ class BrickTable:
         pen = form_penalty(text_form(texts), self.form, self.form_weight, self.form_slack)  # type: ignore[arg-type]
         return pen if cols is None else np.take_along_axis(pen, cols, axis=1)
 
-    def _blend(self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None, texts: Sequence[str] | None = None) -> np.ndarray:
+    def _blend(
+        self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None, texts: Sequence[str] | None = None,
+        declined: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Scores of bricks (all, or `cols` of each query: the best candidates, so the nearest row
-        of all is among them) from their best-row cosines."""
+        of all is among them) from their best-row cosines; `declined`, when given, is
+        `self.declined(qvecs, cols)`."""
         if not self._adjusted or cos.shape[1] == 0:
             return cos
         out = cos
@@ -218,7 +235,7 @@ class BrickTable:
         if self.form is not None and texts is not None:
             out = out - self._form_penalty(texts, cols)
         if self.ask is not None:
-            out = out - ASK_COST * self.declined(qvecs, cols)
+            out = out - ASK_COST * (self.declined(qvecs, cols) if declined is None else declined)
         return out
 
     def search(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
@@ -238,8 +255,8 @@ class BrickTable:
 
     def _exact(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         out = []
-        best, fields = self.scores(qvecs, texts)
         declined = self.declined(qvecs)
+        best, fields = self.scores(qvecs, texts, declined=declined)
         for row, frow, drow in zip(best, fields, declined, strict=True):
             idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
@@ -274,13 +291,15 @@ class BrickTable:
                 if len(seen) < k and want < n_rows:
                     retry.append(qi)
                     continue
+                cand = np.asarray(sorted(seen), dtype=np.int64)
+                dec_of = dict(zip(cand.tolist(), self.declined(qvecs[qi : qi + 1], cand[None, :])[0].tolist(), strict=True))
                 if self._adjusted:
-                    cand = np.asarray(sorted(seen), dtype=np.int64)
                     qt = None if texts is None else [texts[qi]]
-                    blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :], qt)[0]
+                    dec = np.asarray([[dec_of[b] for b in cand]], bool)
+                    blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :], qt, dec)[0]
                     seen = {int(b): float(s) for b, s in zip(cand, blended, strict=True)}
                 order = sorted(seen, key=lambda b: (-seen[b], b))
-                dec_all = self.declined(qvecs[qi : qi + 1], np.asarray([order], np.int64))[0] if order else np.zeros(0, bool)
+                dec_all = np.asarray([dec_of[b] for b in order], bool)
                 score_of = np.asarray([seen[b] for b in order], np.float32)
                 keep = _with_passed_over(list(range(min(k_out, len(order)))), score_of, dec_all)
                 order = [order[i] for i in keep]
