@@ -18,7 +18,16 @@ Four sets, none seen by the planner brick:
   and what is its Y?" and "X? Also, what continent is it on?", steps no brick serves, one step
   over two sentences), written for the rules' rewrite into a clause classifier *before* it was
   made, never looked at while making it, and run once for its figures
-  (``data/planner/fresh2.jsonl``).
+  (``data/planner/fresh2.jsonl``);
+- ``fresh3`` and ``fresh3-dev``: 40 and 30 more, written by hand on 07 Dec 2026 (helper of issue 24,
+  third planner session) *before* any change to the rules of that session, by the session that
+  then changed them (so held out from tuning, not from its author), not by ``synth.py``, and deliberately unlike ``fresh``/``fresh2``: lowercase, typos,
+  run-on sentences, "oh and", semicolons, parentheses, "- " and "* " bullets, "1 - ", "Step one:",
+  "first ... second ... finally", "i) ii)", quoted inputs with commas, questions inside chat,
+  unserved steps, same-input follow-ups and one step over two sentences. ``fresh3-dev`` is for
+  development (its failures were read while changing the rules); ``fresh3`` is for the figures:
+  scored once before the change (its failures not read) and once at the end
+  (``data/planner/fresh3.jsonl``, ``data/planner/fresh3-dev.jsonl``).
 
 A plan is correct when it has the gold number of steps and each step is aligned to its gold
 step: same dependencies, and a subgoal with token F1 >= 0.6 against the gold subgoal (references
@@ -51,7 +60,11 @@ HANDWRITTEN = Path(__file__).resolve().parents[1] / "data" / "planner" / "handwr
 INDEPENDENT = HANDWRITTEN.with_name("independent.jsonl")
 FRESH = HANDWRITTEN.with_name("fresh.jsonl")
 FRESH2 = HANDWRITTEN.with_name("fresh2.jsonl")
-SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh", "fresh2")
+FRESH3 = HANDWRITTEN.with_name("fresh3.jsonl")
+FRESH3_DEV = HANDWRITTEN.with_name("fresh3-dev.jsonl")
+SETS: tuple[str, ...] = (
+    "bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3",
+)
 F1_MIN = 0.6
 
 
@@ -132,7 +145,7 @@ def load_sets(n: int, seed: int, names: tuple[str, ...] = SETS) -> dict[str, lis
             sets[f"independent-{split}"] = [
                 (d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(INDEPENDENT) if d["split"] == split
             ]
-    for name, path in (("fresh", FRESH), ("fresh2", FRESH2)):
+    for name, path in (("fresh", FRESH), ("fresh2", FRESH2), ("fresh3-dev", FRESH3_DEV), ("fresh3", FRESH3)):
         if name in names:
             sets[name] = [(d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(path)]
     return sets
@@ -260,7 +273,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Plan accuracy by structure (bundled set) and by kind (independent sets):", "",
               "| planner | set | structure | n | plan accuracy |", "|---|---|---|---:|---:|"]
     for name, sets in report["planners"].items():
-        for set_name in ("bundled", "independent-dev", "independent-test", "fresh", "fresh2"):
+        for set_name in ("bundled", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3"):
             for struct, r in sets.get(set_name, {}).get("by_structure", {}).items():
                 lines.append(f"| {name} | {set_name} | {struct} | {r['n']} | {r['plan_accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
