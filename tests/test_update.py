@@ -90,6 +90,34 @@ def test_cli_dry_run_writes_nothing(library, make_brick, capsys):
     assert len(fb.pending()) == 3 and not (library.root / "updates").exists()
 
 
+@pytest.mark.parametrize("engine", ["peft", "vllm", "vllm-server"])
+def test_cli_engine_reaches_the_gates(library, monkeypatch, engine):
+    from brickwork.cli import main
+    from brickwork.library import Library, UpdateReport
+
+    seen = {}
+
+    def fake_update(self, **kw):
+        seen.update(kw)
+        return UpdateReport(plan=plan_from_feedback(self.store, []), dry_run=True)
+
+    monkeypatch.setattr(Library, "update", fake_update)
+    assert main(["update", "--engine", engine, "--library", str(library.root)]) == 0
+    assert seen["engine"] == engine
+    assert main(["update", "--library", str(library.root)]) == 0
+    assert seen["engine"] == "peft"
+
+
+def test_cli_unknown_engine_is_refused_naming_the_engines(library, capsys):
+    from brickwork.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["update", "--engine", "tgi", "--library", str(library.root)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "invalid choice: 'tgi'" in err and "'peft', 'vllm', 'vllm-server'" in err
+
+
 # -- real training ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy_src(tmp_path_factory, base):

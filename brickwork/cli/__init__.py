@@ -41,6 +41,15 @@ def add_library_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--library", metavar="DIR", default=None, help="brick library (default: $BRICKWORK_HOME or ~/.brickwork)")
 
 
+# The engines a command can be told to use (`brickwork.serving.EngineName`); argparse names them
+# in the one-line error for any other.
+ENGINES: tuple[str, ...] = ("peft", "vllm", "vllm-server")
+
+
+def add_engine_arg(p: argparse.ArgumentParser, *, what: str = "serving engine") -> None:
+    p.add_argument("--engine", choices=ENGINES, default="peft", help=f"{what} (default: %(default)s)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from brickwork.errors import BrickworkError
 

@@ -21,18 +21,16 @@ import json
 import sys
 from typing import Any
 
-from brickwork.cli import add_library_arg
+from brickwork.cli import add_engine_arg, add_library_arg
 from brickwork.cli._output import print_json
 from brickwork.errors import BrickworkError, ConfigError
-
-ENGINES = ("peft", "vllm", "vllm-server")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="answer an instruction: plan, route to bricks, run, aggregate")
     p.add_argument("instruction", nargs="?", help="the instruction (omit with --file or --resume)")
     add_library_arg(p)
-    p.add_argument("--engine", choices=ENGINES, default="peft", help="serving engine (default: %(default)s)")
+    add_engine_arg(p)
     p.add_argument(
         "--engine-option", action="append", default=[], metavar="KEY=VALUE",
         help="engine option, repeatable (e.g. url=http://127.0.0.1:8000 for vllm-server; VALUE is JSON or text)",

@@ -7,7 +7,7 @@ import ipaddress
 import os
 import sys
 
-from brickwork.cli import add_library_arg
+from brickwork.cli import add_engine_arg, add_library_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_library_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    p.add_argument("--engine", choices=("peft", "vllm", "vllm-server"), default="peft", help="serving engine (default: %(default)s)")
+    add_engine_arg(p)
     p.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` (default: $BRICKWORK_API_KEY; none)")
     p.add_argument("--allow-insecure", action="store_true", help="allow a non-loopback --host without --api-key")
     p.add_argument("--max-concurrency", type=int, default=16, help="requests run at once, sharing engine batches (default: %(default)s)")

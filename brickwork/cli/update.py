@@ -1,4 +1,4 @@
-"""`brickwork update [--dry-run]`: apply pending feedback: update bricks (gated) or grow new ones.
+"""`brickwork update [--dry-run] [--engine E]`: apply pending feedback: update bricks (gated) or grow new ones.
 
 Progress goes to stderr, one line per stage; the final summary (or ``--json``) to stdout. A brick
 whose update fails the gate keeps its version, and the summary says why.
@@ -10,7 +10,7 @@ import argparse
 import shlex
 import sys
 
-from brickwork.cli import add_library_arg
+from brickwork.cli import add_engine_arg, add_library_arg
 from brickwork.cli._output import print_json, print_table
 
 
@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("update", help="apply pending feedback: update bricks (gated) or grow new ones")
     add_library_arg(p)
     p.add_argument("--dry-run", action="store_true", help="show what would be attempted; train and write nothing")
+    add_engine_arg(p, what="engine the gates score candidates on (training stays on transformers + PEFT)")
     p.add_argument("--brick", action="append", metavar="NAME", help="only update these bricks (repeatable)")
     p.add_argument("--no-grow", action="store_true", help="do not grow new bricks from uncovered feedback")
     p.add_argument("--margin", type=float, default=0.01,
@@ -50,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
         bricks=args.brick,
         grow=not args.no_grow,
         dry_run=args.dry_run,
+        engine=args.engine,
         progress=lambda msg: print(msg, file=sys.stderr, flush=True),
         command="brickwork " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "brickwork update",
         train_progress=sys.stderr.isatty(),
