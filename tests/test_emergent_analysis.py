@@ -345,6 +345,26 @@ def test_eval_suite_runs_end_to_end_on_one_task(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} >= {"emergent.json", "emergent.md", "emergent.png"}
 
 
+@pytest.mark.parametrize(("configs", "ranks"), [(["dense", "act-50"], False), (["dense", "task-50"], True), (["skip-2"], True)])
+def test_eval_suite_ranks_neurons_only_for_static_masks_and_skips(tokenizer, tmp_path, monkeypatch, configs, ranks):
+    """Neuron importance (the costly part without --analysis) is computed only when a config needs it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import brickwork.evals.emergent as suite
+    import brickwork.models
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=40, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    monkeypatch.setattr(brickwork.models, "load_base_model", lambda base: (LlamaForCausalLM(cfg).eval(), tokenizer))
+    calls = []
+    real = suite._importance
+    monkeypatch.setattr(suite, "_importance", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    report = suite.run(tmp_path, tasks=["english_plural"], configs=configs, n_per_task=1, n_importance=1, use_starter=False)
+    assert set(report["results"]) == set(configs)
+    assert bool(calls) is ranks
+
+
 def test_emergent_bricks_are_not_indexed_or_routed(tmp_path, base, library):
     """No engine serves a static mask as a brick, so the index leaves emergent bricks out (an index
     row every engine refuses would route requests to an error); the index is not drifted by them."""

@@ -132,6 +132,12 @@ def _importance(
     }
 
 
+def _uses_importance(config: tuple[str, float, str, int]) -> bool:
+    """A static neuron mask (``task-*``, ``global-*``) or skipped layers (ranked by block influence)."""
+    _, fraction, how, n_skip = config
+    return (fraction < 1 and how in ("task", "global")) or n_skip > 0
+
+
 def _thresholds(model: Any, tok: Any, fractions: list[float], starters: dict[str, Path], *, score: str) -> dict[float, Any]:
     """Per-token thresholds calibrated on the base model (bricks disabled), train-split texts."""
     import contextlib
@@ -190,7 +196,11 @@ def run(
         for name, path in items[1:]:
             runner.load_adapter(str(path), adapter_name=name, is_trainable=False)
         runner.eval()
-    imp = _importance(runner, tok, analysis_dir, n_importance, task_ids, selection=selection, starters=starters)
+    # Neuron importance (minutes of forward passes without --analysis) only feeds static masks and
+    # layer skipping; dense and per-token configs run without it.
+    imp = None
+    if any(_uses_importance(c) for c in chosen):
+        imp = _importance(runner, tok, analysis_dir, n_importance, task_ids, selection=selection, starters=starters)
     thresholds = {
         how: _thresholds(runner, tok, sorted({c[1] for c in chosen if c[2] == how}), starters, score="gate" if how == "token" else "act")
         for how in ("token", "token-act")
@@ -201,7 +211,7 @@ def run(
 
         with runner.disable_adapter() if starters else contextlib.nullcontext():
             routing = fit_groups(runner, tok)
-    skip_order = [int(i) for i in torch.argsort(imp["block_influence"]).tolist() if i != 0]
+    skip_order = [] if imp is None else [int(i) for i in torch.argsort(imp["block_influence"]).tolist() if i != 0]
 
     per_task_data = {}
     for tid in task_ids:
@@ -219,10 +229,11 @@ def run(
         kept: list[float] = []
         for tid in task_ids:
             exs, pre, inst, max_new = per_task_data[tid]
-            k = imp["tasks"].index(tid)
-            scores = imp["task_importance"][k] if how == "task" else imp["global_importance"]
             per_token = how.startswith("token")
-            keep = keep_from_scores(scores, fraction, resident=imp["resident"]) if fraction < 1 and not per_token else {}
+            keep = {}
+            if imp is not None and fraction < 1 and not per_token:
+                scores = imp["task_importance"][imp["tasks"].index(tid)] if how == "task" else imp["global_importance"]
+                keep = keep_from_scores(scores, fraction, resident=imp["resident"])
             sparse: Any = contextlib.nullcontext()
             names = [tid if tid in starters else BASE_ADAPTER] * len(exs) if starters else None
             if how == "token-group":
