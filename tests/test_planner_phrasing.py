@@ -110,6 +110,46 @@ def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
 
 
 @pytest.mark.parametrize(
+    "instruction, subgoals, inputs, deps",
+    [
+        # one list-marker grammar: a label (number, letter, roman numeral, "step" + number word) in
+        # one style, counting 1, 2, 3..., inline or on lines; the marker is dropped from the item
+        ("1 - Pluralize 'moth'\n2 - Write 14 in words", ["Pluralize 'moth'", "Write 14 in words"], ["moth", "14"], [(), ()]),
+        ("1: Negate 'It snows.'\n2: Spell 'snow'", ["Negate 'It snows.'", "Spell 'snow'"], ["It snows.", "snow"], [(), ()]),
+        ("1.spell 'lamp'\n2.write 9 in words", ["spell 'lamp'", "write 9 in words"], ["lamp", "9"], [(), ()]),
+        ("Step one: spell 'owl'. Step two: negate 'Cats purr.'", ["spell 'owl'", "negate 'Cats purr.'"], ["owl", "Cats purr."], [(), ()]),
+        ("Task 1: sort 'pear fig' Task 2: spell 'kite'", ["sort 'pear fig'", "spell 'kite'"], ["pear fig", "kite"], [(), ()]),
+        ("a. Antonym of 'wet' b. Plural of 'foot'", ["Antonym of 'wet'", "Plural of 'foot'"], ["wet", "foot"], [(), ()]),
+        ("i) what is 20 plus 5 ii) what is 9 minus 3 iii) spell 'dog'",
+         ["what is 20 plus 5", "what is 9 minus 3", "spell 'dog'"], [None, None, "dog"], [(), (), ()]),
+        ("(i) capital of Chad (ii) region of Peru", ["capital of Chad", "region of Peru"], [None, None], [(), ()]),
+        # bullets of either kind; an intro line without an input is dropped
+        ("do these for me\n- spell 'kite'\n* plural of 'moth'", ["spell 'kite'", "plural of 'moth'"], ["kite", "moth"], [(), ()]),
+        # one marker is not a list
+        ("Rate it from 1 - 10. Spell 'kite'.", ["Rate it from 1 - 10", "Spell 'kite'"], [None, "kite"], [(), ()]),
+        ("I like plan b. Spell 'kite'.", ["I like plan b", "Spell 'kite'"], [None, "kite"], [(), ()]),
+        # "and also its Y" and a bare "and its Y" in one sentence: two tasks on one input
+        ("Give the plural of 'foot' and also its antonym.", ["Give the plural of 'foot'", "the antonym of foot"], ["foot", "foot"], [(), ()]),
+        ("Tell me the capital of Chad and its region.", ["Tell me the capital of Chad", "the region of Chad"], [None, "Chad"], [(), ()]),
+        # ... but a new sentence "Also, spell it." is left to the kinds table (an antonym is a word: a chain)
+        ("Give the antonym of 'wet'. Also, spell it.", ["Give the antonym of 'wet'", "spell {s1}"], ["wet", "{s1}"], [(), ("s1",)]),
+        # a question is a sentence: its language is asked of the question, not of its answer type
+        ("What kind of answer does 'Who won?' want? Also, what language is it?",
+         ["What kind of answer does 'Who won?' want?", "what language is Who won??"], ["Who won?", "Who won?"], [(), ()]),
+        # "there" after a preposition, and "that is" at the end, are the answer before
+        ("Name the capital of Chad. Suggest a walk around there.", ["Name the capital of Chad", "Suggest a walk around {s1}"], [None, "{s1}"], [(), ("s1",)]),
+        ("Negate 'It rains.' then say what language that is", ["Negate 'It rains.'", "say what language {s1} is"], ["It rains.", "{s1}"], [(), ("s1",)]),
+        ("ok so spell 'kite'", ["spell 'kite'"], ["kite"], [()]),
+    ],
+)
+def test_rules_list_markers_and_same_input(instruction, subgoals, inputs, deps):
+    plan = RulesPlanner().plan(instruction)
+    assert [s.subgoal for s in plan.steps] == subgoals
+    assert [s.input for s in plan.steps] == inputs
+    assert [s.depends_on for s in plan.steps] == deps
+
+
+@pytest.mark.parametrize(
     "instruction, wanted",
     [
         ("Good morning! Spell 'kite'.", "Spell 'kite'."),

@@ -4,10 +4,12 @@
 the text after a colon, up to where a new task or list item starts); `split` cuts the masked
 request into clauses:
 
-1. numbered or bulleted lists (``1. ...``, ``- ...``, ``1) ... 2) ...``, ``Step 1: ...``) give one
-   clause per item, also when the first item shares a line with an intro; so do inline or
-   multi-line lists marked ``1. 2.``, ``(1) (2)``, ``(a) (b)``, ``a) b)`` (the markers must run in
-   order; the text before the first item is dropped unless it names an input);
+1. lists give one clause per item. A list marker is a label (a number, a letter, a roman numeral,
+   or after "step"/"task"/"part" also a number word) in one style (``1.``, ``1)``, ``(1)``,
+   ``1 -``, ``1:``, ``a.``, ``A)``, ``(a)``, ``i)``, ``(ii)``, ``Step one:``, ``Part 2 -``); a list
+   is a run of markers of one style whose labels count 1, 2, 3..., inline or on lines; bullets
+   (``-``, ``*``, ``•``) are lines. The marker is dropped from its item; the text before the first
+   item is dropped unless it names an input, also when the first item shares a line with it;
 2. otherwise sentences, then connectors inside a sentence (``then``, ``after that``, ``next``,
    ``also``, ``last,``, ``;``, and ``, and`` / ``and`` / ``,`` when a task verb or question word
    follows). A sentence boundary counts only where the next sentence starts like a task: a verb, a
@@ -18,7 +20,10 @@ request into clauses:
    question" with the question after it.
 
 A question joined by ", and" that says "its"/"it" ("What is the capital of Peru, and what is its
-region?") starts with ``\\x03``: it asks about the same input as the clause before.
+region?"), a task joined by "and also" that says "its"/"it" ("the plural of 'child' and also its
+antonym") and a bare "and its Y" start with ``\\x03``: they ask about the same input as the
+clause before ("and also" adds a task to the same sentence; "then" orders tasks, and its "it" is
+the answer before).
 """
 
 from __future__ import annotations
@@ -26,15 +31,14 @@ from __future__ import annotations
 import re
 
 from brickwork.orchestrator.planners.lexicon import (
-    BANG, CONN_WORDS, HEAD_NOUNS, IMPERATIVE_ALT, LEAD, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB, TASKLIKE, TASKWORDS,
-    VERB_ALT,
+    BANG, CONN_WORDS, HEAD_NOUNS, IMPERATIVE_ALT, LEAD, LIST_MARK, NUMBER_WORDS, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB,
+    ROMAN, TASKLIKE, TASKWORDS, VERB_ALT,
 )
 
 SAME_INPUT_MARK = "\x03"
-_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•]|step\s*\d+\s*[:.)])\s+", re.I)
-_INLINE_LIST = re.compile(r"(?:^|\s)(?:\d\)|step\s*\d+\s*:)\s+", re.I)
-# an inline list item marker: "1." "2)" "(3)" "(a)" "b)" "(C)"; items must run 1, 2, 3 or a, b, c
-_MARK = re.compile(r"(?:^|(?<=\s))(?:\((?P<p>[a-zA-Z]|\d{1,2})\)|(?P<l>[a-zA-Z])\)|(?P<n>\d{1,2})[.)])(?=\s)")
+_LINE_MARK = re.compile(rf"\s*(?:{LIST_MARK.pattern})\s*", re.I)
+_BULLET = re.compile(r"^\s*[-*•]\s+")
+_GLUED_MARK = re.compile(r"(?m)^(\s*\d{1,2}[.)])(?=[^\W\d_])")  # "1.what's" on a line of its own
 _SENT = re.compile(
     rf"(?:(?<=[.?!])|(?<=\x02)(?=\s+(?-i:[A-Z]))|(?<=[\x00\x02])(?=\s+(?:can|could|would)\s+you\b))\s+(?={TASKLIKE})", re.I
 )
@@ -49,6 +53,11 @@ _CONNECT = re.compile(
 _SAME_INPUT = re.compile(
     r"(,?\s+and\s+)(?=(?:what|which|where|how|is|does|do)\b[^.!?\x00]*\b(?:its|it)\b[^.!?\x00]*\?\W*$)", re.I
 )
+# "... of 'child' and also its antonym": "and also" inside a sentence adds a task on the same
+# input ("then" orders tasks; a new sentence "Also, spell it." is left to `followups`)
+_ALSO_SAME_INPUT = re.compile(r"(,?\s+and\s+also\s*,?\s+)(?=[^.!?\x00]*\bits?\b)", re.I)
+# "... of 'child' and its antonym": a bare "its Y" joined by "and" shares the verb and the input
+_AND_ITS = re.compile(r"(,?\s+and\s+)(?=its\s+[^\W\d_]+\W*$)", re.I)
 _COLON_TASK = re.compile(rf":\s+(?=(?:{VERB_ALT})\b)", re.I)
 _PAYLOAD_END = re.compile(
     rf";\s+(?=(?:and\s+)?(?:then\s+)?{TASKLIKE})|,\s+and\s+(?=(?:what|which|who|where|when|how)\b[^.!]*\?\W*$)|(?:[.?!;,]\s*|\s+)(?=(?:and\s+)?(?:{CONN_WORDS}|{ORDINALS})\b)|(?<=[.?!])\s+(?=(?:please|step\s*\d|\d[.)]|{VERB_ALT})\b)",
@@ -123,25 +132,44 @@ def strip_clause(clause: str) -> str:
 
 
 def _list_marks(text: str) -> list[re.Match]:
-    """The markers of an inline or multi-line list ("1. .. 2. ..", "(a) .. (b) .."): the longest run
-    1, 2, 3... or a, b, c... of one style; none if fewer than two items."""
+    """The markers of a list ("1. .. 2. ..", "(a) .. (b) ..", "Step one: .. Step two: .."): the
+    longest run of one style whose labels count 1, 2, 3...; none if fewer than two items."""
+    marks = [(m, _style(m), _values(m)) for m in LIST_MARK.finditer(text)]
     best: list[re.Match] = []
-    for style, first in (("n", "1"), ("p", "1"), ("p", "a"), ("l", "a")):
+    for style, kind in {(st, k) for _, st, vals in marks for k in vals}:
         run: list[re.Match] = []
-        for m in _MARK.finditer(text):
-            v = m.group(style)
-            if v is None or (style == "p" and v.isdigit() != first.isdigit()):
-                continue
-            want = first if not run else _next_mark(run[-1].group(style))
-            if v.lower() == want:
+        for m, st, vals in marks:
+            if st == style and vals.get(kind) == len(run) + 1:
                 run.append(m)
         if len(run) > len(best):
             best = run
     return best if len(best) >= 2 else []
 
 
-def _next_mark(v: str) -> str:
-    return str(int(v) + 1) if v.isdigit() else chr(ord(v.lower()) + 1)
+def _style(m: re.Match) -> str:
+    if m.group("word"):
+        return f"{m.group('word').lower()} {m.group('wpunct') or ''}".strip()
+    if m.group("plabel"):
+        return "()"
+    return m.group("punct").strip()
+
+
+def _values(m: re.Match) -> dict[str, int]:
+    """What a label counts as, by kind: "i" is the letter 9 and the roman 1; "one" only counts
+    after "step"."""
+    label = (m.group("wlabel") or m.group("plabel") or m.group("label")).lower()
+    out: dict[str, int] = {}
+    if label.isdigit():
+        out["number"] = int(label)
+    elif label in NUMBER_WORDS:
+        if m.group("word"):
+            out["number"] = NUMBER_WORDS.index(label) + 1
+    else:
+        if len(label) == 1:
+            out["letter"] = ord(label) - ord("a") + 1
+        if label in ROMAN:
+            out["roman"] = ROMAN.index(label) + 1
+    return out
 
 
 def _list_items(text: str) -> list[str] | None:
@@ -153,23 +181,38 @@ def _list_items(text: str) -> list[str] | None:
     bounds = [m.start() for m in marks] + [len(text)]
     items = [text[m.end() : bounds[i + 1]] for i, m in enumerate(marks)]
     pre = text[: marks[0].start()].strip()
-    keep_pre = bool(pre) and ("\x00" in pre or NUMBERISH.search(pre))
-    return ([pre] if keep_pre else []) + [it for it in items if it.strip()]
+    return ([pre] if _names_input(pre) else []) + [it for it in items if it.strip()]
+
+
+def _line_marker(line: str) -> re.Match | None:
+    """The bullet or list marker a line starts with (with the space after it), if any."""
+    if m := _BULLET.match(line):
+        return m
+    m = _LINE_MARK.match(line)
+    return m if m and _values(m) else None
+
+
+def _names_input(text: str) -> bool:
+    """Text before a list is kept only when it names an input ("The word 'mouse': (a) ...")."""
+    return bool(text.strip()) and ("\x00" in text or bool(NUMBERISH.search(text)))
 
 
 def _split(masked: str) -> list[str]:
-    lines = _split_first_item([ln for ln in masked.splitlines() if ln.strip()])
-    if sum(bool(_LIST_ITEM.match(ln)) for ln in lines) >= 2:
-        return [ln for ln in lines if _LIST_ITEM.match(ln) or not ln.rstrip().endswith(":")]
-    text = " ".join(lines)
-    items = _list_items(text)
+    lines = _split_first_item([ln for ln in _GLUED_MARK.sub(r"\1 ", masked).splitlines() if ln.strip()])
+    starts = [_line_marker(ln) for ln in lines]
+    if sum(m is not None for m in starts) >= 2:
+        first = next(i for i, m in enumerate(starts) if m is not None)
+        return [pre for pre in lines[:first] if _names_input(pre)] + [
+            ln[m.end() :] if m else ln for ln, m in zip(lines[first:], starts[first:], strict=True)
+        ]
+    items = _list_items(" ".join(lines))
     if items is not None:
         return items
-    if len(_INLINE_LIST.findall(text)) >= 2:
-        return [p for p in _INLINE_LIST.split(text) if p.strip()]
+    text = " ".join(lines)
     out: list[str] = []
     for sent in _SENT.split(text):
-        sent = _SAME_INPUT.sub(lambda m: m.group(1) + SAME_INPUT_MARK, sent)
+        for same in (_SAME_INPUT, _ALSO_SAME_INPUT, _AND_ITS):
+            sent = same.sub(lambda m: m.group(1) + SAME_INPUT_MARK, sent)
         for part in _CONNECT.split(sent):
             if not part or not part.strip():
                 continue
@@ -214,6 +257,6 @@ def _split_first_item(lines: list[str]) -> list[str]:
             continue
         for i, ln in enumerate(lines):
             m = re.search(rf"(?<=[.:?!])\s+(?={marker}\s)", ln)
-            if m and not _LIST_ITEM.match(ln):
+            if m and _line_marker(ln) is None:
                 return lines[:i] + [ln[: m.start()], ln[m.end() :]] + lines[i + 1 :]
     return lines

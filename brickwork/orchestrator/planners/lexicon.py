@@ -39,6 +39,16 @@ TASK_START = rf"(?:{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|w
 TASKWORDS = rf"(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
 TASKLIKE = rf"(?:{TASK_START}|{TASKWORDS})"
 
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
+_LABEL = r"\d{1,2}|[ivx]{1,4}|[a-z]|" + "|".join(NUMBER_WORDS)
+# a list marker (`clauses` says how lists are read): "1." "2)" "(3)" "4 -" "5:" "a." "B)" "(c)" "ii)" "Step one:"
+LIST_MARK = re.compile(
+    rf"(?:^|(?<=\s))(?:(?P<word>step|task|part)\s+(?P<wlabel>{_LABEL})\s*(?P<wpunct>[:.)]|[-–](?=\s))?"
+    rf"|\((?P<plabel>{_LABEL})\)|(?P<label>{_LABEL})(?P<punct>[.):]|\s+[-–](?=\s)))(?=\s|$)",
+    re.I,
+)
+
 # wrappers in front of a clause ("Please", "First,", "Can you tell me:")
 LEAD = re.compile(
     r"^(?:(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|then|next|also|finally|lastly|last|and|"

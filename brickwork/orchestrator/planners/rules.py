@@ -44,7 +44,10 @@ from brickwork.orchestrator.types import Plan, Step, step_id
 _INTRO_NOUN = re.compile(r"^(?:here\s+is|here's|there\s+is|there's|think\s+of|take|consider|look\s+at|i\s+have|given|think\s+about)?\s*(?:the|this|these|a|an)\s+\w+\s*:?\s*(.+?)[.:]?$", re.I)
 _ANAPHOR = re.compile(
     r"\b(?:the\s+(?:larg|bigg|small|heavi|light|tall|short|fast|slow|old|young|long|strong|high|low)(?:er|est)\s+one|the\s+(?:result|answer|output|sum|difference)|th(?:at|is|ose)\s+(?:word|words|number|sentence|country|date|"
-    r"message|question|colour|color|result|answer|text|city|animal|region|language|capital|name)|it|its|them|that(?=\s*(?:$|[.?!,;]|\s+(?:into|in|to|as|out|letter|backwards|for|with|please|and|then)\b)))\b",
+    r"message|question|colour|color|result|answer|text|city|animal|region|language|capital|name)|it|its|them|"
+    r"that(?=\s*(?:$|[.?!,;]|\s+(?:into|in|to|as|out|letter|backwards|for|with|please|and|then)\b|\s+(?:is|was)\W*$))|"
+    # "there" after a preposition is the place the step before named ("a day trip from there")
+    r"(?:(?<=\bfrom\s)|(?<=\bin\s)|(?<=\bnear\s)|(?<=\bto\s)|(?<=\baround\s))there)\b",
     re.I,
 )
 _BACK_NP = re.compile(
