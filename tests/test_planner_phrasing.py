@@ -123,6 +123,21 @@ def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
         ("i) what is 20 plus 5 ii) what is 9 minus 3 iii) spell 'dog'",
          ["what is 20 plus 5", "what is 9 minus 3", "spell 'dog'"], [None, None, "dog"], [(), (), ()]),
         ("(i) capital of Chad (ii) region of Peru", ["capital of Chad", "region of Peru"], [None, None], [(), ()]),
+        ("Q1: capital of Chad Q2: region of Peru", ["capital of Chad", "region of Peru"], [None, None], [(), ()]),
+        ("#1 spell 'cat' #2 spell 'dog'", ["spell 'cat'", "spell 'dog'"], ["cat", "dog"], [(), ()]),
+        # ordinal words are connectors, after a comma or starting a sentence, with a comma or a colon
+        ("firstly spell 'cat', secondly negate 'I am late.', thirdly write 40 in words",
+         ["spell 'cat'", "negate 'I am late.'", "write 40 in words"], ["cat", "I am late.", "40"], [(), (), ()]),
+        ("First: plural of 'goose'. Second: antonym of 'big'. Third: capital of Peru.",
+         ["plural of 'goose'", "antonym of 'big'", "capital of Peru"], ["goose", "big", None], [(), (), ()]),
+        ("Give the first and second letters of 'cat'.", ["Give the first and second letters of 'cat'"], ["cat"], [()]),
+        # "btw", "oh, and", "as well as" / "plus" before a head noun start a task; "12 plus 9" does not
+        ("spell 'lamp' letter by letter. btw what's the capital of Laos?",
+         ["spell 'lamp' letter by letter", "what's the capital of Laos?"], ["lamp", None], [(), ()]),
+        ("Create a slogan for my bakery. Oh, and what is 45 minus 12?", ["Create a slogan for my bakery", "what is 45 minus 12?"], [None, None], [(), ()]),
+        ("Give the plural of 'bus' as well as the antonym of 'old'.", ["Give the plural of 'bus'", "the antonym of 'old'"], ["bus", "old"], [(), ()]),
+        ("Plural of 'goose' plus the antonym of 'sad', please.", ["Plural of 'goose'", "the antonym of 'sad'"], ["goose", "sad"], [(), ()]),
+        ("what is 12 plus 9 plus 3", ["what is 12 plus 9 plus 3"], [None], [()]),
         # bullets of either kind; an intro line without an input is dropped
         ("do these for me\n- spell 'kite'\n* plural of 'moth'", ["spell 'kite'", "plural of 'moth'"], ["kite", "moth"], [(), ()]),
         # one marker is not a list
@@ -140,6 +155,7 @@ def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
         ("Name the capital of Chad. Suggest a walk around there.", ["Name the capital of Chad", "Suggest a walk around {s1}"], [None, "{s1}"], [(), ("s1",)]),
         ("Negate 'It rains.' then say what language that is", ["Negate 'It rains.'", "say what language {s1} is"], ["It rains.", "{s1}"], [(), ("s1",)]),
         ("ok so spell 'kite'", ["spell 'kite'"], ["kite"], [()]),
+        ("hey can u spell 'cat' and also tell me its plural lol", ["spell 'cat'", "tell me the plural of cat"], ["cat", "cat"], [(), ()]),
     ],
 )
 def test_rules_list_markers_and_same_input(instruction, subgoals, inputs, deps):

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 
-from brickwork.orchestrator.planners.lexicon import IMPERATIVE_ALT, LIST_MARK, QUOTED, TASK_START
+from brickwork.orchestrator.planners.lexicon import IMPERATIVE_ALT, QUOTED, TASK_START, ends_in_list_mark
 
 _GREETING = re.compile(
     r"^(?:(?:hey|hi|hello|hiya|good\s+(?:morning|afternoon|evening)|thanks|thank\s+you|ok(?:ay)?|so|um+|hmm+)"
-    r"(?:\s+(?:there|so\s+much|a\s+lot|for\s+earlier|again|so))*\s*(?:[,!.]+\s*|\s+(?=so\b)|\s+(?=my\b)|(?<=\bso)\s+))+",
+    r"(?:\s+(?:there|so\s+much|a\s+lot|for\s+earlier|again|so))*\s*(?:[,!.]+\s*|\s+(?=so\b)|\s+(?=my\b)|(?<=\bso)\s+|\s+(?=(?:can|could|would)\s+(?:u|you)\b)))+",
     re.I,
 )
 _SIGN_OFF = re.compile(r"(?:[\s,.!?]+(?:thanks(?:\s+(?:a\s+lot|so\s+much|in\s+advance))?|thank\s+you|cheers|thx|ty|lol|haha|xx?)[\s.!]*)+$", re.I)
@@ -62,10 +62,6 @@ def is_filler(clause: str) -> bool:
     return bool(words) and all(w in _CHAT_WORDS or w in _FUNCTION_WORDS for w in words) and any(w in _CHAT_WORDS for w in words)
 
 
-def _ends_in_marker(text: str) -> bool:
-    return any(m.end() == len(text) + 1 for m in LIST_MARK.finditer(text + ":"))
-
-
 def strip_chat(instruction: str) -> str:
     """The request without the chat around it: "Hey, quick ones for my notes: A, and B. Thanks!"
     -> "A, and B". A preamble is dropped only where no task word comes before its colon."""
@@ -78,7 +74,7 @@ def strip_chat(instruction: str) -> str:
             start += g.end()
     m = _CHAT_PREAMBLE.match(masked[start:])
     # ... nor where its colon ends a list marker ("Step one: ...")
-    if m and not re.search(rf"\b(?:{IMPERATIVE_ALT})\b|{TASK_START}", m.group("pre"), re.I) and not _ends_in_marker(m.group("pre")):
+    if m and not re.search(rf"\b(?:{IMPERATIVE_ALT})\b|{TASK_START}", m.group("pre"), re.I) and not ends_in_list_mark(m.group("pre").strip()):
         start += m.end()
     end = m.start() if (m := _SIGN_OFF.search(masked, start)) else len(text)
     while (m := _TRAILING_SEGMENT.search(masked[start:end])) and is_filler(m.group("seg")):

@@ -32,7 +32,7 @@ import re
 
 from brickwork.orchestrator.planners.lexicon import (
     BANG, CONN_WORDS, HEAD_NOUNS, IMPERATIVE_ALT, LEAD, LIST_MARK, NUMBER_WORDS, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB,
-    ROMAN, TASKLIKE, TASKWORDS, VERB_ALT,
+    ORDINAL_WORDS, ROMAN, TASKLIKE, TASKWORDS, VERB_ALT, ends_in_list_mark,
 )
 
 SAME_INPUT_MARK = "\x03"
@@ -45,6 +45,8 @@ _SENT = re.compile(
 _CONNECT = re.compile(
     r"\s*;\s*(?:and\s+)?(?:then\s+)?"
     rf"|,?\s+(?:and\s+)?(?:{CONN_WORDS})\s*,?\s+"
+    rf"|,\s+(?:and\s+)?{ORDINAL_WORDS}\s*[,:]?\s+"  # "firstly X, secondly Y"
+    rf"|,?\s+(?:as\s+well\s+as|plus)\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)"  # "the plural of X as well as the antonym of Y"
     rf"|,?\s+and\s+(?=\x03|(?:{VERB_ALT})\b)|,\s+and\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)"
     r"|,?\s+and\s+(?=i\s+(?:need|want|would\s+like|'d\s+like)\b)"
     rf"|,\s+(?=(?:{IMPERATIVE_ALT})\b)",
@@ -101,7 +103,8 @@ def mask(text: str) -> tuple[str, list[str]]:
         before = text[pos : m.start()].rsplit("\n", 1)[-1]
         before = re.split(r"[.?!;]\s+", before)[-1]
         tasklike = re.match(TASKWORDS, after, re.I) and not _THIS_OBJECT.search(before)
-        if len(after.split()) < 2 or tasklike or LEAD.match(after) or PREFACE.match(before.strip() + ":") or LEAD.fullmatch(before.strip() + ": "):
+        if (len(after.split()) < 2 or tasklike or LEAD.match(after) or PREFACE.match(before.strip() + ":")
+                or LEAD.fullmatch(before.strip() + ": ") or ends_in_list_mark(before.strip())):
             continue
         end = _PAYLOAD_END.search(after)
         cut = min([end.start() if end else len(after)] + [k - m.end() for k in marks if k > m.end()])

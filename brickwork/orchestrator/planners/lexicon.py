@@ -27,8 +27,10 @@ QUOTED = re.compile(r"\"[^\"\n]+\"|“[^”\n]+”|‘[^’\n]+’|(?<![\w])'[^'
 RGB = re.compile(r"rgb\([^)]*\)", re.I)
 NUMBERISH = re.compile(r"\d{4}-\d{2}-\d{2}|-?\d+(?:\.\d+)?")
 
-CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly|last(?=\s*,)"
-ORDINALS = r"(?:second|third|fourth|fifth)(?:ly)?(?=\s*,)"
+# "btw" and "oh, and" start a task as "also" does
+CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly|last(?=\s*,)|btw|by\s+the\s+way|oh(?=\s*,?\s+and\b)"
+ORDINAL_WORDS = r"(?:first|second|third|fourth|fifth)(?:ly)?"
+ORDINALS = r"(?:second|third|fourth|fifth)(?:ly)?(?=\s*[,:])"
 # a sentence can also start a task with a head noun ("Antonym of hot?"), a preposition and a
 # question word ("On which continent is Fiji?") or the labels to choose from ("Spam or ham: ...")
 HEAD_NOUNS = (
@@ -36,7 +38,7 @@ HEAD_NOUNS = (
     r"negation|sentiment|language|continent|region|colou?r|category|type|meaning|definition)\s+(?:of|for)"
 )
 TASK_START = rf"(?:{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
-TASKWORDS = rf"(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
+TASKWORDS = rf"(?:please|{ORDINAL_WORDS}|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
 TASKLIKE = rf"(?:{TASK_START}|{TASKWORDS})"
 
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -44,17 +46,23 @@ ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
 _LABEL = r"\d{1,2}|[ivx]{1,4}|[a-z]|" + "|".join(NUMBER_WORDS)
 # a list marker (`clauses` says how lists are read): "1." "2)" "(3)" "4 -" "5:" "a." "B)" "(c)" "ii)" "Step one:"
 LIST_MARK = re.compile(
-    rf"(?:^|(?<=\s))(?:(?P<word>step|task|part)\s+(?P<wlabel>{_LABEL})\s*(?P<wpunct>[:.)]|[-–](?=\s))?"
+    rf"(?:^|(?<=\s))(?:(?P<word>(?:step|task|part|question)\s+|q(?=\d)|\#)(?P<wlabel>{_LABEL})\s*(?P<wpunct>[:.)]|[-–](?=\s))?"
     rf"|\((?P<plabel>{_LABEL})\)|(?P<label>{_LABEL})(?P<punct>[.):]|\s+[-–](?=\s)))(?=\s|$)",
     re.I,
 )
 
+
+def ends_in_list_mark(text: str) -> bool:
+    """True when the colon after `text` ends a list marker ("Step one", "Q1", "2")."""
+    return any(m.end() == len(text) + 1 for m in LIST_MARK.finditer(text + ":"))
+
+
 # wrappers in front of a clause ("Please", "First,", "Can you tell me:")
 LEAD = re.compile(
-    r"^(?:(?:please|first(?:ly)?|second(?:ly)?|third(?:ly)?|then|next|also|finally|lastly|last|and|"
-    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|"
+    rf"^(?:(?:please|{ORDINAL_WORDS}|then|next|also|finally|lastly|last|and|oh|btw|by\s+the\s+way|"
+    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|(?:could|can)\s+u\b|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|"
     r"quick\s+question\s*:|i\s+need\s+this\s*:|do\s+(?:two|three|four|the\s+following)\s+things?\s*:|"
-    r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,]*)+",
+    r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,:]*)+",
     re.I,
 )
 # a clause that only announces the steps ("Do two things:")
