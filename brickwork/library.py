@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from brickwork.bricks.store import BrickStore
     from brickwork.bricks.updating import UpdateConfig, UpdateOutcome, UpdatePlan
     from brickwork.feedback import FeedbackStore
-    from brickwork.serving.engine import Engine
+    from brickwork.serving.adapters import ResolvingEngine
 
 Progress = Callable[[str], None]
 
@@ -115,7 +115,7 @@ class Library:
         grow: bool = True,
         dry_run: bool = False,
         runner: BaseRunner | None = None,
-        engine: str | Engine = "peft",
+        engine: str | ResolvingEngine = "peft",
         embedder: Any = None,
         progress: Progress | None = None,
         command: str | None = None,

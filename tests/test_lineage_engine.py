@@ -60,3 +60,45 @@ def test_runner_scores_a_brick_as_the_engine_and_peft_do(serving_store, peft_eng
     assert runner.score(brick.path, items).outputs == by_name  # the engine reloads its adapters after
     runner.close()  # not this runner's engine: it stays open
     assert engine_outputs(()) == plain
+
+
+def resolving_fake(base):
+    """A `FakeEngine` that, like every built-in engine, loads adapters through an `AdapterResolver`."""
+    from brickwork.serving import FakeEngine
+    from brickwork.serving.adapters import AdapterResolver, NoLibrary
+
+    engine = FakeEngine()
+    engine.resolver = AdapterResolver(NoLibrary(base))
+    return engine
+
+
+def test_runner_refuses_an_engine_without_a_resolver_up_front(base):
+    from brickwork.errors import ConfigError
+    from brickwork.serving import FakeEngine
+
+    with pytest.raises(ConfigError, match="the fake engine has no adapter resolver"):
+        BaseRunner(base, engine=FakeEngine())
+
+
+def test_runner_closes_and_refuses_a_named_engine_without_a_resolver(base, monkeypatch):
+    import brickwork.serving.engine as engines
+    from brickwork.errors import ConfigError
+    from brickwork.serving import FakeEngine
+
+    made = []
+    monkeypatch.setitem(engines._ENGINES, "fake-noresolver", "x:y")
+    monkeypatch.setitem(engines._FACTORIES, "fake-noresolver", lambda store, **kw: made.append(FakeEngine(store)) or made[-1])
+    runner = BaseRunner(base, engine="fake-noresolver")
+    with pytest.raises(ConfigError, match="no adapter resolver"):
+        runner.generate(None, ["x"])
+    assert made and made[0]._closed
+
+
+def test_runner_names_an_adapter_folder_through_the_engines_resolver(base, make_brick):
+    engine = resolving_fake(base)
+    runner = BaseRunner(base, engine=engine)
+    folder = make_brick("alpha")
+    ref = runner.ref(folder)
+    assert ref.name.startswith("path-") and engine.resolver.brick(ref).path == folder.resolve()
+    [out] = runner.generate(folder, ["hello"])
+    assert out == f"[{ref.name}@{ref.version}:1] hello"

@@ -35,6 +35,7 @@ from brickwork.tasks import Example, is_correct, load_tasks, normalize, sample
 
 if TYPE_CHECKING:
     from brickwork.bricks.store import BrickStore
+    from brickwork.serving.adapters import ResolvingEngine
     from brickwork.serving.engine import BrickRef, Engine
 
 DATA_DIR = "data"
@@ -167,6 +168,16 @@ def max_new_tokens_for(items: Sequence[Item], tok: Any, *, cap: int = 64) -> int
     return max(4, min(cap, longest + 4))
 
 
+def _resolving(engine: Engine) -> ResolvingEngine:
+    """`engine`, checked to serve adapter folders by path (through an `AdapterResolver`)."""
+    from brickwork.serving.adapters import ResolvingEngine
+
+    if not isinstance(engine, ResolvingEngine):
+        raise ConfigError(f"the {getattr(engine, 'name', type(engine).__name__)} engine has no adapter resolver; "
+                          "it cannot serve adapter folders by path")
+    return engine
+
+
 class BaseRunner:
     """Scores adapter folders (or the bare base model, None) on items through one engine.
 
@@ -174,11 +185,12 @@ class BaseRunner:
     engine's adapter-source chain (`AdapterResolver.path_ref`), each text is rendered with the
     base's `PromptFormat`, decoding is greedy. `engine` is an engine name (created on first use,
     with `engine_options`, and closed by `close`; the embedded ``peft`` engine by default) or an
-    engine made by `create_engine` (kept open; it must serve `library`'s base model). `library`
-    is a `BrickStore` or, for adapter folders only, a `BaseModel`.
+    engine made by `create_engine` (kept open; it must serve `library`'s base model). Either way
+    the engine must be a `ResolvingEngine` (every built-in one is). `library` is a `BrickStore`
+    or, for adapter folders only, a `BaseModel`.
     """
 
-    def __init__(self, library: BaseModel | BrickStore, *, engine: str | Engine = "peft", batch_size: int = 32,
+    def __init__(self, library: BaseModel | BrickStore, *, engine: str | ResolvingEngine = "peft", batch_size: int = 32,
                  engine_options: dict[str, Any] | None = None) -> None:
         if isinstance(library, BaseModel):
             from brickwork.serving.adapters import NoLibrary
@@ -189,17 +201,22 @@ class BaseRunner:
         self.batch_size = batch_size
         self._owned = isinstance(engine, str)
         self._name = engine if isinstance(engine, str) else None
-        self._engine: Any = None if isinstance(engine, str) else engine
+        self._engine: ResolvingEngine | None = None if isinstance(engine, str) else _resolving(engine)
         self._options = dict(engine_options or {})
         self._tok: Any = None
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> ResolvingEngine:
         if self._engine is None:
             from brickwork.serving.engine import create_engine
 
             options = {"batch_size": self.batch_size} if self._name == "peft" else {}
-            self._engine = create_engine(str(self._name), self.store, **{**options, **self._options})
+            engine = create_engine(str(self._name), self.store, **{**options, **self._options})
+            try:
+                self._engine = _resolving(engine)
+            except ConfigError:
+                engine.close()
+                raise
         return self._engine
 
     @property
@@ -222,11 +239,7 @@ class BaseRunner:
 
     def ref(self, adapter_dir: Path | str) -> BrickRef:
         """The `BrickRef` the engine serves `adapter_dir` as (through its resolver's `paths`)."""
-        engine = self.engine
-        resolver = getattr(engine, "resolver", None) or getattr(getattr(engine, "engine", None), "resolver", None)
-        if resolver is None:
-            raise ConfigError(f"the {engine.name} engine has no adapter resolver; it cannot serve adapter folders by path")
-        return resolver.path_ref(adapter_dir)
+        return self.engine.resolver.path_ref(adapter_dir)
 
     def __enter__(self) -> BaseRunner:
         return self

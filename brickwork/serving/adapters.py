@@ -26,7 +26,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from brickwork import lora
 from brickwork.bricks.manifest import MANIFEST_NAME, Manifest
@@ -34,7 +34,7 @@ from brickwork.bricks.store import Brick, BrickStore
 from brickwork.bricks.validate import validate_lora_dir
 from brickwork.errors import AdapterError, BaseModelMismatch, BrickNotFound
 from brickwork.serving.composite import CompositeCache, Part, adapter_digest, canonical, composite_key, padded_rank
-from brickwork.serving.engine import BrickRef, Request
+from brickwork.serving.engine import BrickRef, Engine, Request
 
 if TYPE_CHECKING:
     from brickwork.models import BaseModel
@@ -240,3 +240,11 @@ class AdapterResolver:
             if r.bricks not in by_config:
                 by_config[r.bricks] = self.resolve(r.bricks)
         return [by_config[r.bricks] for r in requests]
+
+
+@runtime_checkable
+class ResolvingEngine(Engine, Protocol):
+    """An engine that loads every adapter through its `AdapterResolver` (``peft``, ``vllm``,
+    ``vllm-server``), so it can also serve adapter folders given by path (`resolver.path_ref`)."""
+
+    resolver: AdapterResolver
