@@ -138,6 +138,18 @@ def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
         ("Give the plural of 'bus' as well as the antonym of 'old'.", ["Give the plural of 'bus'", "the antonym of 'old'"], ["bus", "old"], [(), ()]),
         ("Plural of 'goose' plus the antonym of 'sad', please.", ["Plural of 'goose'", "the antonym of 'sad'"], ["goose", "sad"], [(), ()]),
         ("what is 12 plus 9 plus 3", ["what is 12 plus 9 plus 3"], [None], [()]),
+        # "And ..." starts a sentence-task; "and ...?" after a question is a question of its own; "&" is "and"
+        ("Give me the antonym of 'hot'. And the plural of 'box'.", ["Give me the antonym of 'hot'", "the plural of 'box'"], ["hot", "box"], [(), ()]),
+        ("what is 34 plus 12? and 50 minus 7?", ["what is 34 plus 12?", "50 minus 7?"], [None, None], [(), ()]),
+        ("spell 'queue' (letter by letter please) & give its plural",
+         ["spell 'queue' (letter by letter please)", "give the plural of queue"], ["queue", "queue"], [(), ()]),
+        # "X and the plural of Y" without a comma; a counted preamble ended by a dash is chat
+        ("I need 2 things - the capital of Chad and the plural of 'ox'", ["the capital of Chad", "the plural of 'ox'"], [None, "ox"], [(), ()]),
+        # "its in" is "it's in"; "the plural has" names the answer before
+        ("say if 'I hate Mondays' is positive or negative and what language its in",
+         ["say if 'I hate Mondays' is positive or negative", "what language I hate Mondays in"], ["I hate Mondays", "I hate Mondays"], [(), ()]),
+        ("Pluralise 'hero'. Afterwards count how many letters the plural has.",
+         ["Pluralise 'hero'", "count how many letters {s1} has"], ["hero", "{s1}"], [(), ("s1",)]),
         # bullets of either kind; an intro line without an input is dropped
         ("do these for me\n- spell 'kite'\n* plural of 'moth'", ["spell 'kite'", "plural of 'moth'"], ["kite", "moth"], [(), ()]),
         # one marker is not a list

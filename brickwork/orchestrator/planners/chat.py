@@ -26,7 +26,9 @@ _GREETING = re.compile(
 )
 _SIGN_OFF = re.compile(r"(?:[\s,.!?]+(?:thanks(?:\s+(?:a\s+lot|so\s+much|in\s+advance))?|thank\s+you|cheers|thx|ty|lol|haha|xx?)[\s.!]*)+$", re.I)
 _CHAT_PREAMBLE = re.compile(
-    r"^(?P<pre>[^:\x00\d?]{0,60}\b(?:notes|flashcards?|quiz|homework|favou?r|questions?|ones?|things?|tasks?|couple|few)\b[^:\x00\d?]{0,30}):\s+",
+    # a number only counts the things ("I need 2 things - ..."); a colon or a dash ends it
+    r"^(?P<pre>(?:[^:\x00\d?]|\d+(?=\s+(?:questions?|ones?|things?|tasks?)\b)){0,60}\b"
+    r"(?:notes|flashcards?|quiz|homework|favou?r|questions?|ones?|things?|tasks?|couple|few)\b[^:\x00\d?]{0,30}?)(?::|\s+[-–—]+)\s+",
     re.I,
 )
 # the words chat is made of; a clause of only these (and function words) asks for nothing

@@ -38,16 +38,20 @@ from brickwork.orchestrator.planners.lexicon import (
 SAME_INPUT_MARK = "\x03"
 _LINE_MARK = re.compile(rf"\s*(?:{LIST_MARK.pattern})\s*", re.I)
 _BULLET = re.compile(r"^\s*[-*•]\s+")
+_AMPERSAND = re.compile(r"\s+&\s+")  # "spell it & give its plural": inputs are masked, so this is "and"
 _GLUED_MARK = re.compile(r"(?m)^(\s*\d{1,2}[.)])(?=[^\W\d_])")  # "1.what's" on a line of its own
 _SENT = re.compile(
-    rf"(?:(?<=[.?!])|(?<=\x02)(?=\s+(?-i:[A-Z]))|(?<=[\x00\x02])(?=\s+(?:can|could|would)\s+you\b))\s+(?={TASKLIKE})", re.I
+    rf"(?:(?<=[.?!])|(?<=\x02)(?=\s+(?-i:[A-Z]))|(?<=[\x00\x02])(?=\s+(?:can|could|would)\s+you\b))\s+"
+    # a sentence may start with "And" ("And the plural of 'box'."), and "and ...?" after a
+    # question is a question of its own ("What is 34 plus 12? And 50 minus 7?")
+    rf"(?=(?:and\s+)?{TASKLIKE})|(?<=\?)\s+(?=and\s+[^.!?\x00]*\?)", re.I
 )
 _CONNECT = re.compile(
     r"\s*;\s*(?:and\s+)?(?:then\s+)?"
     rf"|,?\s+(?:and\s+)?(?:{CONN_WORDS})\s*,?\s+"
     rf"|,\s+(?:and\s+)?{ORDINAL_WORDS}\s*[,:]?\s+"  # "firstly X, secondly Y"
     rf"|,?\s+(?:as\s+well\s+as|plus)\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)"  # "the plural of X as well as the antonym of Y"
-    rf"|,?\s+and\s+(?=\x03|(?:{VERB_ALT})\b)|,\s+and\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)"
+    rf"|,?\s+and\s+(?=\x03|(?:{VERB_ALT})\b)|,\s+and\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)|\s+and\s+(?=the\s+{HEAD_NOUNS}\b)"
     r"|,?\s+and\s+(?=i\s+(?:need|want|would\s+like|'d\s+like)\b)"
     rf"|,\s+(?=(?:{IMPERATIVE_ALT})\b)",
     re.I,
@@ -201,7 +205,8 @@ def _names_input(text: str) -> bool:
 
 
 def _split(masked: str) -> list[str]:
-    lines = _split_first_item([ln for ln in _GLUED_MARK.sub(r"\1 ", masked).splitlines() if ln.strip()])
+    masked = _AMPERSAND.sub(" and ", _GLUED_MARK.sub(r"\1 ", masked))
+    lines = _split_first_item([ln for ln in masked.splitlines() if ln.strip()])
     starts = [_line_marker(ln) for ln in lines]
     if sum(m is not None for m in starts) >= 2:
         first = next(i for i, m in enumerate(starts) if m is not None)

@@ -37,7 +37,7 @@ HEAD_NOUNS = (
     r"(?:antonym|opposite|synonym|plural|singular|capital|sum|difference|product|spelling|translation|"
     r"negation|sentiment|language|continent|region|colou?r|category|type|meaning|definition)\s+(?:of|for)"
 )
-TASK_START = rf"(?:{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
+TASK_START = rf"(?:(?:the\s+)?{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
 TASKWORDS = rf"(?:please|{ORDINAL_WORDS}|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
 TASKLIKE = rf"(?:{TASK_START}|{TASKWORDS})"
 

@@ -52,10 +52,12 @@ _ANAPHOR = re.compile(
 )
 _BACK_NP = re.compile(
     r"\bthe\s+(?:(\w+ed)\s+(?:word|words|number|sentence|text|list|date)|(\w{4,})(?:\s+name)?)"
-    r"(?=\s*$|\s*[.?!,;]|\s+(?:out|letter|backwards|one|into|as|with|using|in\s+(?:words|capital|reverse|roman|german|french|spanish)))",
+    r"(?=\s*$|\s*[.?!,;]|\s+(?:out|letter|backwards|one|into|as|with|using|has|have|contains|in\s+(?:words|capital|reverse|roman|german|french|spanish)))",
     re.I,
 )
 _NAMED = re.compile(r"\bthe\s+(?:word|noun|adjective|number|country|date|value)\s+(?!(?:is|are|was)\b)([^\s\x00,.;?!]+)", re.I)
+# words after "its" that show it is "it's" ("what language its in")
+_NOT_A_NOUN = frozenset("in on at from about a an the not spoken written located been is".split())
 _QUESTION_PAYLOAD = re.compile(r"^(.*\?)\s+(\S.*)$")
 # the words an input carrier is made of ("Here it is:", "The words are:", "It is"): no task word
 _CARRIER_WORDS = frozenset(
@@ -191,6 +193,15 @@ def _task_text(step: Step) -> str:
     return step.subgoal.replace(step.input, " ") if step.input and not step.depends_on else step.subgoal
 
 
+def _its_to(ref: str, text: str) -> str:
+    """ "its region" -> "the region of Peru"; "its in" is the common typo of "it's in": "Peru's in"."""
+    def sub(k: re.Match) -> str:
+        word = k.group(1)
+        return f"{ref} {word}" if word.lower() in _NOT_A_NOUN else f"the {word} of {ref}"
+
+    return re.sub(r"\bits\s+(\w+)", sub, text, count=1, flags=re.I)
+
+
 def _same_input_step(index: int, text: str, previous: Step | None) -> Step:
     """ "..., and what is its region?": "its" is the previous step's input, not its answer."""
     ref = None
@@ -198,7 +209,7 @@ def _same_input_step(index: int, text: str, previous: Step | None) -> Step:
         ref = previous.input if previous.input and not previous.depends_on else _entity(previous.subgoal)
     if ref is None:
         return Step(id=step_id(index), subgoal=text)
-    new = re.sub(r"\bits\s+(\w+)", lambda k: f"the {k.group(1)} of {ref}", text, count=1, flags=re.I)
+    new = _its_to(ref, text)
     if new == text:
         new = re.sub(r"\bit\b", lambda k: ref, text, count=1, flags=re.I)
     return Step(id=step_id(index), subgoal=new, input=ref)
@@ -234,7 +245,7 @@ def _step(index: int, clause: str, spans: list[str], intro_input: str | None, ea
         if word.endswith(" one"):  # "name the larger one" -> "name the larger of <input>"
             new = text[: m.start()] + word.rsplit(" ", 1)[0] + " of " + ref + text[m.end() :]
         elif word == "its":
-            new = re.sub(r"\bits\s+(\w+)", lambda k: f"the {k.group(1)} of {ref}", text, count=1, flags=re.I)
+            new = _its_to(ref, text)
         else:
             new = text[: m.start()] + ref + text[m.end() :]
         return Step(id=step_id(index), subgoal=new, input=ref, depends_on=deps)
