@@ -143,6 +143,10 @@ def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
         ("what is 34 plus 12? and 50 minus 7?", ["what is 34 plus 12?", "50 minus 7?"], [None, None], [(), ()]),
         ("spell 'queue' (letter by letter please) & give its plural",
          ["spell 'queue' (letter by letter please)", "give the plural of queue"], ["queue", "queue"], [(), ()]),
+        # an arrow is "then"; a dash before "and" is not part of the subgoal
+        ("plural of 'mouse' -> spell it letter by letter", ["plural of 'mouse'", "spell {s1} letter by letter"], ["mouse", "{s1}"], [(), ("s1",)]),
+        ("What language is 'Hola, amigo' - and is it positive or negative?",
+         ["What language is 'Hola, amigo'", "is Hola, amigo positive or negative?"], ["Hola, amigo", "Hola, amigo"], [(), ()]),
         # "X and the plural of Y" without a comma; a counted preamble ended by a dash is chat
         ("I need 2 things - the capital of Chad and the plural of 'ox'", ["the capital of Chad", "the plural of 'ox'"], [None, "ox"], [(), ()]),
         # "its in" is "it's in"; "the plural has" names the answer before

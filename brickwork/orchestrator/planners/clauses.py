@@ -49,6 +49,7 @@ _SENT = re.compile(
 _CONNECT = re.compile(
     r"\s*;\s*(?:and\s+)?(?:then\s+)?"
     rf"|,?\s+(?:and\s+)?(?:{CONN_WORDS})\s*,?\s+"
+    r"|\s*(?:->|→|=>)\s*"  # "plural of 'mouse' -> spell it": an arrow is "then"
     rf"|,\s+(?:and\s+)?{ORDINAL_WORDS}\s*[,:]?\s+"  # "firstly X, secondly Y"
     rf"|,?\s+(?:as\s+well\s+as|plus)\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)"  # "the plural of X as well as the antonym of Y"
     rf"|,?\s+and\s+(?=\x03|(?:{VERB_ALT})\b)|,\s+and\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)|\s+and\s+(?=the\s+{HEAD_NOUNS}\b)"
@@ -69,7 +70,7 @@ _PAYLOAD_END = re.compile(
     rf";\s+(?=(?:and\s+)?(?:then\s+)?{TASKLIKE})|,\s+and\s+(?=(?:what|which|who|where|when|how)\b[^.!]*\?\W*$)|(?:[.?!;,]\s*|\s+)(?=(?:and\s+)?(?:{CONN_WORDS}|{ORDINALS})\b)|(?<=[.?!])\s+(?=(?:please|step\s*\d|\d[.)]|{VERB_ALT})\b)",
     re.I,
 )
-_TRAIL = re.compile(r"(?:[\s,]*\bplease\b)?[\s,;.]*$", re.I)
+_TRAIL = re.compile(r"(?:[\s,]*\bplease\b)?[\s,;.\-–—]*$", re.I)
 INTRO = re.compile(
     # "take" introduces an input ("Take the word 'mouse'.") unless it is the task ("Take 8 away from 47")
     r"^(?:here\s+is|here's|there\s+is|there's|think\s+of|take(?!.*\b(?:away|from|off)\b)(?=\s+(?:the|this|these|a|an)\b|\s*\x00)|consider|look\s+at|i\s+have|given|think\s+about)\b",
