@@ -143,6 +143,10 @@ def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
         ("what is 34 plus 12? and 50 minus 7?", ["what is 34 plus 12?", "50 minus 7?"], [None, None], [(), ()]),
         ("spell 'queue' (letter by letter please) & give its plural",
          ["spell 'queue' (letter by letter please)", "give the plural of queue"], ["queue", "queue"], [(), ()]),
+        # question words and "please" as typed in chat
+        ("whats the capital of chad and whats the plural of 'ox'", ["whats the capital of chad", "whats the plural of 'ox'"], [None, "ox"], [(), ()]),
+        ("plz spell 'cat' then negate 'I ran.'", ["spell 'cat'", "negate 'I ran.'"], ["cat", "I ran."], [(), ()]),
+        ("hiya, hope ur good! wat is the opposite of 'up'? cheers", ["wat is the opposite of 'up'"], ["up"], [()]),
         # an arrow is "then"; a dash before "and" is not part of the subgoal
         ("plural of 'mouse' -> spell it letter by letter", ["plural of 'mouse'", "spell {s1} letter by letter"], ["mouse", "{s1}"], [(), ("s1",)]),
         ("What language is 'Hola, amigo' - and is it positive or negative?",

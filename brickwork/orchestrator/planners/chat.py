@@ -37,7 +37,7 @@ _CHAT_WORDS = frozenset(
     thanks thank grateful appreciate appreciated appreciation much lot help helping hand favour favor
     quick question questions thing things stuff basic silly dumb simple obvious stupid rush hurry mind wondering
     curious hi hello hey hiya morning afternoon evening good great lovely nice day weekend cheers ok okay so
-    um umm hmm lol haha please kindly best awesome wonderful amazing star legend really very just bit little
+    um umm hmm lol haha please plz pls kindly best awesome wonderful amazing star legend really very just bit little
     quite too still also more another once one back asking ask wonder sure fine doing going hard again
     studying working busy advance time"""
     .split()
@@ -46,7 +46,7 @@ _FUNCTION_WORDS = frozenset(
     """i i'm im me my mine we us our you you're youre your u it it's its this that these those there here
     a an the to for of with about on in at by from as if but and or so is are am was were be been being
     have has had do does did can could would will shall should may might must not no all any some
-    for word sentence number""".split()
+    for word sentence number ur r ya yr""".split()
 )
 _TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # a segment of chat at the start ("Sorry to bother you again." / "Apologies if this is basic, but")

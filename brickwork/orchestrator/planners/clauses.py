@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 
 from brickwork.orchestrator.planners.lexicon import (
-    BANG, CONN_WORDS, HEAD_NOUNS, IMPERATIVE_ALT, LEAD, LIST_MARK, NUMBER_WORDS, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB,
+    BANG, CHAT_QUESTION, CONN_WORDS, HEAD_NOUNS, IMPERATIVE_ALT, LEAD, LIST_MARK, NUMBER_WORDS, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB,
     ORDINAL_WORDS, ROMAN, TASKLIKE, TASKWORDS, VERB_ALT, ends_in_list_mark,
 )
 
@@ -52,7 +52,7 @@ _CONNECT = re.compile(
     r"|\s*(?:->|→|=>)\s*"  # "plural of 'mouse' -> spell it": an arrow is "then"
     rf"|,\s+(?:and\s+)?{ORDINAL_WORDS}\s*[,:]?\s+"  # "firstly X, secondly Y"
     rf"|,?\s+(?:as\s+well\s+as|plus)\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)"  # "the plural of X as well as the antonym of Y"
-    rf"|,?\s+and\s+(?=\x03|(?:{VERB_ALT})\b)|,\s+and\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)|\s+and\s+(?=the\s+{HEAD_NOUNS}\b)"
+    rf"|,?\s+and\s+(?=\x03|(?:{VERB_ALT})\b|{CHAT_QUESTION})|,\s+and\s+(?=(?:the\s+)?{HEAD_NOUNS}\b)|\s+and\s+(?=the\s+{HEAD_NOUNS}\b)"
     r"|,?\s+and\s+(?=i\s+(?:need|want|would\s+like|'d\s+like)\b)"
     rf"|,\s+(?=(?:{IMPERATIVE_ALT})\b)",
     re.I,

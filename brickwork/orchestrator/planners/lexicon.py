@@ -18,6 +18,9 @@ VERBS = (
     "what which who whom whose where when why how is are does do was were can could"
 ).split()
 QUESTION_WORDS = frozenset("what which who whom whose where when why how is are does do was were can could".split())
+# question words as they are typed in chat ("whats the capital of chad and wats 12 plus 5"): they
+# start a task, but are not task words after a colon (an SMS there says "Whats up")
+CHAT_QUESTION = r"(?:whats|wats|wat|whos|wheres|hows)\b"
 VERB_ALT = "|".join(VERBS)
 IMPERATIVE_ALT = "|".join(v for v in VERBS if v not in QUESTION_WORDS)
 
@@ -37,7 +40,7 @@ HEAD_NOUNS = (
     r"(?:antonym|opposite|synonym|plural|singular|capital|sum|difference|product|spelling|translation|"
     r"negation|sentiment|language|continent|region|colou?r|category|type|meaning|definition)\s+(?:of|for)"
 )
-TASK_START = rf"(?:(?:the\s+)?{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
+TASK_START = rf"(?:{CHAT_QUESTION}|(?:the\s+)?{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
 TASKWORDS = rf"(?:please|{ORDINAL_WORDS}|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
 TASKLIKE = rf"(?:{TASK_START}|{TASKWORDS})"
 
@@ -59,7 +62,7 @@ def ends_in_list_mark(text: str) -> bool:
 
 # wrappers in front of a clause ("Please", "First,", "Can you tell me:")
 LEAD = re.compile(
-    rf"^(?:(?:please|{ORDINAL_WORDS}|then|next|also|finally|lastly|last|and|oh|btw|by\s+the\s+way|"
+    rf"^(?:(?:please|plz|pls|{ORDINAL_WORDS}|then|next|also|finally|lastly|last|and|oh|btw|by\s+the\s+way|"
     r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|(?:could|can)\s+u\b|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|"
     r"quick\s+question\s*:|i\s+need\s+this\s*:|do\s+(?:two|three|four|the\s+following)\s+things?\s*:|"
     r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,:]*)+",
