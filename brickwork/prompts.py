@@ -21,9 +21,11 @@ Example::
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +89,45 @@ class PromptFormat:
         if continue_final_message and msgs[-1].get("role") != "assistant":
             raise ValueError("`continue_final_message` needs the conversation to end with an assistant message")
         return self._render_chat(msgs, add_generation_prompt and not continue_final_message, continue_final_message)
+
+    def user_message(self, prompt: str) -> str | None:
+        """The last user message of a prompt this format rendered (`render`, `render_chat`), or
+        None when it holds none. The user turn's opening and closing text are read off this
+        format's own rendering of a probe conversation, so any chat template is understood (one
+        without a system role gives the message with the system text folded in, as rendered)."""
+        marks = self._user_marks
+        if marks is None:
+            return None
+        head, end = marks
+        i = prompt.rfind(head)
+        if i < 0:
+            return None
+        start = i + len(head)
+        j = prompt.find(end, start) if end else -1
+        return (prompt[start:] if j < 0 else prompt[start:j]).strip()
+
+    @cached_property
+    def _user_marks(self) -> tuple[str, str] | None:
+        """(what opens a user turn, what closes it), from a probe rendered with and without the
+        generation prompt; None when the template cannot render the probe."""
+        u1, a1, u2 = "BWPROBEUSERONE", "BWPROBEREPLY", "BWPROBEUSERTWO"
+        msgs = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": u1},
+                {"role": "assistant", "content": a1}, {"role": "user", "content": u2}]
+        from jinja2 import TemplateError
+
+        try:
+            text = self._render_chat(msgs, False, False)
+        except (TemplateError, ValueError, TypeError, KeyError, IndexError):
+            return None
+        if not (0 <= text.find(u1) < text.find(a1) < text.find(u2)):
+            return None
+        after_user = text[text.find(u1) + len(u1) : text.find(a1)]  # user end + assistant opening
+        end = os.path.commonprefix([after_user, text[text.find(u2) + len(u2) :]]).rstrip()
+        head = text[text.find(a1) + len(a1) : text.find(u2)].lstrip()  # assistant end + user opening
+        for close in (self.stop, end):  # what ends the reply (often what ends a user turn too)
+            if close and head.startswith(close):
+                head = head[len(close) :].lstrip()
+        return (head, end) if head.strip() else None
 
     def target(self, answer: str) -> str:
         """What a brick is trained to reply: the answer, then the end-of-turn token."""

@@ -123,6 +123,42 @@ def test_a_template_without_a_system_role_folds_the_system_message_into_the_user
     assert fmt.stop == "<|end|>"
 
 
+LLAMA3 = (
+    "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+GEMMA = (  # no system role: Gemma's own template folds it into the first user turn
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n' + m['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+@pytest.mark.parametrize(("template", "system"), [(None, ""), (TEMPLATE, ""), (LLAMA3, ""), (GEMMA, "Answer briefly.\n")])
+def test_the_last_user_message_is_read_back_through_the_format(qwen_dir, template, system):
+    """`PromptFormat.user_message` inverts `render`/`render_chat` for any template (what the fake
+    engine echoes and the harness routes on)."""
+    from transformers import AutoTokenizer
+
+    from brickwork.prompts import CHATML, PromptFormat
+    from brickwork.serving import FakeEngine, Request
+    from brickwork.serving.fake import user_message
+
+    fmt = CHATML
+    if template is not None:
+        tok = AutoTokenizer.from_pretrained(str(qwen_dir))
+        tok.chat_template = template
+        fmt = PromptFormat.from_tokenizer(tok, name="probe")
+    assert fmt.user_message(fmt.render(" ping red ")) == system + "ping red"
+    chat = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "reply"}, {"role": "user", "content": "second one"}]
+    assert fmt.user_message(fmt.render_chat(chat)) == "second one"
+    assert fmt.user_message(fmt.render_chat([*chat, {"role": "assistant", "content": "so"}], continue_final_message=True)) == "second one"
+    assert fmt.user_message("a plain context, no chat turns") is None
+    assert user_message("  plain  ", fmt) == "plain"
+    [out] = FakeEngine(prompts=fmt).generate([Request(prompt=fmt.render("ping blue"))])
+    assert out.text == f"[base] {system}ping blue"
+
+
 def test_a_tokenizer_without_a_chat_template_is_refused(qwen_dir):
     from transformers import AutoTokenizer
 

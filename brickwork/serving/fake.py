@@ -22,15 +22,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from brickwork.errors import ConfigError
+from brickwork.prompts import CHATML, PromptFormat
 from brickwork.serving.engine import Completion, EngineBase, PromptScore, Request, ScoreRequest, TokenLogprob
 
-_USER = re.compile(r"<\|im_start\|>user\n(?P<text>.*?)(?:<\|im_end\|>|$)", re.S)
-
-
-def user_message(prompt: str) -> str:
-    """The last user message of a prompt rendered by `render_prompt` (the prompt itself otherwise)."""
-    found = _USER.findall(prompt)
-    return found[-1].strip() if found else prompt.strip()
+def user_message(prompt: str, prompts: PromptFormat = CHATML) -> str:
+    """The last user message of a prompt rendered in `prompts` (the default base's ChatML unless
+    given; `PromptFormat.user_message`), the prompt itself otherwise."""
+    found = prompts.user_message(prompt)
+    return prompt.strip() if found is None else found
 
 
 def minimal_json(schema: dict[str, Any]) -> Any:
@@ -65,16 +64,19 @@ class FakeEngine(EngineBase):
 
     `store`, when given, is used to check that every requested brick version exists (raising
     `BrickNotFound` as real engines do). `respond(request)` may return the text to produce, or
-    None for the default behaviour.
+    None for the default behaviour. `prompts` is the format requests are rendered in (ChatML, the
+    default base's, unless given): the default text echoes the user message it finds with it.
     """
 
     name = "fake"
 
-    def __init__(self, store: Any = None, *, respond: Callable[[Request], str | None] | None = None) -> None:
+    def __init__(self, store: Any = None, *, respond: Callable[[Request], str | None] | None = None,
+                 prompts: PromptFormat = CHATML) -> None:
         if respond is not None and not callable(respond):
             raise ConfigError(f"`respond` should be a callable, got {respond!r}.")
         self.store = store
         self.respond = respond
+        self.prompts = prompts
         self.calls: list[list[Request]] = []
         self._lock = threading.Lock()
 
@@ -120,7 +122,7 @@ class FakeEngine(EngineBase):
             else:
                 config = "+".join(f"{b.name}@{b.version}:{b.weight:g}" for b in req.bricks) or "base"
                 prompt = req.prompt if isinstance(req.prompt, str) else " ".join(map(str, req.prompt))
-                text = f"[{config}] {user_message(prompt)}"
+                text = f"[{config}] {user_message(prompt, self.prompts)}"
         for stop in s.stop:
             if stop in text:
                 text = text[: text.index(stop)]

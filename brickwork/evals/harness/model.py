@@ -259,7 +259,7 @@ class BrickworkLM(TemplateLM):
         Not counted: the suite uses it to tell which bricks each evaluated item went to."""
         if self.fixed is not None:
             return [self.fixed] * len(contexts)
-        queries = [self.chat_queries.get(c) or user_message(c) or c or " " for c in contexts]
+        queries = [self.chat_queries.get(c) or user_message(c, self.prompts) or c or " " for c in contexts]
         new = list(dict.fromkeys(q for q in queries if q not in self.routes))
         if new:
             for q, choices in zip(new, self.retriever.route(new), strict=True):
