@@ -23,6 +23,18 @@ def base():
     return resolve_base_model()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`): tiny
+    matmuls on a CPU shared with other busy processes are far slower with two spinning threads."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def library(tmp_path, base):
     """An empty brick library in tmp_path for the default base model."""

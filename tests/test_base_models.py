@@ -55,15 +55,7 @@ def make_tiny_qwen2(out: Path, tokenizer_src: Path, *, seed: int = 0, pickles: b
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a CPU shared with other busy processes two spinning threads are far slower."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from brickwork.bricks.emergent.slicing import skip_layers, slice_ffn  # noqa: E4
 from brickwork.errors import ConfigError, ModelError  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matmuls are much slower with 2 OpenMP threads on a busy shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_llama(layers: int = 2, vocab: int = 128, seed: int = 0):
