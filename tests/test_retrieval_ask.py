@@ -96,9 +96,10 @@ def test_feature_config_ask_threshold_is_validated_and_required():
     assert FeatureConfig(lexical_weight=0.0).semantic_part(384) == (384, 1.0)
 
 
-def test_starter_language_id_must_be_asked_for_on_the_real_embedder(library, base, tmp_path):
+def test_starter_bricks_that_must_be_asked_for_on_the_real_embedder(library, base, tmp_path):
     """The shipped starter manifests, the MiniLM embedder: a request in Japanese about a diet plan
-    goes to the base model (language_id passed over); asking for the language still routes there."""
+    goes to the base model (language_id passed over), and so does a bare question (trec_question_type);
+    asking for their tasks still routes there."""
     from brickwork.evals.routing import starter_manifest
     from brickwork.retrieval_index import BrickIndex
     from brickwork.tasks import load_tasks
@@ -106,18 +107,75 @@ def test_starter_language_id_must_be_asked_for_on_the_real_embedder(library, bas
 
     tasks = load_tasks()
     adapter = write_lora_adapter(tmp_path / "a", base, layers=range(1))
-    for tid in ("language_id", "sentiment_binary", "english_plural"):
+    for tid in ("language_id", "sentiment_binary", "english_plural", "trec_question_type", "sentence_negation"):
         library.add(adapter, starter_manifest(tasks[tid], base).replace(rank=8, target_modules=["q_proj", "v_proj"]))
     assert library.get("language_id").manifest.bare_inputs is False
+    assert library.get("trec_question_type").manifest.bare_inputs is False
     index = BrickIndex.open(library)
     router = Router.for_index(index)
-    asks = ['What language is "Merci beaucoup pour votre aide"?', "Which language is this: Dziękuję bardzo!"]
-    requests = ["ダイエットの食事プランを一週間分作ってください。", "¿Me recomiendas una película para este fin de semana?"]
-    for q in asks:
+    asks = {
+        'What language is "Merci beaucoup pour votre aide"?': "language_id",
+        "Which language is this: Dziękuję bardzo!": "language_id",
+        # the question it carries pulls the full request away from the task: the ask view lets it in
+        "What kind of answer does this question want? Why are electric cars less efficient in the northeast ?": "trec_question_type",
+        "Make this sentence negative: The museum is open on Mondays.": "sentence_negation",
+    }
+    requests = {
+        "ダイエットの食事プランを一週間分作ってください。": "language_id",
+        "¿Me recomiendas una película para este fin de semana?": "language_id",
+        "Who invented the telephone?": "trec_question_type",  # a bare question wants its answer
+    }
+    for q, want in asks.items():
         hits = index.search(q)
-        assert router.route(hits)[0].name == "language_id", (q, hits)
-    for q in requests:
+        assert router.route(hits)[0].name == want, (q, hits)
+    for q, brick in requests.items():
         hits = index.search(q)
-        lang = next(h for h in hits if h.name == "language_id")
-        assert lang.declined, (q, hits)
-        assert all(r.name != "language_id" for r in router.route(hits)), (q, hits)
+        passed = [h for h in hits if h.name == brick]
+        assert not passed or passed[0].declined, (q, hits)
+        assert all(r.name != brick for r in router.route(hits)), (q, hits)
+
+
+@pytest.mark.parametrize(
+    ("text", "view"),
+    [
+        ("What kind of answer does this question want? Why is the sky blue ?", "What kind of answer does this question want?"),
+        ("Which language is this: Dziękuję bardzo!", "Which language is this"),
+        ("Make 'The shop is open' negative.", "Make X negative."),
+        ("What colour is rgb(12, 200, 40)?", "What colour is X ?"),
+        ("Who invented the telephone?", None),  # a bare question: nothing to take out
+        ("Ok. But i finish at 6.", "Ok. But i finish at X ."),  # numbers go; the message stays far from any task
+        ("Sure!", None),
+        ("rgb(12, 200, 40)", None),
+    ],
+)
+def test_the_ask_view_takes_the_input_out_of_a_request(text, view):
+    from brickwork.retrieval_index.asking import ask_view
+
+    assert ask_view(text) == view
+
+
+def test_a_request_failing_on_its_full_text_gets_a_second_look_at_its_ask_view():
+    """The view is embedded only where it can change the decision (the failing brick would win)."""
+    rows = _unit(np.array([[1, 0, 1, 0], [0.6, 0.8, 0, 1], [0, 1, 1, 0], [0.8, 0.6, 0, 1]], np.float32))
+    seen: list[list[str]] = []
+
+    def embed(texts):
+        seen.append(list(texts))
+        return _unit(np.array([[1.0, 0.0]] * len(texts), np.float32))  # the view: "asked"'s description
+
+    gate = AskGate(bricks=np.array([True, False]), min_cos=0.5, sem_dim=2, sem_scale=0.5, embed=embed)
+    table = BrickTable(["asked", "open"], [1, 1], [2, 2], rows, Ann("flat", rows), np.array([0, 1, 0, 1], np.int8), ask=gate)
+    # far from the description on its full text, and "asked" scores best before the gate
+    q = _unit(np.array([[0.3, 0.9, 0, 1]], np.float32))
+    assert table.declined(q).tolist() == [[True, False]]  # no texts: the full request alone
+    hits = table.search(q, 2, ["Name its task please: some long input text"])[0]
+    assert seen == [["Name its task please"]]
+    assert [(h.name, h.declined) for h in hits][0] == ("asked", False)
+    # no view to take (a bare input): still passed over, nothing embedded
+    seen.clear()
+    hits = table.search(q, 2, ["some long input text"])[0]
+    assert seen == [] and next(h for h in hits if h.name == "asked").declined
+    # "open" wins before the gate: the view cannot change the decision, so it is not embedded
+    q_open = _unit(np.array([[0, 1, 1, 0.2]], np.float32))
+    table.search(q_open, 2, ["Name its task please: some long input text"])
+    assert seen == []

@@ -19,7 +19,9 @@ from brickwork.tasks import Task, sample
 #: input: their bricks must be asked for (manifest ``bare_inputs: false``; docs/retrieval.md,
 #: "Bricks that must be asked for"). `language_id` takes any sentence in any language, and with an
 #: English sentence embedder a non-English request cannot be told from its inputs (measured there).
-ASKED_ONLY = frozenset({"language_id"})
+#: A bare question is asked to be answered, not typed (`trec_question_type`), and a bare statement
+#: asks for nothing, least of all its negation (`sentence_negation`).
+ASKED_ONLY = frozenset({"language_id", "trec_question_type", "sentence_negation"})
 
 N_EXAMPLE_INPUTS = 24
 N_EXAMPLE_REQUESTS = 12

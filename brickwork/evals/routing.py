@@ -268,6 +268,8 @@ def eval_rows(manifests: dict[str, Any], emb: Any, cache: Any, none_texts: Seque
         "aug_sem": cache.embed(emb, aug_texts),
         "none_texts": none_texts,
         "none_sem": cache.embed(emb, none_texts),
+        # the requests' ask views (retrieval_index/asking.py), embedded as the index embeds them
+        "embed": lambda ts: cache.embed(emb, ts),
     }
 
 
@@ -304,7 +306,7 @@ def _variant_scores(v: Variant, qsem: np.ndarray, qtexts: list[str], rows: dict[
         rows["fields"][mask], classifier=w, classifier_weight=v.classifier_weight,
         none=kept, none_weight=v.none_neighbour_weight, none_margin=v.none_neighbour_margin,
         form=limits, form_weight=v.form_weight, form_slack=v.form_slack,
-        ask=None if v.ask_min_cos is None else AskGate.of(rows["bare_inputs"], replace(cfg, ask_min_cos=v.ask_min_cos), rv.shape[1]),
+        ask=None if v.ask_min_cos is None else AskGate.of(rows["bare_inputs"], replace(cfg, ask_min_cos=v.ask_min_cos), rv.shape[1], rows["embed"]),
     )
     out, fields = table.scores(qv, qtexts)
     return out, fields[np.arange(len(qv)), out.argmax(1)]

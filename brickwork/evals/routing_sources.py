@@ -80,6 +80,7 @@ class Space:
     limits: np.ndarray | None = None  # (bricks, 2) each brick's form region (form.brick_limits of its texts)
     bare_inputs: np.ndarray | None = None  # (bricks,) the manifests' `bare_inputs`
     features: Any = None  # the FeatureConfig the vectors were built with
+    embed: Any = None  # texts -> unit semantic embeddings (the ask views, retrieval_index/asking.py)
 
 
 def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halves: dict[str, list[Any]]) -> Space:
@@ -107,6 +108,7 @@ def build_space(rows: dict[str, Any], emb: Any, cache: Any, features: Any, halve
         limits=form_limits(rows),
         bare_inputs=np.asarray(rows["bare_inputs"], bool),
         features=features,
+        embed=rows["embed"],
     )
 
 
@@ -187,7 +189,7 @@ class Folds:
             s.names, [1] * len(s.names), counts, s.rows, Ann("flat", s.rows), s.fields,
             classifier=w, classifier_weight=d.beta, none=kept, none_weight=d.gamma, none_margin=d.delta,
             form=s.limits, form_weight=d.form_weight, form_slack=d.form_slack,
-            ask=None if d.ask_min_cos is None else AskGate.of(s.bare_inputs, replace(s.features, ask_min_cos=d.ask_min_cos), s.rows.shape[1]),
+            ask=None if d.ask_min_cos is None else AskGate.of(s.bare_inputs, replace(s.features, ask_min_cos=d.ask_min_cos), s.rows.shape[1], s.embed),
         )
 
 

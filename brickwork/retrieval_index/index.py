@@ -359,7 +359,7 @@ class BrickIndex:
             form=np.asarray([e[n]["form"] for n in self._names], np.float32) if self.features.form_weight > 0 and self._names else None,
             form_weight=self.features.form_weight,
             form_slack=self.features.form_slack,
-            ask=AskGate.of([e[n]["bare_inputs"] for n in self._names], self.features, self._vectors.shape[1]),
+            ask=AskGate.of([e[n]["bare_inputs"] for n in self._names], self.features, self._vectors.shape[1], self._embed_views),
         )
 
 
@@ -394,6 +394,11 @@ class BrickIndex:
         else:
             sem = self.embedder.embed(texts)
         return combine(sem, texts, self.features)
+
+    def _embed_views(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit semantic embeddings of requests' ask views (search.AskGate.embed)."""
+        self._check_embedder()
+        return self.embedder.embed(list(texts))
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Query vectors in this index's space (what `search_vectors` takes)."""

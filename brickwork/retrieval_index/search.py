@@ -15,12 +15,15 @@ input and no similarity to its inputs says the request wants this brick. Such a 
 over (its score drops by `ASK_COST`, below any threshold; its hits say ``declined``) unless the
 request asks for its task: the *semantic* cosine of the request to the brick's description is at
 least `FeatureConfig.ask_min_cos`. The semantic part alone, because the lexical half of a vector
-rewards shared characters, and an instruction names a task in any script.
+rewards shared characters, and an instruction names a task in any script. The test is also made on
+the request's *ask view* (asking.py: the request with the input it carries taken out) and the better
+cosine counts; that view is embedded only for a request whose best brick before the gate is one
+that the full request fails to ask for (the one case where the view can change the decision).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +31,7 @@ import numpy as np
 
 from brickwork.retrieval_index import classifier as clf
 from brickwork.retrieval_index.ann import Ann, AnnConfig, single_threaded_blas
+from brickwork.retrieval_index.asking import ask_view
 
 
 @dataclass(frozen=True, order=True)
@@ -61,16 +65,22 @@ class AskGate:
     min_cos: float
     sem_dim: int  # the semantic embedding's width at the start of each vector
     sem_scale: float  # the factor its dot products carry (features.FeatureConfig.semantic_part)
+    #: texts -> their unit semantic embeddings (the index's embedder): for the requests' ask views
+    #: (asking.py); None: the full request alone is tested
+    embed: Callable[[Sequence[str]], np.ndarray] | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, bare_inputs: Sequence[bool], features: Any, dim: int) -> AskGate | None:
+    def of(
+        cls, bare_inputs: Sequence[bool], features: Any, dim: int, embed: Callable[[Sequence[str]], np.ndarray] | None = None
+    ) -> AskGate | None:
         """The gate for bricks with these manifest `bare_inputs` flags, in an index of `features`
-        (a `FeatureConfig`) and vectors `dim` wide; None when every brick takes bare inputs."""
+        (a `FeatureConfig`) and vectors `dim` wide; None when every brick takes bare inputs.
+        `embed` embeds the requests' ask views (see `AskGate.embed`)."""
         asked = ~np.asarray(bare_inputs, bool)
         if not asked.any():
             return None
         sem_dim, scale = features.semantic_part(dim)
-        return cls(bricks=asked, min_cos=features.ask_min_cos, sem_dim=sem_dim, sem_scale=scale)
+        return cls(bricks=asked, min_cos=features.ask_min_cos, sem_dim=sem_dim, sem_scale=scale, embed=embed)
 
 
 class BrickTable:
@@ -154,12 +164,14 @@ class BrickTable:
         """(queries, bricks): every brick's exact score."""
         return self.scores(qvecs, texts)[0]
 
-    def scores(
-        self, qvecs: np.ndarray, texts: Sequence[str] | None = None, *, declined: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(queries, bricks) exact brick scores and, for each, the field of its best row. `texts`
-        (the queries as written) enable the form penalty; without them it is not applied.
-        `declined`: `self.declined(qvecs)` when the caller has it already."""
+        (the queries as written) enable the form penalty and the ask view; without them neither applies."""
+        out, fields, _ = self._scored(qvecs, texts)
+        return out, fields
+
+    def _scored(self, qvecs: np.ndarray, texts: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`scores` and which bricks were passed over for not being asked for."""
         with single_threaded_blas():
             rows = np.asarray(qvecs, dtype=np.float32) @ self.vectors.T
         best = np.maximum.reduceat(rows, self.starts, axis=1)
@@ -167,7 +179,8 @@ class BrickTable:
         is_best = rows == best[:, self.row_brick]
         first = np.where(is_best, np.arange(rows.shape[1])[None, :], rows.shape[1])
         arg = np.minimum.reduceat(first, self.starts, axis=1)
-        return self._blend(qvecs, best, texts=texts, declined=declined), self.fields[arg]
+        out, declined = self._blend(qvecs, best, texts=texts)
+        return out, self.fields[arg], declined
 
     @property
     def _adjusted(self) -> bool:
@@ -183,13 +196,39 @@ class BrickTable:
                 out[:, self._asked] = (q[:, : self.ask.sem_dim] @ self._desc.T) / self.ask.sem_scale
         return out
 
-    def declined(self, qvecs: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
-        """(queries, bricks or cols) whether each brick is passed over for not being asked for."""
+    def declined(
+        self, qvecs: np.ndarray, cols: np.ndarray | None = None, texts: Sequence[str] | None = None, pre: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(queries, bricks or cols) whether each brick is passed over for not being asked for.
+        With `texts` (and a gate that can embed) a request that fails on its full text is tested
+        again on its ask view, where that can change the decision: when `pre` (the scores before
+        the gate, same columns) is given, only if a failing brick scores above every other."""
         if self.ask is None:
             shape = (len(qvecs), len(self.names)) if cols is None else cols.shape
             return np.zeros(shape, bool)
         out = np.nan_to_num(self.ask_cos(qvecs), nan=np.inf) < self.ask.min_cos  # NaN: not gated
-        return out if cols is None else np.take_along_axis(out, cols, axis=1)
+        out = out if cols is None else np.take_along_axis(out, cols, axis=1)
+        if texts is None or self.ask.embed is None or not out.any():
+            return out
+        look = out.any(1)
+        if pre is not None:
+            failing = np.where(out, pre, -np.inf).max(1)
+            others = np.where(out, -np.inf, pre).max(1, initial=-np.inf)
+            look &= failing > others
+        views = {int(i): v for i in np.flatnonzero(look) if (v := ask_view(texts[int(i)])) is not None}
+        if not views:
+            return out
+        vv = np.asarray(self.ask.embed(list(views.values())), np.float32)
+        with single_threaded_blas():
+            vcos = vv @ self._desc.T / np.sqrt(self.ask.sem_scale)
+        full = np.full((len(views), len(self.names)), np.inf, np.float32)
+        full[:, self._asked] = vcos
+        fails = full < self.ask.min_cos
+        fails = fails if cols is None else np.take_along_axis(fails, cols[list(views)], axis=1)
+        out = out.copy()
+        rows = np.asarray(list(views), np.int64)
+        out[rows] &= fails
+        return out
 
     def parts(self, qvecs: np.ndarray, texts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """The score's parts for every brick (queries, bricks): ``cos`` (best row), ``p`` (classifier
@@ -204,8 +243,7 @@ class BrickTable:
         p = clf.brick_probabilities(self.classifier, qvecs, b) if self.classifier is not None else z
         none = clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin) if self.none is not None else z[:, 0]
         form = self._form_penalty(texts) if self.form is not None and texts is not None else z
-        declined = self.declined(qvecs)
-        score = self._blend(qvecs, cos, texts=texts, declined=declined)
+        score, declined = self._blend(qvecs, cos, texts=texts)
         return {"cos": cos, "p": p, "none": none, "form": form, "ask": ASK_COST * declined.astype(np.float32), "score": score}
 
     def _form_penalty(self, texts: Sequence[str], cols: np.ndarray | None = None) -> np.ndarray:
@@ -215,14 +253,14 @@ class BrickTable:
         return pen if cols is None else np.take_along_axis(pen, cols, axis=1)
 
     def _blend(
-        self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None, texts: Sequence[str] | None = None,
-        declined: np.ndarray | None = None,
-    ) -> np.ndarray:
+        self, qvecs: np.ndarray, cos: np.ndarray, cols: np.ndarray | None = None, texts: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Scores of bricks (all, or `cols` of each query: the best candidates, so the nearest row
-        of all is among them) from their best-row cosines; `declined`, when given, is
-        `self.declined(qvecs, cols)`."""
+        of all is among them) from their best-row cosines, and which were passed over for not
+        being asked for (`declined`)."""
+        none_declined = np.zeros(cos.shape, bool)
         if not self._adjusted or cos.shape[1] == 0:
-            return cos
+            return cos, none_declined
         out = cos
         with single_threaded_blas():
             if self.classifier is not None:
@@ -234,9 +272,10 @@ class BrickTable:
                 out = out - clf.none_penalty(qvecs, self.none, cos.max(1), self.none_weight, self.none_margin)[:, None]
         if self.form is not None and texts is not None:
             out = out - self._form_penalty(texts, cols)
-        if self.ask is not None:
-            out = out - ASK_COST * (self.declined(qvecs, cols) if declined is None else declined)
-        return out
+        if self.ask is None:
+            return out, none_declined
+        declined = self.declined(qvecs, cols, texts, pre=out)
+        return out - ASK_COST * declined, declined
 
     def search(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         if not self.names:
@@ -255,8 +294,7 @@ class BrickTable:
 
     def _exact(self, qvecs: np.ndarray, k: int, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         out = []
-        declined = self.declined(qvecs)
-        best, fields = self.scores(qvecs, texts, declined=declined)
+        best, fields, declined = self._scored(qvecs, texts)
         for row, frow, drow in zip(best, fields, declined, strict=True):
             idx = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             idx = idx[np.lexsort((idx, -row[idx]))]  # score desc, then name order: deterministic ties
@@ -292,12 +330,12 @@ class BrickTable:
                     retry.append(qi)
                     continue
                 cand = np.asarray(sorted(seen), dtype=np.int64)
-                dec_of = dict(zip(cand.tolist(), self.declined(qvecs[qi : qi + 1], cand[None, :])[0].tolist(), strict=True))
+                dec_of = dict.fromkeys(cand.tolist(), False)
                 if self._adjusted:
                     qt = None if texts is None else [texts[qi]]
-                    dec = np.asarray([[dec_of[b] for b in cand]], bool)
-                    blended = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :], qt, dec)[0]
-                    seen = {int(b): float(s) for b, s in zip(cand, blended, strict=True)}
+                    blended, dec = self._blend(qvecs[qi : qi + 1], np.asarray([[seen[b] for b in cand]], np.float32), cand[None, :], qt)
+                    seen = {int(b): float(s) for b, s in zip(cand, blended[0], strict=True)}
+                    dec_of = dict(zip(cand.tolist(), dec[0].tolist(), strict=True))
                 order = sorted(seen, key=lambda b: (-seen[b], b))
                 dec_all = np.asarray([dec_of[b] for b in order], bool)
                 score_of = np.asarray([seen[b] for b in order], np.float32)
