@@ -53,7 +53,7 @@ class FeatureConfig:
 
     #: a brick whose manifest has ``bare_inputs: false`` is passed over unless the request's
     #: semantic cosine to its description is at least this (search.py, "asked for")
-    ask_min_cos: float = 0.30
+    ask_min_cos: float = 0.35
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lexical_weight < 1.0:
