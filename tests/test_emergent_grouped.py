@@ -11,8 +11,10 @@ torch = pytest.importorskip("torch")
 
 from brickwork.bricks.emergent.grouped_ffn import GroupedFFN, balanced_groups, fit_groups, grouped_ffn  # noqa: E402
 from brickwork.errors import ConfigError  # noqa: E402
-from tests.test_emergent import ids, one_thread, tiny_llama  # noqa: E402, F401
+from tests.test_emergent import ids, tiny_llama  # noqa: E402, F401
 from tests.test_emergent_sparse import one_token_logits, tiny_peft  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FakeTokenizer:

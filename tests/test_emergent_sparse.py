@@ -9,7 +9,9 @@ torch = pytest.importorskip("torch")
 
 from brickwork.bricks.emergent.sparse_ffn import SparseFFN, calibrate_thresholds, check_fraction, sparse_ffn  # noqa: E402
 from brickwork.errors import ConfigError  # noqa: E402
-from tests.test_emergent import ids, one_thread, tiny_llama  # noqa: E402, F401
+from tests.test_emergent import ids, tiny_llama  # noqa: E402, F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_peft(targets=("q_proj", "gate_proj", "up_proj", "down_proj"), names=("first", "second")):
