@@ -118,6 +118,17 @@ def test_cli_unknown_engine_is_refused_naming_the_engines(library, capsys):
     assert "invalid choice: 'tgi'" in err and "'peft', 'vllm', 'vllm-server'" in err
 
 
+def test_cli_engine_choices_are_the_engine_names():
+    """The CLI keeps its own tuple (importing the serving package would slow every command's start):
+    it must name exactly the engines `serving.EngineName` does."""
+    from typing import get_args
+
+    from brickwork.cli import ENGINES
+    from brickwork.serving import EngineName
+
+    assert ENGINES == get_args(EngineName)
+
+
 # -- real training ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy_src(tmp_path_factory, base):

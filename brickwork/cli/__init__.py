@@ -41,8 +41,9 @@ def add_library_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--library", metavar="DIR", default=None, help="brick library (default: $BRICKWORK_HOME or ~/.brickwork)")
 
 
-# The engines a command can be told to use (`brickwork.serving.EngineName`); argparse names them
-# in the one-line error for any other.
+# The engines a command can be told to use: `brickwork.serving.EngineName`'s (a test keeps them the
+# same; not imported here, so a command starts without loading the serving package); argparse
+# names them in the one-line error for any other.
 ENGINES: tuple[str, ...] = ("peft", "vllm", "vllm-server")
 
 

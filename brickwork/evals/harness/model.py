@@ -36,7 +36,6 @@ from brickwork.errors import ConfigError
 from brickwork.evals.harness.chat import render_chat, template_source
 from brickwork.evals.harness.options import HarnessOptions
 from brickwork.serving.engine import BrickRef, Request, SamplingParams, ScoreRequest
-from brickwork.serving.fake import user_message
 
 # A continuation token is greedy when its logprob is the top one, up to float noise across engines.
 GREEDY_TOL = 1e-5
@@ -259,7 +258,7 @@ class BrickworkLM(TemplateLM):
         Not counted: the suite uses it to tell which bricks each evaluated item went to."""
         if self.fixed is not None:
             return [self.fixed] * len(contexts)
-        queries = [self.chat_queries.get(c) or user_message(c, self.prompts) or c or " " for c in contexts]
+        queries = [self.chat_queries.get(c) or self.prompts.user_message(c) or c.strip() or c or " " for c in contexts]
         new = list(dict.fromkeys(q for q in queries if q not in self.routes))
         if new:
             for q, choices in zip(new, self.retriever.route(new), strict=True):
