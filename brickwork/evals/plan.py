@@ -27,7 +27,16 @@ Four sets, none seen by the planner brick:
   unserved steps, same-input follow-ups and one step over two sentences. ``fresh3-dev`` is for
   development (its failures were read while changing the rules); ``fresh3`` is for the figures:
   scored once before the change (its failures not read) and once at the end
-  (``data/planner/fresh3.jsonl``, ``data/planner/fresh3-dev.jsonl``).
+  (``data/planner/fresh3.jsonl``, ``data/planner/fresh3-dev.jsonl``). ``fresh3`` was then read
+  and tuned on by the fourth session, so it is no longer held out;
+- ``fresh4``: 51 more, written by hand on 07 Dec 2026 (helper of issue 24, fourth planner session)
+  *before* any change to the rules of that session, not by ``synth.py``, and unlike the earlier
+  sets: formal, terse and chatty registers, typos, lowercase without punctuation, inputs before
+  the task words ("mali capital city?", "8806 in words?"), steps inside real-assistant context
+  ("I'm drafting an email to a client in Madrid. ..."), "–" and "•" bullets, roman numerals,
+  "Task A:", lines without markers, "/"-separated steps, steps no brick serves, same-input
+  follow-ups ("..., and what's its plural?") and one step over two sentences. Held out: its
+  per-item results are read only after its one final scoring (``data/planner/fresh4.jsonl``).
 
 A plan is correct when it has the gold number of steps and each step is aligned to its gold
 step: same dependencies, and a subgoal with token F1 >= 0.6 against the gold subgoal (references
@@ -62,8 +71,9 @@ FRESH = HANDWRITTEN.with_name("fresh.jsonl")
 FRESH2 = HANDWRITTEN.with_name("fresh2.jsonl")
 FRESH3 = HANDWRITTEN.with_name("fresh3.jsonl")
 FRESH3_DEV = HANDWRITTEN.with_name("fresh3-dev.jsonl")
+FRESH4 = HANDWRITTEN.with_name("fresh4.jsonl")
 SETS: tuple[str, ...] = (
-    "bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3",
+    "bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3", "fresh4",
 )
 F1_MIN = 0.6
 
@@ -145,7 +155,7 @@ def load_sets(n: int, seed: int, names: tuple[str, ...] = SETS) -> dict[str, lis
             sets[f"independent-{split}"] = [
                 (d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(INDEPENDENT) if d["split"] == split
             ]
-    for name, path in (("fresh", FRESH), ("fresh2", FRESH2), ("fresh3-dev", FRESH3_DEV), ("fresh3", FRESH3)):
+    for name, path in (("fresh", FRESH), ("fresh2", FRESH2), ("fresh3-dev", FRESH3_DEV), ("fresh3", FRESH3), ("fresh4", FRESH4)):
         if name in names:
             sets[name] = [(d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(path)]
     return sets
@@ -273,7 +283,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Plan accuracy by structure (bundled set) and by kind (independent sets):", "",
               "| planner | set | structure | n | plan accuracy |", "|---|---|---|---:|---:|"]
     for name, sets in report["planners"].items():
-        for set_name in ("bundled", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3"):
+        for set_name in ("bundled", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3", "fresh4"):
             for struct, r in sets.get(set_name, {}).get("by_structure", {}).items():
                 lines.append(f"| {name} | {set_name} | {struct} | {r['n']} | {r['plan_accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
