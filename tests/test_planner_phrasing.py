@@ -208,3 +208,26 @@ def test_the_rules_score_the_independent_set_through_the_eval():
     for name, items in sets.items():
         scores = [score_plan(p, g) for p, (_, g, _) in zip(planner.plan_batch([i for i, _, _ in items]), items, strict=True)]
         assert sum(s.correct for s in scores) / len(scores) >= 0.9, name
+
+
+@pytest.mark.parametrize(
+    "instruction, subgoals, inputs, deps",
+    [
+        # a bare count sentence announces the steps ("Two things."), it is not one
+        ("Three questions. Spell 'owl'. Negate 'Cats purr.'", ["Spell 'owl'", "Negate 'Cats purr.'"], ["owl", "Cats purr."], [(), ()]),
+        # "I want its Y" / "I'd like the plural of ..." starts a task of its own sentence
+        ("My word is 'moth'. I'd like its plural.", ["I'd like the plural of moth"], ["moth"], [()]),
+        # apologies and thanks of other words are chat; "would you mind" is a polite lead
+        ("Sorry to be a nuisance. Would you mind spelling 'owl'? Much obliged.", ["spelling 'owl'?"], ["owl"], [()]),
+        # a back-reference noun phrase before a stranded preposition ("... the reversed word in?")
+        ("Reverse 'stop'. Which language is the reversed word from?", ["Reverse 'stop'", "Which language is {s1} from?"], ["stop", "{s1}"], [(), ("s1",)]),
+        # "answer type" gives a label, so "it's" after it is the same question; "it's" -> "<input> is"
+        ("Classify 'Who won?' by its answer type, then say what language it's in.",
+         ["Classify 'Who won?' by its answer type", "say what language Who won? is in"], ["Who won?", "Who won?"], [(), ()]),
+    ],
+)
+def test_rules_fourth_session_phrasing(instruction, subgoals, inputs, deps):
+    plan = RulesPlanner().plan(instruction)
+    assert [s.subgoal for s in plan.steps] == subgoals
+    assert [s.input for s in plan.steps] == inputs
+    assert [s.depends_on for s in plan.steps] == deps

@@ -39,7 +39,7 @@ _CHAT_WORDS = frozenset(
     curious hi hello hey hiya morning afternoon evening good great lovely nice day weekend cheers ok okay so
     um umm hmm lol haha please plz pls kindly best awesome wonderful amazing star legend really very just bit little
     quite too still also more another once one back asking ask wonder sure fine doing going hard again
-    studying working busy advance time"""
+    studying working busy advance time pain nuisance pest obliged indebted"""
     .split()
 )
 _FUNCTION_WORDS = frozenset(

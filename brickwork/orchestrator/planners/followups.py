@@ -35,7 +35,7 @@ _TASKS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
         (r"\b(?:colou?r)\b", "rgb", "colour word"),
         (r"\b(?:negate|negation|negative\s+form)\b", "sentence", "sentence"),
         (r"\bpositive\s+or\s+negative\b|\bsentiment\b|\bspam\b|\bham\b", "sentence", "label"),
-        (r"\b(?:type|kind|sort)\s+of\s+answer\b", "question", "label"),
+        (r"\b(?:type|kind|sort)\s+of\s+answer\b|\banswer\s+(?:type|kind|category)\b", "question", "label"),
         (r"\blanguage\b", "sentence question word", "language word"),  # a question is a sentence too
         (r"\btranslat", "sentence word", "sentence word"),
         (r"\b(?:sort|alphabeti[sz]e|alphabetical)\b", "words", "words"),

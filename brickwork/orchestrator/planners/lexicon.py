@@ -40,7 +40,9 @@ HEAD_NOUNS = (
     r"(?:antonym|opposite|synonym|plural|singular|capital|sum|difference|product|spelling|translation|"
     r"negation|sentiment|language|continent|region|colou?r|category|type|meaning|definition)\s+(?:of|for)"
 )
-TASK_START = rf"(?:{CHAT_QUESTION}|(?:the\s+)?{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
+# "I want its opposite", "I'd like the plural of ...": a request for a named answer
+WANT = r"(?:i\s+(?:want|need|would\s+like)|i'd\s+like)\s+(?:its\s+[^\W\d_]+|(?:the\s+)?" + HEAD_NOUNS + ")"
+TASK_START = rf"(?:{CHAT_QUESTION}|{WANT}|(?:the\s+)?{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
 TASKWORDS = rf"(?:please|{ORDINAL_WORDS}|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
 TASKLIKE = rf"(?:{TASK_START}|{TASKWORDS})"
 
@@ -63,7 +65,7 @@ def ends_in_list_mark(text: str) -> bool:
 # wrappers in front of a clause ("Please", "First,", "Can you tell me:")
 LEAD = re.compile(
     rf"^(?:(?:please|plz|pls|{ORDINAL_WORDS}|then|next|also|finally|lastly|last|and|oh|btw|by\s+the\s+way|"
-    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|(?:could|can)\s+u\b|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|"
+    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|(?:could|can)\s+u\b|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|would\s+(?:you|u)\s+mind\b|"
     r"quick\s+question\s*:|i\s+need\s+this\s*:|do\s+(?:two|three|four|the\s+following)\s+things?\s*:|"
     r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,:]*)+",
     re.I,
@@ -71,7 +73,9 @@ LEAD = re.compile(
 # a clause that only announces the steps ("Do two things:")
 PREFACE = re.compile(
     r"^(?:i\s+(?:need|have)\s+(?:two|three|\d)\s+\w+|do\s+(?:two|three)\s+things|(?:two|three)\s+tasks|do\s+the\s+following|"
-    r"can\s+you\s+tell\s+me|quick\s+question|i\s+need\s+this)\W*$",
+    r"can\s+you\s+tell\s+me|quick\s+question|i\s+need\s+this|"
+    # a bare count of what follows ("Two things.", "A couple of questions:")
+    r"(?:a\s+)?(?:two|three|four|five|\d|few|couple(?:\s+of)?)\s+(?:quick\s+)?(?:things|questions|tasks|ones|requests))\W*$",
     re.I,
 )
 

@@ -52,7 +52,9 @@ _ANAPHOR = re.compile(
 )
 _BACK_NP = re.compile(
     r"\bthe\s+(?:(\w+ed)\s+(?:word|words|number|sentence|text|list|date)|(\w{4,})(?:\s+name)?)"
-    r"(?=\s*$|\s*[.?!,;]|\s+(?:out|letter|backwards|one|into|as|with|using|has|have|contains|in\s+(?:words|capital|reverse|roman|german|french|spanish)))",
+    r"(?=\s*$|\s*[.?!,;]|\s+(?:out|letter|backwards|one|into|as|with|using|has|have|contains|in\s+(?:words|capital|reverse|roman|german|french|spanish))"
+    # a preposition left at the end ("What language is the negated sentence in?")
+    r"|\s+(?:in|on|from|about|of|to|for)\s*[.?!]*\s*$)",
     re.I,
 )
 _NAMED = re.compile(r"\bthe\s+(?:word|noun|adjective|number|country|date|value)\s+(?!(?:is|are|was)\b)([^\s\x00,.;?!]+)", re.I)
@@ -210,8 +212,8 @@ def _same_input_step(index: int, text: str, previous: Step | None) -> Step:
     if ref is None:
         return Step(id=step_id(index), subgoal=text)
     new = _its_to(ref, text)
-    if new == text:
-        new = re.sub(r"\bit\b", lambda k: ref, text, count=1, flags=re.I)
+    if new == text:  # "what language it's in" -> "what language <ref> is in"
+        new = re.sub(r"\bit(?:['’]s\b|\b)", lambda k: ref + (" is" if len(k.group(0)) > 2 else ""), text, count=1, flags=re.I)
     return Step(id=step_id(index), subgoal=new, input=ref)
 
 
