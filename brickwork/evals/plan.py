@@ -72,9 +72,9 @@ FRESH2 = HANDWRITTEN.with_name("fresh2.jsonl")
 FRESH3 = HANDWRITTEN.with_name("fresh3.jsonl")
 FRESH3_DEV = HANDWRITTEN.with_name("fresh3-dev.jsonl")
 FRESH4 = HANDWRITTEN.with_name("fresh4.jsonl")
-SETS: tuple[str, ...] = (
-    "bundled", "unbundled", "handwritten", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3", "fresh4",
-)
+#: the hand-written sets read whole from one file each, by set name
+FILE_SETS = {"fresh": FRESH, "fresh2": FRESH2, "fresh3-dev": FRESH3_DEV, "fresh3": FRESH3, "fresh4": FRESH4}
+SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test", *FILE_SETS)
 F1_MIN = 0.6
 
 
@@ -155,7 +155,7 @@ def load_sets(n: int, seed: int, names: tuple[str, ...] = SETS) -> dict[str, lis
             sets[f"independent-{split}"] = [
                 (d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(INDEPENDENT) if d["split"] == split
             ]
-    for name, path in (("fresh", FRESH), ("fresh2", FRESH2), ("fresh3-dev", FRESH3_DEV), ("fresh3", FRESH3), ("fresh4", FRESH4)):
+    for name, path in FILE_SETS.items():
         if name in names:
             sets[name] = [(d["instruction"], _gold(d), d["kind"]) for d in _read_jsonl(path)]
     return sets
@@ -283,7 +283,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Plan accuracy by structure (bundled set) and by kind (independent sets):", "",
               "| planner | set | structure | n | plan accuracy |", "|---|---|---|---:|---:|"]
     for name, sets in report["planners"].items():
-        for set_name in ("bundled", "independent-dev", "independent-test", "fresh", "fresh2", "fresh3-dev", "fresh3", "fresh4"):
+        for set_name in ("bundled", "independent-dev", "independent-test", *FILE_SETS):
             for struct, r in sets.get(set_name, {}).get("by_structure", {}).items():
                 lines.append(f"| {name} | {set_name} | {struct} | {r['n']} | {r['plan_accuracy']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -213,7 +213,7 @@ def _same_input_step(index: int, text: str, previous: Step | None) -> Step:
         return Step(id=step_id(index), subgoal=text)
     new = _its_to(ref, text)
     if new == text:  # "what language it's in" -> "what language <ref> is in"
-        new = re.sub(r"\bit(?:['’]s\b|\b)", lambda k: ref + (" is" if len(k.group(0)) > 2 else ""), text, count=1, flags=re.I)
+        new = re.sub(r"\bit\b(['’]s\b)?", lambda k: ref + (" is" if k.group(1) else ""), text, count=1, flags=re.I)
     return Step(id=step_id(index), subgoal=new, input=ref)
 
 
