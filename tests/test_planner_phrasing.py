@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from brickwork.evals.plan import FRESH, FRESH2, FRESH3, FRESH3_DEV, FRESH4, INDEPENDENT, load_sets, score_plan
+from brickwork.evals.plan import FRESH, FRESH2, FRESH3, FRESH3_DEV, FRESH4, FRESH5, INDEPENDENT, load_sets, score_plan
 from brickwork.orchestrator.planners.base import parse_plan
 from brickwork.orchestrator.planners.chat import strip_chat
 from brickwork.orchestrator.planners.rules import RulesPlanner
@@ -42,7 +42,7 @@ def test_independent_set_is_well_formed_and_balanced():
     assert {"numbered", "lettered", "and_its", "two_sentence", "chat_wrapped", "unserved_step", "plain"} <= {r["kind"] for r in rows}
 
 
-@pytest.mark.parametrize("path", [INDEPENDENT, FRESH, FRESH2, FRESH3_DEV, FRESH3, FRESH4], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [INDEPENDENT, FRESH, FRESH2, FRESH3_DEV, FRESH3, FRESH4, FRESH5], ids=lambda p: p.name)
 def test_hand_written_sets_are_not_in_the_planner_training_data(path):
     train = [r["input"] for r in _rows(TRAIN)]
     train_norm = {_normal(t) for t in train}

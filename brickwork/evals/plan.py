@@ -37,6 +37,15 @@ Four sets, none seen by the planner brick:
   "Task A:", lines without markers, "/"-separated steps, steps no brick serves, same-input
   follow-ups ("..., and what's its plural?") and one step over two sentences. Held out: its
   per-item results are read only after its one final scoring (``data/planner/fresh4.jsonl``).
+- ``fresh5``: 49 more, written by hand on 07 Dec 2026 (helper of issue 24, fifth planner session)
+  *before* any change to the rules of that session, not by ``synth.py``, and in registers the
+  earlier sets lack: office memos ("Action items: ...", "Item one: ..."), speech transcribed without
+  punctuation, texting shorthand, non-native phrasing, markdown (headings, ``- [ ]`` checkboxes,
+  ``>`` lines), indirect requests ("Do you happen to know ..."), inputs as labelled fields
+  ("word = 'x'; task = plural", "Input: ... Output format: ..."), ``|``, ``+`` and ``>>``
+  separators, context sentences around the request, back-references in new words ("the total",
+  "the word you just gave me", "your version", "whichever it is"). Held out: its per-item results
+  are read only after its one final scoring (``data/planner/fresh5.jsonl``).
 
 A plan is correct when it has the gold number of steps and each step is aligned to its gold
 step: same dependencies, and a subgoal with token F1 >= 0.6 against the gold subgoal (references
@@ -72,8 +81,9 @@ FRESH2 = HANDWRITTEN.with_name("fresh2.jsonl")
 FRESH3 = HANDWRITTEN.with_name("fresh3.jsonl")
 FRESH3_DEV = HANDWRITTEN.with_name("fresh3-dev.jsonl")
 FRESH4 = HANDWRITTEN.with_name("fresh4.jsonl")
+FRESH5 = HANDWRITTEN.with_name("fresh5.jsonl")
 #: the hand-written sets read whole from one file each, by set name
-FILE_SETS = {"fresh": FRESH, "fresh2": FRESH2, "fresh3-dev": FRESH3_DEV, "fresh3": FRESH3, "fresh4": FRESH4}
+FILE_SETS = {"fresh": FRESH, "fresh2": FRESH2, "fresh3-dev": FRESH3_DEV, "fresh3": FRESH3, "fresh4": FRESH4, "fresh5": FRESH5}
 SETS: tuple[str, ...] = ("bundled", "unbundled", "handwritten", "independent-dev", "independent-test", *FILE_SETS)
 F1_MIN = 0.6
 
