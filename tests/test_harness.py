@@ -144,6 +144,20 @@ def test_routed_routes_each_context_once_on_its_user_message(fake, tokenizer):
     assert info["brickwork_routes"] == {"english_plural@1:1": 2, "base": 1}
 
 
+def test_routed_chat_prompt_routes_on_its_system_description_and_last_user_message(fake, tokenizer):
+    """lm-eval puts a task's description in the system turn: it is part of the request's query."""
+    from brickwork.evals.harness.model import chat_query
+
+    lm = make_lm(fake, tokenizer, bricks="routed")
+    chat = [{"role": "system", "content": "Evaluate the result of a random Boolean expression."},
+            {"role": "user", "content": "Q: plural not ( True ) is"}]
+    ctx = lm.apply_chat_template(chat)
+    lm.loglikelihood([inst("loglikelihood", (ctx, " False"))])
+    assert fake.retriever.queries == ["Evaluate the result of a random Boolean expression.\n\nQ: plural not ( True ) is"]
+    assert chat_query([{"role": "user", "content": " a "}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]) == "c"
+    assert chat_query([{"role": "system", "content": "s"}]) == ""
+
+
 def test_loglikelihood_rolling_covers_every_token_once(fake, tokenizer):
     text = "one two three four five six seven eight nine ten eleven twelve"
     n_tokens = len(tokenizer.encode(text, add_special_tokens=False))

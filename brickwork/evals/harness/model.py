@@ -87,7 +87,7 @@ class BrickworkLM(TemplateLM):
             self.fixed = brick_refs(self.store, self.options.specs)
         self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(self.store)
         self.prompts = prompts if prompts is not None else self.store.prompts  # chat template, end of turn
-        self.chat_queries: dict[str, str] = {}  # a rendered chat prompt -> its last user message
+        self.chat_queries: dict[str, str] = {}  # a rendered chat prompt -> its routing query (`chat_query`)
         self.routes: dict[str, Config] = {}  # routing query -> the bricks it was routed to
         self.route_counts: collections.Counter[str] = collections.Counter()
 
@@ -127,9 +127,9 @@ class BrickworkLM(TemplateLM):
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         text = render_chat(self.prompts, chat_history, add_generation_prompt=add_generation_prompt)
-        users = [m["content"].strip() for m in chat_history if m["role"] == "user" and m["content"].strip()]
-        if users:
-            self.chat_queries[text] = users[-1]
+        query = chat_query(chat_history)
+        if query:
+            self.chat_queries[text] = query
         return text
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
@@ -254,7 +254,7 @@ class BrickworkLM(TemplateLM):
 
     def route(self, contexts: Sequence[str]) -> list[Config]:
         """Each context's bricks: the fixed configuration, or the router's choice for its query
-        (the last user message of a chat prompt, else the whole context), routed once per query.
+        (a chat prompt's `chat_query`, else the whole context), routed once per query.
         Not counted: the suite uses it to tell which bricks each evaluated item went to."""
         if self.fixed is not None:
             return [self.fixed] * len(contexts)
@@ -280,6 +280,20 @@ class BrickworkLM(TemplateLM):
                     out[i] = res
                 bar.update(len(idx))
         return out
+
+
+def chat_query(messages: Sequence[dict[str, str]]) -> str:
+    """What a chat prompt is routed on: its system message, where it has one, then its last user
+    message. lm-eval puts a task's ``description`` (and ``--system_instruction``) in the system
+    turn, so there it is the request's instruction ("Evaluate the result of a random Boolean
+    expression.") and the user turn only its input ("Q: not ( True ) and ( True ) is"); routing the
+    input alone would choose a brick for a task nobody asked it ("the context is the query").
+    "" when the chat has no user message."""
+    users = [m["content"].strip() for m in messages if m["role"] == "user" and m["content"].strip()]
+    if not users:
+        return ""
+    system = " ".join(m["content"].strip() for m in messages if m["role"] == "system" and m["content"].strip())
+    return f"{system}\n\n{users[-1]}" if system else users[-1]
 
 
 def config_name(config: Config) -> str:
