@@ -162,7 +162,8 @@ def test_rules_split_real_phrasing(instruction, subgoals, inputs, deps):
         ("do these for me\n- spell 'kite'\n* plural of 'moth'", ["spell 'kite'", "plural of 'moth'"], ["kite", "moth"], [(), ()]),
         # one marker is not a list
         ("Rate it from 1 - 10. Spell 'kite'.", ["Rate it from 1 - 10", "Spell 'kite'"], [None, "kite"], [(), ()]),
-        ("I like plan b. Spell 'kite'.", ["I like plan b", "Spell 'kite'"], [None, "kite"], [(), ()]),
+        ("Choose plan b. Spell 'kite'.", ["Choose plan b", "Spell 'kite'"], [None, "kite"], [(), ()]),
+        ("I like plan b. Spell 'kite'.", ["Spell 'kite'"], ["kite"], [()]),  # a context sentence (roles.py)
         # "and also its Y" and a bare "and its Y" in one sentence: two tasks on one input
         ("Give the plural of 'foot' and also its antonym.", ["Give the plural of 'foot'", "the antonym of foot"], ["foot", "foot"], [(), ()]),
         ("Tell me the capital of Chad and its region.", ["Tell me the capital of Chad", "the region of Chad"], [None, "Chad"], [(), ()]),
@@ -227,6 +228,99 @@ def test_the_rules_score_the_independent_set_through_the_eval():
     ],
 )
 def test_rules_fourth_session_phrasing(instruction, subgoals, inputs, deps):
+    plan = RulesPlanner().plan(instruction)
+    assert [s.subgoal for s in plan.steps] == subgoals
+    assert [s.input for s in plan.steps] == inputs
+    assert [s.depends_on for s in plan.steps] == deps
+
+
+# -- fifth session: a clause classifier by form (roles.py), step separators, back-references ----
+@pytest.mark.parametrize(
+    "clause, wanted",
+    [
+        # context: a statement with a subject, no input and no request cue
+        ("I'm writing a birthday card for my aunt", "context"),
+        ("We're studying for a geography test on Monday", "context"),
+        ("My teacher gave us homework", "context"),
+        ("You are a helpful assistant", "context"),
+        ("I love this song", "context"),  # a bare "I love" asks for nothing; "I'd love" does
+        # ... or one that only announces a count of unnamed things
+        ("My brother is learning German and wants three words checked", "context"),
+        # carrier: a statement that holds an input
+        ("The password hint is \x000\x00", "carrier"),
+        ("Her favourite number is 7", "carrier"),
+        ("Found this message on my car: \x000\x00", "carrier"),
+        # request: imperative (any verb), question, modal request, task label
+        ("Recommend a film about space", "request"),
+        ("Is that more than 40?", "request"),
+        ("whats 3 plus 4", "request"),
+        ("Could you spell \x000\x00", "request"),
+        ("I'd like a poem about rain", "request"),
+        ("I need a sentence negated", "request"),
+        ("I was wondering which continent Laos is in", "request"),
+        ("capital of Peru", "request"),
+        ("45 minus 12", "request"),
+    ],
+)
+def test_clause_roles(clause, wanted):
+    from brickwork.orchestrator.planners.roles import role
+
+    assert role(clause, ["'x'"]) == wanted
+
+
+@pytest.mark.parametrize(
+    "instruction, subgoals, inputs, deps",
+    [
+        # a context sentence is dropped, before the request or glued to its input
+        ("We're studying for a geography test on Monday. What's the capital of Chad?", ["What's the capital of Chad?"], [None], [()]),
+        ("I'm writing a card. Could you spell 'congratulations'?", ["spell 'congratulations'?"], ["congratulations"], [()]),
+        ("My brother is learning German and wants three words checked. What's the plural of 'mouse'?",
+         ["What's the plural of 'mouse'?"], ["mouse"], [()]),
+        ("I have a puzzle for you. 'Birds sing.' Make it negative.", ["Make Birds sing. negative"], ["Birds sing."], [()]),
+        ("I love this song. What language is 'Volare'?", ["What language is 'Volare'?"], ["Volare"], [()]),
+        # a statement that holds an input introduces it, without "I"/"my" and without "it"
+        ("The password hint is 'lantern'. Spell it backwards.", ["Spell lantern backwards"], ["lantern"], [()]),
+        ("Her favourite number is 7. Triple it.", ["Triple 7"], ["7"], [()]),
+        # ... a task named without its complement, or a bare choice question, asks it of that input
+        ("The clue is 'humid'. What's the antonym?", ["What's the antonym of humid?"], ["humid"], [()]),
+        ("Found this on my car: 'Your warranty expires, call now'. spam or ham?",
+         ["Your warranty expires, call now: spam or ham?"], ["Your warranty expires, call now"], [()]),
+        # step separators: commas or spaced slashes between task items, lines without markers,
+        # typographic bullets
+        ("capital of Peru, plural of 'goose', 50 minus 8", ["capital of Peru", "plural of 'goose'", "50 minus 8"], [None, "goose", None], [(), (), ()]),
+        ("antonym of 'tall' / 33 plus 4 / region of Fiji", ["antonym of 'tall'", "33 plus 4", "region of Fiji"], ["tall", None, None], [(), (), ()]),
+        ("What is the capital of Chad?\nWhat is the capital of Peru?", ["What is the capital of Chad?", "What is the capital of Peru?"], [None, None], [(), ()]),
+        ("notes:\n— plural of 'cat'\n— capital of Peru", ["plural of 'cat'", "capital of Peru"], ["cat", None], [(), ()]),
+        ("· spell 'dog'\n· negate 'It rains.'", ["spell 'dog'", "negate 'It rains.'"], ["dog", "It rains."], [(), ()]),
+        # ... but one item that is not a task keeps the clause whole
+        ("Which is smaller, a hamster or a rabbit?", ["Which is smaller, a hamster or a rabbit?"], [None], [()]),
+        ("Give a synonym of 'big', 5 letters", ["Give a synonym of 'big', 5 letters"], ["big"], [()]),
+        ("Spell 'owl'\nThanks a lot", ["Spell 'owl'"], ["owl"], [()]),
+        # openers and connectors of sequence and addition; ordinal subjects number steps in prose
+        ("To start with, negate 'The dog barks.' Subsequently, say whether the result is positive or negative.",
+         ["negate 'The dog barks.'", "say whether {s1} is positive or negative"], ["The dog barks.", "{s1}"], [(), ("s1",)]),
+        ("First of all, spell 'apple'. Additionally, give the plural of 'pear'.", ["spell 'apple'", "give the plural of 'pear'"], ["apple", "pear"], [(), ()]),
+        ("I have two questions. The first is the capital of Chad. The second is the plural of 'goose'.",
+         ["the capital of Chad", "the plural of 'goose'"], [None, "goose"], [(), ()]),
+        # back-references: a participle noun phrase anywhere, "there" after any verb, a pronoun
+        # subject with a number of its own, a head noun without its complement on the same input
+        ("Reverse 'stop'. Is the reversed word a real word?", ["Reverse 'stop'", "Is {s1} a real word?"], ["stop", "{s1}"], [(), ("s1",)]),
+        ("Negate 'It snows.' Then is the negated sentence positive or negative?",
+         ["Negate 'It snows.'", "is {s1} positive or negative?"], ["It snows.", "{s1}"], [(), ("s1",)]),
+        ("What's the capital of Peru? Suggest a museum to visit there.", ["What's the capital of Peru?", "Suggest a museum to visit {s1}"], [None, "{s1}"], [(), ("s1",)]),
+        ("Which region is Chad in? And what's the capital there?", ["Which region is Chad in?", "what's the capital of Chad?"], [None, "Chad"], [(), ()]),
+        ("Which region is Chad in? And the capital?", ["Which region is Chad in?", "the capital of Chad?"], [None, "Chad"], [(), ()]),
+        ("What is the capital of Chad? What language do they speak there?",
+         ["What is the capital of Chad?", "What language do they speak in Chad?"], [None, "Chad"], [(), ()]),
+        ("Subtract 9 from 50. Is that bigger than 40?", ["Subtract 9 from 50", "Is {s1} bigger than 40?"], [None, "{s1}"], [(), ("s1",)]),
+        ("Add 3 and 4. Was it under 10?", ["Add 3 and 4", "Was {s1} under 10?"], [None, "{s1}"], [(), ("s1",)]),
+        # ... and what stays as it was
+        ("Count how many words there are in 'a b c'.", ["Count how many words there are in 'a b c'"], ["a b c"], [()]),
+        ("Is this question about a person or a place? Who wrote Hamlet?",
+         ["Is this question about a person or a place? Who wrote Hamlet?"], ["Who wrote Hamlet?"], [()]),
+    ],
+)
+def test_rules_fifth_session_clause_classifier(instruction, subgoals, inputs, deps):
     plan = RulesPlanner().plan(instruction)
     assert [s.subgoal for s in plan.steps] == subgoals
     assert [s.input for s in plan.steps] == inputs

@@ -37,6 +37,8 @@ Four sets, none seen by the planner brick:
   "Task A:", lines without markers, "/"-separated steps, steps no brick serves, same-input
   follow-ups ("..., and what's its plural?") and one step over two sentences. Held out: its
   per-item results are read only after its one final scoring (``data/planner/fresh4.jsonl``).
+  ``fresh4`` was then read and tuned on by the fifth session (its failures drove the clause
+  classifier, `planners/roles.py`), so it is no longer held out;
 - ``fresh5``: 49 more, written by hand on 07 Dec 2026 (helper of issue 24, fifth planner session)
   *before* any change to the rules of that session, not by ``synth.py``, and in registers the
   earlier sets lack: office memos ("Action items: ...", "Item one: ..."), speech transcribed without

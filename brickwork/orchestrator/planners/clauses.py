@@ -8,11 +8,16 @@ request into clauses:
    or after "step"/"task"/"part" also a number word) in one style (``1.``, ``1)``, ``(1)``,
    ``1 -``, ``1:``, ``a.``, ``A)``, ``(a)``, ``i)``, ``(ii)``, ``Step one:``, ``Part 2 -``); a list
    is a run of markers of one style whose labels count 1, 2, 3..., inline or on lines; bullets
-   (``-``, ``*``, ``•``) are lines. The marker is dropped from its item; the text before the first
+   (``-``, ``*`` and the typographic dashes and dots ``•``, ``–``, ``—``, ``·``) are lines; lines
+   without markers are a list when every one starts like a task ("capital of Chile" / "plural of
+   'ox'" / "45 minus 12"). The marker is dropped from its item; the text before the first
    item is dropped unless it names an input, also when the first item shares a line with it;
 2. otherwise sentences, then connectors inside a sentence (``then``, ``after that``, ``next``,
-   ``also``, ``last,``, ``;``, and ``, and`` / ``and`` / ``,`` when a task verb or question word
-   follows). A sentence boundary counts only where the next sentence starts like a task: a verb, a
+   ``also``, ``last,``, ``subsequently``, ``additionally``, ``;``, and ``, and`` / ``and`` / ``,``
+   when a task verb or question word follows), then items parted by commas or a spaced slash when
+   every item is a task ("plural of 'city', antonym of 'wide', 12 plus 9", "negate: 'x' / sort:
+   'y'"). Openers ("To begin,", "First of all,") and ordinal subjects ("The first is ... The
+   second is ...") lead a clause and are dropped from it. A sentence boundary counts only where the next sentence starts like a task: a verb, a
    question word, a preposition and a question word ("On which continent ..."), a head noun
    ("Antonym of ..."), or labels to choose from ("Spam or ham: ..."); other sentences stay with
    the one before (they are its input);
@@ -31,13 +36,13 @@ from __future__ import annotations
 import re
 
 from brickwork.orchestrator.planners.lexicon import (
-    BANG, CHAT_QUESTION, CONN_WORDS, HEAD_NOUNS, IMPERATIVE_ALT, LEAD, LIST_MARK, NUMBER_WORDS, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB,
+    BANG, BULLETS, CHAT_QUESTION, CONN_WORDS, HEAD_NOUNS, IMPERATIVE_ALT, LEAD, LIST_MARK, NUMBER_WORDS, NUMBERISH, ORDINALS, PREFACE, QUOTED, RGB,
     ORDINAL_WORDS, ROMAN, TASKLIKE, TASKWORDS, VERB_ALT, ends_in_list_mark,
 )
 
 SAME_INPUT_MARK = "\x03"
 _LINE_MARK = re.compile(rf"\s*(?:{LIST_MARK.pattern})\s*", re.I)
-_BULLET = re.compile(r"^\s*[-*•]\s+")
+_BULLET = re.compile(rf"^\s*{BULLETS}\s+")
 _AMPERSAND = re.compile(r"\s+&\s+")  # "spell it & give its plural": inputs are masked, so this is "and"
 _GLUED_MARK = re.compile(r"(?m)^(\s*\d{1,2}[.)])(?=[^\W\d_])")  # "1.what's" on a line of its own
 _SENT = re.compile(
@@ -80,6 +85,13 @@ INTRO = re.compile(
 _THIS_OBJECT = re.compile(r"\bthis\s+(?:question|text|sentence|message|sms|review|tweet)\s*$", re.I)
 _COMPARE = re.compile(r"compare\b(?![^\x00]*[?.]$)", re.I)
 _PICK_ONE = re.compile(r"^(?:and\s+)?(?:name|say|give|pick|choose|tell\s+me|identify|which\s+is)\b.*\b(?:one|bigger|larger|smaller|heavier)\b", re.I)
+_SUM = re.compile(r"-?\d+(?:\.\d+)?\s+(?:plus|minus|times|divided\s+by|[-+x*/])\s+-?\d", re.I)
+# "capital: France", "negate: 'x'": a task word, a colon and its input
+_LABEL_ITEM = re.compile(r"[^\W\d_]+\s*:\s*(?:\x00|\S)", re.I)
+# a list item: a head noun with its input, a sum, a label and its input
+_TASK_ITEM = re.compile(rf"(?:the\s+)?{HEAD_NOUNS}\s+\S|-?\d+(?:\.\d+)?\s+(?:plus|minus|times|divided\s+by)\s+-?\d|[^\W\d_]+\s*:\s*\S", re.I)
+_SLASH = re.compile(r"\s+/\s+")
+_COMMA = re.compile(r"\s*,\s+")
 _THIS_QUESTION = re.compile(r"\bthis\s+question\b[^\x00]*\?$", re.I)
 
 
@@ -217,12 +229,14 @@ def _split(masked: str) -> list[str]:
     items = _list_items(" ".join(lines))
     if items is not None:
         return items
+    if (steps := _task_lines(lines)) is not None:
+        return steps
     text = " ".join(lines)
     out: list[str] = []
     for sent in _SENT.split(text):
         for same in (_SAME_INPUT, _ALSO_SAME_INPUT, _AND_ITS):
             sent = same.sub(lambda m: m.group(1) + SAME_INPUT_MARK, sent)
-        for part in _CONNECT.split(sent):
+        for part in (p for c in _CONNECT.split(sent) for p in _parallel_items(c)):
             if not part or not part.strip():
                 continue
             # "Given the word 'x': spell it" -> intro + task; "Solve: What is 2 plus 2?" stays whole
@@ -232,6 +246,44 @@ def _split(masked: str) -> list[str]:
             else:
                 out.append(part)
     return _join_comparison(_join_cataphora(out))
+
+
+def _starts_task(text: str) -> bool:
+    """A line or list item that starts like a task: a verb, a question word, a head noun ("plural
+    of ..."), a sum ("45 minus 12") or a label and its input ("capital: France")."""
+    c = LEAD.sub("", text.strip())
+    return bool(re.match(TASKLIKE, c, re.I) or _SUM.match(c) or _LABEL_ITEM.match(c))
+
+
+def _task_lines(lines: list[str]) -> list[str] | None:
+    """Lines without markers, each a task ("capital of Chile" / "plural of 'ox'" / "45 minus 12"),
+    are a list: one clause per line. Lines before the first that name no input (a preamble such
+    as "For my notes:") are dropped; a line that does not start like a task means prose."""
+    first = next((i for i, ln in enumerate(lines) if _starts_task(ln)), None)
+    if first is None or len(lines) - first < 2 or not all(_starts_task(ln) for ln in lines[first:]):
+        return None
+    if any(ln.rstrip()[-1:] not in ":" and not _names_input(ln) for ln in lines[:first]):
+        return None
+    return [ln for ln in lines[:first] if _names_input(ln)] + lines[first:]
+
+
+def _parallel_items(part: str) -> list[str]:
+    """ "plural of 'city', antonym of 'wide', 12 plus 9" and "negate: 'x' / sort: 'y'": a clause of
+    items parted by commas or by a spaced slash, every item a task of its own, is one clause per
+    item. One item that is not a task ("Which is smaller, a hamster or a rabbit?", "antonym of
+    'old', 6 letters") keeps the clause whole."""
+    for sep in (_SLASH, _COMMA):
+        items = sep.split(part)
+        if len(items) >= 2 and all(it.strip() and _is_item(it) for it in items):
+            return items
+    return [part]
+
+
+def _is_item(text: str) -> bool:
+    """An item of a comma or slash list. Verbs and question words are left out: "Which is smaller,
+    a hamster or a rabbit" is one question, and imperatives after a comma are `_CONNECT`'s."""
+    c = LEAD.sub("", text.strip())
+    return bool(_TASK_ITEM.match(c))
 
 
 def _join_comparison(parts: list[str]) -> list[str]:
@@ -261,7 +313,8 @@ def _join_cataphora(parts: list[str]) -> list[str]:
 def _split_first_item(lines: list[str]) -> list[str]:
     """ "The word: 'x'. 1. Spell it" + "2. Reverse it": the list's first item starts mid-line."""
     starts = {ln.lstrip()[:2] for ln in lines[1:]}
-    for marker, next_items in ((r"1[.)]", {"2.", "2)"}), (r"[-*•]", {"- ", "* ", "• "})):
+    bullets = {b + " " for b in "-*•–—·▪◦‣⁃"}
+    for marker, next_items in ((r"1[.)]", {"2.", "2)"}), (BULLETS, bullets)):
         if not starts & next_items:
             continue
         for i, ln in enumerate(lines):

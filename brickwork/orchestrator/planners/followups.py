@@ -10,7 +10,8 @@ world is it in" takes a country. `same_input` compares the kinds of thing each c
 - if it cannot take the answer but takes what the step before took, "it" is the same input;
 - if either is unknown, it is a chain.
 
-Only a bare pronoun ("it", "its", "them") is read this way; "the result", "the answer", "that
+Only a bare pronoun ("it", "its", "them", and "there" for a place) or a head noun left without
+its complement ("And the region?", `same_input(..., pronoun=False)`) is read this way; "the result", "the answer", "that
 city" always mean the answer before.
 """
 
@@ -26,7 +27,8 @@ _TASKS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
         (r"\bhow\s+many\s+letters\b|\bnumber\s+of\s+letters\b|\bcount\b.*\bletters\b|\bletter\s+count\b", "word", "number"),
         (r"\b(?:first|last)\s+letter\b|\b(?:start|begin|end)s?\s+with\b", "word", "letter"),
         (r"\bcapital\b", "country", "city word"),
-        (r"\bpopulation\b", "country city", "number"),
+        # "How many people live there?" after a capital asks about the country, as a population does
+        (r"\bpopulation\b|\bhow\s+many\s+people\b", "country", "number"),
         (r"\bcurrency\b|\bflag\b", "country", "currency word"),
         (r"\b(?:region|continent|part\s+of\s+the\s+world|where\s+in\s+the\s+world|located)\b", "country", "region word"),
         (r"\broman\s+numerals?\b", "number", "numeral"),
@@ -36,6 +38,8 @@ _TASKS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
         (r"\b(?:negate|negation|negative\s+form)\b", "sentence", "sentence"),
         (r"\bpositive\s+or\s+negative\b|\bsentiment\b|\bspam\b|\bham\b", "sentence", "label"),
         (r"\b(?:type|kind|sort)\s+of\s+answer\b|\banswer\s+(?:type|kind|category)\b", "question", "label"),
+        # the language spoken in a place, not the language a text is in
+        (r"\b(?:speak|spoken)\b", "country", "language word"),
         (r"\blanguage\b", "sentence question word", "language word"),  # a question is a sentence too
         (r"\btranslat", "sentence word", "sentence word"),
         (r"\b(?:sort|alphabeti[sz]e|alphabetical)\b", "words", "words"),
@@ -45,7 +49,7 @@ _TASKS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
         (r"\b(?:!MM!DD!YYYY!|date)\b", "date", "date"),
     )
 )
-_BARE_PRONOUN = re.compile(r"\b(?:it|its|them)\b", re.I)
+_BARE_PRONOUN = re.compile(r"\b(?:it|its|them|there)\b", re.I)
 
 
 def kinds(clause: str) -> tuple[frozenset[str], frozenset[str]] | None:
@@ -56,10 +60,11 @@ def kinds(clause: str) -> tuple[frozenset[str], frozenset[str]] | None:
     return None
 
 
-def same_input(previous: str, follow_up: str) -> bool:
-    """True when "it" in `follow_up` means the input of the step `previous`, not its answer."""
+def same_input(previous: str, follow_up: str, *, pronoun: bool = True) -> bool:
+    """True when "it" in `follow_up` means the input of the step `previous`, not its answer
+    (`pronoun=False`: the follow-up refers back without a pronoun)."""
     before, after = kinds(previous), kinds(follow_up)
-    if before is None or after is None or not _BARE_PRONOUN.search(follow_up):
+    if before is None or after is None or (pronoun and not _BARE_PRONOUN.search(follow_up)):
         return False
     (took, gave), (takes, _) = before, after
     return not (takes & gave) and bool(takes & took)

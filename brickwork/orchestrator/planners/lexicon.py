@@ -32,6 +32,16 @@ NUMBERISH = re.compile(r"\d{4}-\d{2}-\d{2}|-?\d+(?:\.\d+)?")
 
 # "btw" and "oh, and" start a task as "also" does
 CONN_WORDS = r"then|after\s+that|afterwards|next|also|finally|lastly|last(?=\s*,)|btw|by\s+the\s+way|oh(?=\s*,?\s+and\b)"
+# discourse markers of sequence and addition, the closed class "then" and "also" belong to; those
+# that also occur inside a clause ("in addition to", "the day after this") count before a comma only
+CONN_WORDS += r"|subsequently|additionally|in\s+addition(?=\s*,)|after\s+this(?=\s*,)|following\s+that|furthermore"
+# markers that open the first step ("To begin, ...", "First of all, ..."): leads, not connectors
+OPENERS = r"to\s+(?:begin|start)(?:\s+with)?|first\s+of\s+all|for\s+starters|first\s+off"
+# an ordinal subject that numbers the steps in prose ("The first is how to spell 'x'. The second is ...")
+ORDINAL_ITEM = (
+    r"(?:the|my|our)\s+(?:first|second|third|fourth|fifth|next|last|final|other)"
+    r"(?:\s+(?:one|thing|question|task|item|request|part|bit))?\s+(?:is|was|would\s+be)\b(?!\s+(?:to\s+)?(?:bigger|larger|smaller|heavier|lighter|longer|shorter)\b)"
+)
 ORDINAL_WORDS = r"(?:first|second|third|fourth|fifth)(?:ly)?"
 ORDINALS = r"(?:second|third|fourth|fifth)(?:ly)?(?=\s*[,:])"
 # a sentence can also start a task with a head noun ("Antonym of hot?"), a preposition and a
@@ -43,7 +53,7 @@ HEAD_NOUNS = (
 # "I want its opposite", "I'd like the plural of ...": a request for a named answer
 WANT = r"(?:i\s+(?:want|need|would\s+like)|i'd\s+like)\s+(?:its\s+[^\W\d_]+|(?:the\s+)?" + HEAD_NOUNS + ")"
 TASK_START = rf"(?:{CHAT_QUESTION}|{WANT}|(?:the\s+)?{HEAD_NOUNS}|(?:on|in|at|from|to|for|by|of|with)\s+(?:which|what|whose|how)|\w+\s+or\s+\w+\s*[:?])"
-TASKWORDS = rf"(?:please|{ORDINAL_WORDS}|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
+TASKWORDS = rf"(?:{ORDINAL_ITEM}|{OPENERS}|please|{ORDINAL_WORDS}|step\s*\d|\d[.)]|here|take|consider|look|given|{CONN_WORDS}|{VERB_ALT})\b"
 TASKLIKE = rf"(?:{TASK_START}|{TASKWORDS})"
 
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -62,10 +72,13 @@ def ends_in_list_mark(text: str) -> bool:
     return any(m.end() == len(text) + 1 for m in LIST_MARK.finditer(text + ":"))
 
 
+# the characters a bulleted line starts with (hyphen, asterisk, and the typographic dashes and dots)
+BULLETS = r"[-*•–—·▪◦‣⁃]"
+
 # wrappers in front of a clause ("Please", "First,", "Can you tell me:")
 LEAD = re.compile(
-    rf"^(?:(?:please|plz|pls|{ORDINAL_WORDS}|then|next|also|finally|lastly|last|and|oh|btw|by\s+the\s+way|"
-    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|[-*•]|(?:could|can)\s+u\b|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|would\s+(?:you|u)\s+mind\b|"
+    rf"^(?:(?:{ORDINAL_ITEM}|{OPENERS}|subsequently|additionally|in\s+addition|furthermore|please|plz|pls|{ORDINAL_WORDS}|then|next|also|finally|lastly|last|and|oh|btw|by\s+the\s+way|"
+    r"after\s+that|afterwards|step\s*\d+\s*[:.)]|\d+[.)]|" + BULLETS + r"|(?:could|can)\s+u\b|could\s+you|can\s+you(?:\s+tell\s+me)?\s*:?|would\s+(?:you|u)\s+mind\b|"
     r"quick\s+question\s*:|i\s+need\s+this\s*:|do\s+(?:two|three|four|the\s+following)\s+things?\s*:|"
     r"(?:two|three)\s+tasks\s*:|do\s+the\s+following\s*:)[\s,:]*)+",
     re.I,

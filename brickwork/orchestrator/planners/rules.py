@@ -6,11 +6,16 @@ It works in three passes, each in its own module:
    "quick ones for my notes:" preambles);
 2. `clauses.mask` hides the inputs and `clauses.clauses` cuts the request into clauses (lists,
    sentences, connectors);
-3. each clause is classified here, by what it is made of:
+3. each clause is classified here, by what it is made of and by its form (`roles.role`: a
+   statement with no input and no request cue is **context**, one with an input is a **carrier**,
+   anything that asks is a **request**; cues of mood, not word lists of one set):
 
    - **filler** (`chat.is_filler`): chat words only, no input, no question: dropped;
+   - **context** ("I'm drafting an email to a client.", "My teacher asked us a question today"):
+     dropped, also when it stands before a sentence it would otherwise be glued to;
    - **input carrier**: an input and no task words ("Here it is: '...'", "The words are: x y z",
-     "It is 'harbour'"): it fills the step before when that step names an object it does not
+     "It is 'harbour'"), or a statement that holds an input ("The word of the day is 'serene'.",
+     "Got this text from my bank: '...'"): it fills the step before when that step names an object it does not
      give ("Negate a sentence for me. Here it is: '...'" is one step), else it introduces the
      input a later "it" means ("Here is the word 'mouse'. Spell it.");
    - **intro**: a clause that tells where an input came from and asks nothing ("My friend texted
@@ -22,7 +27,12 @@ It works in three passes, each in its own module:
      is no step before; but a bare "it"/"its" in a task that cannot take that answer and can take
      the step before's input is a **follow-up on the same input** (`followups.same_input`: "What
      is the capital of Peru? Next, which part of the world is it in?" asks about Peru), and so is
-     a question joined by ", and" that says "its" ("..., and what is its region?").
+     a question joined by ", and" that says "its" ("..., and what is its region?"). Also read as
+     references: "there" after a verb ("visit there"; the same input where the kinds say so: "And
+     the capital there?"), a participle noun phrase anywhere ("is the negated version positive?"),
+     "that"/"it" as the subject of a question with a number of its own ("Is that more than 70?"),
+     a head noun without its complement ("What's the opposite?") and a bare choice question
+     ("spam or not?").
 
 A plain single-task instruction yields one step. When nothing is left, the whole instruction is
 one step.
@@ -39,6 +49,7 @@ from brickwork.orchestrator.planners.followups import same_input
 from brickwork.orchestrator.planners.lexicon import (
     HEAD_NOUNS, MASK, NUMBERISH, PREFACE, TASK_START, VERB_ALT, dequote, unmask,
 )
+from brickwork.orchestrator.planners.roles import role
 from brickwork.orchestrator.types import Plan, Step, step_id
 
 _INTRO_NOUN = re.compile(r"^(?:here\s+is|here's|there\s+is|there's|think\s+of|take|consider|look\s+at|i\s+have|given|think\s+about)?\s*(?:the|this|these|a|an)\s+\w+\s*:?\s*(.+?)[.:]?$", re.I)
@@ -46,17 +57,29 @@ _ANAPHOR = re.compile(
     r"\b(?:the\s+(?:larg|bigg|small|heavi|light|tall|short|fast|slow|old|young|long|strong|high|low)(?:er|est)\s+one|the\s+(?:result|answer|output|sum|difference)|th(?:at|is|ose)\s+(?:word|words|number|sentence|country|date|"
     r"message|question|colour|color|result|answer|text|city|animal|region|language|capital|name)|it|its|them|"
     r"that(?=\s*(?:$|[.?!,;]|\s+(?:into|in|to|as|out|letter|backwards|for|with|please|and|then)\b|\s+(?:is|was)\W*$))|"
-    # "there" after a preposition is the place the step before named ("a day trip from there")
-    r"(?:(?<=\bfrom\s)|(?<=\bin\s)|(?<=\bnear\s)|(?<=\bto\s)|(?<=\baround\s))there)\b",
+    # "there" as a pronoun is the place the step before named ("a day trip from there", "visit
+    # there"); "there is" and a clause-initial "there" are not ("count how many words there are")
+    r"(?<=\w\s)there(?!\s*(?:is|are|was|were|'s|’s|be|will|has|have|had|might|may|must|seems?|exists?)\b))\b",
     re.I,
 )
 _BACK_NP = re.compile(
-    r"\bthe\s+(?:(\w+ed)\s+(?:word|words|number|sentence|text|list|date)|(\w{4,})(?:\s+name)?)"
+    # "the negated version", "the sorted list": a past participle marks the answer of a step before,
+    # wherever it stands ("is the negated version positive?"), unless an "of X" gives its own object
+    r"\bthe\s+(?:(\w+ed)\s+(?:word|words|number|sentence|text|list|date|version|form|one|result|output|phrase|answer)\b(?!\s+of\b)"
+    r"|(\w{4,})(?:\s+name)?"
     r"(?=\s*$|\s*[.?!,;]|\s+(?:out|letter|backwards|one|into|as|with|using|has|have|contains|in\s+(?:words|capital|reverse|roman|german|french|spanish))"
     # a preposition left at the end ("What language is the negated sentence in?")
-    r"|\s+(?:in|on|from|about|of|to|for)\s*[.?!]*\s*$)",
+    r"|\s+(?:in|on|from|about|of|to|for)\s*[.?!]*\s*$))",
     re.I,
 )
+# the nouns of `HEAD_NOUNS`: a task named without its "of X" ("What's the opposite?") asks it of
+# the input before
+HEAD_WORDS = r"(?:antonym|opposite|synonym|plural|singular|capital|spelling|translation|negation|sentiment|language|continent|region)"
+_BARE_HEAD = re.compile(rf"\bthe\s+{HEAD_WORDS}(?=\s*[?.!]*\s*$)", re.I)
+# a question with no object, only the answers to choose from ("spam or not?", "positive or negative?")
+_ELLIPTIC = re.compile(r"^(?:[^\W\d_]+\s+or\s+[^\W\d_]+)\s*\?+\s*$", re.I)
+# "there" as a pronoun ("visit there"), not the "there" of "there is" nor one starting the clause
+_THERE = re.compile(r"(?<=\w\s)there\b(?!\s*(?:is|are|was|were|'s|’s|be|will|has|have|had|might|may|must|seems?|exists?)\b)", re.I)
 _NAMED = re.compile(r"\bthe\s+(?:word|noun|adjective|number|country|date|value)\s+(?!(?:is|are|was)\b)([^\s\x00,.;?!]+)", re.I)
 # words after "its" that show it is "it's" ("what language its in")
 _NOT_A_NOUN = frozenset("in on at from about a an the not spoken written located been is".split())
@@ -89,7 +112,11 @@ class RulesPlanner:
         for i, c in enumerate(parts):
             if not c or PREFACE.match(unmask(c, spans)) or is_filler(c):
                 continue
-            if _is_carrier(c, spans):
+            # a clause joined as a task on the same input ("... and also its antonym") is a request
+            kind = "request" if c.startswith(SAME_INPUT_MARK) else role(c, spans)
+            if kind == "context":
+                continue
+            if _is_carrier(c, spans) or (kind == "carrier" and not INTRO.match(c)):
                 if steps and _open(steps[-1]):
                     steps[-1] = _fill(steps[-1], c, spans)
                 else:
@@ -109,6 +136,12 @@ def _sentences(clause: str, spans: list[str]) -> list[str]:
     'owl'. Thank you."); sentences before stay with the first, as its input ("Negate this
     sentence. It rains.", "Is this SMS spam? Okay... see you at 6")."""
     sents = re.split(r"(?<=[.!?])\s+(?=[^\W\d_]|\x00)", clause)
+    lead: list[str] = []
+    # a context sentence before is no one's input ("I've got a sentence for you. 'It rains.'")
+    while len(sents) > 1 and role(sents[0].rstrip(" .!"), spans) == "context":
+        lead.append(sents.pop(0).rstrip(" .!"))
+    if lead:
+        return lead + _sentences(" ".join(sents), spans)
     k = len(sents)
     while k > 1 and (is_filler(sents[k - 1].rstrip(" .!")) or _is_carrier(sents[k - 1].rstrip(" .!"), spans)):
         k -= 1
@@ -204,17 +237,41 @@ def _its_to(ref: str, text: str) -> str:
     return re.sub(r"\bits\s+(\w+)", sub, text, count=1, flags=re.I)
 
 
-def _same_input_step(index: int, text: str, previous: Step | None) -> Step:
-    """ "..., and what is its region?": "its" is the previous step's input, not its answer."""
+def _same_input_step(index: int, text: str, previous: Step | None, bare: re.Match | None = None) -> Step:
+    """ "..., and what is its region?": "its" is the previous step's input, not its answer; so is
+    "there" ("Which continent is Chad in? And the capital there?") and a head noun without its
+    complement (`bare`: "What is the capital of Chad? And the region?")."""
     ref = None
     if previous is not None:
         ref = previous.input if previous.input and not previous.depends_on else _entity(previous.subgoal)
     if ref is None:
         return Step(id=step_id(index), subgoal=text)
+    if bare is not None:
+        return Step(id=step_id(index), subgoal=_complete(text, bare, ref), input=ref)
     new = _its_to(ref, text)
     if new == text:  # "what language it's in" -> "what language <ref> is in"
         new = re.sub(r"\bit\b(['’]s\b)?", lambda k: ref + (" is" if k.group(1) else ""), text, count=1, flags=re.I)
+    if new == text:  # "what's the capital there?" -> "what's the capital of <ref>?"
+        new = _THERE.sub(lambda k: ("of " if re.search(rf"\b{HEAD_WORDS}\s*$", text[: k.start()], re.I) else "in ") + ref, text, count=1)
     return Step(id=step_id(index), subgoal=new, input=ref)
+
+
+def _topic_pronoun(clause: str) -> re.Match | None:
+    """The pronoun a question is about, even with a number of its own: "Is that more than 70?",
+    "Was it over 100?", "That is under 50, right?"."""
+    aux = re.match(r"(?:is|was|are|were|does|did|will|would)\s+", clause, re.I)
+    m = re.compile(r"(?:that|it)\b", re.I).match(clause, aux.end() if aux else 0)
+    if m and (aux or re.match(r"\s+(?:is|was)\b", clause[m.end() :], re.I)):
+        return m
+    return None
+
+
+def _complete(text: str, m: re.Match, ref: str) -> str:
+    """Give a head noun its missing complement ("What's the opposite?" -> "What's the opposite
+    of <ref>?"), or an elliptic question its object ("spam or not?" -> "<ref>: spam or not?")."""
+    if m.re is _ELLIPTIC:
+        return f"{ref}: {text}"
+    return text[: m.end()] + " of " + ref + text[m.end() :]
 
 
 def _step(index: int, clause: str, spans: list[str], intro_input: str | None, earlier: list[Step]) -> Step:
@@ -224,18 +281,24 @@ def _step(index: int, clause: str, spans: list[str], intro_input: str | None, ea
             return _same_input_step(index, unmask(clause, spans), earlier[-1] if earlier else None)
     own = _input_of(clause, spans)
     text = unmask(clause, spans)
-    if own is None:
+    # a number of its own is the clause's input, unless the clause asks about "that" or "it"
+    topic = _topic_pronoun(clause) if own is not None and (earlier or intro_input is not None) and "\x00" not in clause else None
+    if topic is not None:
+        own = None  # "Is that more than 70?": the number is what the answer before is compared with
+    if own is None and topic is None:
         m = _QUESTION_PAYLOAD.match(text)  # "Is this text spam? Free entry in 2 a weekly comp..."
         if m and not _ANAPHOR.search(m.group(2)):
             own = m.group(2).strip()
     if own is not None:
         return Step(id=step_id(index), subgoal=text, input=own)
-    m = None
-    if not NUMBERISH.search(MASK.sub(" ", clause)):  # a clause with a number of its own refers to nothing earlier
-        m = _ANAPHOR.search(clause) or (_back_reference(clause, earlier[-1].subgoal) if earlier else None)
+    m = topic
+    if m is None and not NUMBERISH.search(MASK.sub(" ", clause)):  # a clause with a number of its own refers to nothing earlier
+        m = (_ANAPHOR.search(clause) or (_back_reference(clause, earlier[-1].subgoal) if earlier else None)
+             or _BARE_HEAD.search(clause) or _ELLIPTIC.match(clause))
     if m:
-        if earlier and m.group(0).lower() in ("it", "its", "them") and same_input(_task_text(earlier[-1]), clause):
-            return _same_input_step(index, text, earlier[-1])
+        bare = m.re is _BARE_HEAD or m.re is _ELLIPTIC
+        if earlier and (bare or m.group(0).lower() in ("it", "its", "them", "there")) and same_input(_task_text(earlier[-1]), clause, pronoun=not bare):
+            return _same_input_step(index, text, earlier[-1], m if bare else None)
         if earlier:
             ref = "{" + earlier[-1].id + "}"
             deps: tuple[str, ...] = (earlier[-1].id,)
@@ -244,7 +307,9 @@ def _step(index: int, clause: str, spans: list[str], intro_input: str | None, ea
         else:
             return Step(id=step_id(index), subgoal=text)
         word = m.group(0).lower()
-        if word.endswith(" one"):  # "name the larger one" -> "name the larger of <input>"
+        if bare:
+            new = _complete(text, m, ref)
+        elif word.endswith(" one"):  # "name the larger one" -> "name the larger of <input>"
             new = text[: m.start()] + word.rsplit(" ", 1)[0] + " of " + ref + text[m.end() :]
         elif word == "its":
             new = _its_to(ref, text)
