@@ -61,7 +61,7 @@ def main() -> None:
             docs = [json.loads(line) for line in (DATA / f"{task}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
             desc = "" if a.user_only else description(lm_eval_config(task))
             queries = [chat_query([{"role": "system", "content": desc}, {"role": "user", "content": f"Q: {d['input']}\nA:"}]) for d in docs[: a.limit]]
-            routes = [router.route(index.search(q)) for q in queries]
+            routes = [router.route(h) for h in index.search_batch(queries)]
             counts = Counter(r[0].name if r else "base" for r in routes)
             out["tasks"][task] = {"items": len(queries), "to_base": counts.pop("base", 0), "to_bricks": dict(counts.most_common())}  # type: ignore[index]
             print(task, out["tasks"][task], flush=True)  # type: ignore[index]
